@@ -1,0 +1,97 @@
+//! `hexz info`.
+
+use crate::util::human;
+use anyhow::{Context, Result};
+use hexz_core::ops::inspect;
+use hexz_core::File;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Archive to describe.
+    archive: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let f = File::open(&a.archive).with_context(|| format!("opening {}", a.archive.display()))?;
+    let size = std::fs::metadata(&a.archive)
+        .with_context(|| format!("stat {}", a.archive.display()))?
+        .len();
+    let i = inspect(&f, size);
+    if a.json {
+        let streams: Vec<_> = i
+            .streams
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "stream": s.stream.name(), "logical_size": s.logical_size, "blocks": s.blocks,
+                    "zero_blocks": s.zero_blocks, "stored_bytes": s.stored_bytes,
+                    "index_pages": s.index_pages,
+                })
+            })
+            .collect();
+        let v = serde_json::json!({
+            "path": a.archive.display().to_string(),
+            "format_version": i.version,
+            "archive_id": i.archive_id,
+            "created_unix": i.created_unix,
+            "compression": i.codec.name(),
+            "level": i.level,
+            "chunking": i.chunking,
+            "block_size": i.block_size,
+            "cdc_min": i.cdc_min,
+            "cdc_max": i.cdc_max,
+            "flags": i.flags,
+            "archive_bytes": i.archive_bytes,
+            "logical_bytes": i.logical_bytes,
+            "ratio": i.ratio(),
+            "master_index_bytes": i.master_index_bytes,
+            "streams": streams,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("archive      {}", a.archive.display());
+    println!("format       hexz {}", i.version);
+    println!("archive id   {}", i.archive_id);
+    let level = if i.level != 0 {
+        format!(" level {}", i.level)
+    } else {
+        String::new()
+    };
+    println!("compression  {}{level}", i.codec);
+    if i.chunking == "cdc" {
+        println!(
+            "blocks       content-defined: min {} avg {} max {}",
+            human(i.cdc_min as u64),
+            human(i.block_size as u64),
+            human(i.cdc_max as u64)
+        );
+    } else {
+        println!("blocks       fixed {}", human(i.block_size as u64));
+    }
+    if !i.flags.is_empty() {
+        println!("flags        {}", i.flags.join(", "));
+    }
+    println!(
+        "size         {} on disk for {} of data (ratio {:.2}x)",
+        human(i.archive_bytes),
+        human(i.logical_bytes),
+        i.ratio()
+    );
+    for s in &i.streams {
+        println!(
+            "stream {:<7} {} in {} blocks ({} zero), {} stored, {} index pages",
+            s.stream.name(),
+            human(s.logical_size),
+            s.blocks,
+            s.zero_blocks,
+            human(s.stored_bytes),
+            s.index_pages
+        );
+    }
+    Ok(())
+}

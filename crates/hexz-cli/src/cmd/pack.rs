@@ -1,0 +1,175 @@
+//! `hexz pack`.
+
+use crate::util::{human, parse_size, progress_bar};
+use anyhow::{bail, Context, Result};
+use hexz_core::format::Codec;
+use hexz_core::ops::pack::{StreamStats, DEFAULT_BLOCK_SIZE};
+use hexz_core::ops::{pack, CdcParams, PackInput, PackOptions, PackProgress, PackSource};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Raw disk image to pack ('-' for standard input).
+    #[arg(long, value_name = "FILE")]
+    disk: Option<PathBuf>,
+    /// Raw memory image to pack ('-' for standard input).
+    #[arg(long, value_name = "FILE")]
+    memory: Option<PathBuf>,
+    /// Output archive.
+    #[arg(short = 'o', long = "output", value_name = "OUT.hxz")]
+    output: PathBuf,
+    /// Block codec: lz4 (fast), zstd (smaller) or none.
+    #[arg(long, default_value = "lz4", value_name = "lz4|zstd|none")]
+    compression: Codec,
+    /// Compression level (zstd 1-22, default 3).
+    #[arg(long, value_name = "N")]
+    level: Option<i32>,
+    /// Fixed block size (4K-16M), e.g. 64K.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    block_size: Option<u64>,
+    /// Cut blocks by content (FastCDC) instead of at fixed offsets.
+    #[arg(long)]
+    cdc: bool,
+    /// CDC minimum chunk size (with --cdc; default 16K).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "cdc")]
+    min: Option<u64>,
+    /// CDC average chunk size (with --cdc; default 64K).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "cdc")]
+    avg: Option<u64>,
+    /// CDC maximum chunk size (with --cdc; default 256K).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "cdc")]
+    max: Option<u64>,
+    /// Store repeated blocks again instead of referencing the first copy.
+    #[arg(long)]
+    no_dedup: bool,
+    /// Compression threads (default: one per core).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    threads: usize,
+    /// Print the result summary as JSON on standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+fn source(p: &PathBuf) -> PackSource {
+    if p.as_os_str() == "-" {
+        PackSource::Reader(Box::new(std::io::stdin()))
+    } else {
+        PackSource::Path(p.clone())
+    }
+}
+
+fn u32_size(v: u64, what: &str) -> Result<u32> {
+    u32::try_from(v).with_context(|| format!("{what} {v} is too large"))
+}
+
+pub fn run(a: Args) -> Result<()> {
+    if a.disk.is_none() && a.memory.is_none() {
+        bail!("give --disk FILE and/or --memory FILE to pack");
+    }
+    if a.disk.as_deref().is_some_and(|p| p.as_os_str() == "-")
+        && a.memory.as_deref().is_some_and(|p| p.as_os_str() == "-")
+    {
+        bail!("only one of --disk and --memory can read standard input");
+    }
+    if a.level.is_some() && a.compression != Codec::Zstd {
+        bail!("--level applies to zstd only (LZ4 has a single fast level)");
+    }
+    let cdc = if a.cdc {
+        if a.block_size.is_some() {
+            bail!("--block-size is for fixed-size blocks; with --cdc use --min/--avg/--max");
+        }
+        let d = CdcParams::default();
+        let avg = a.avg.map_or(Ok(d.avg), |v| u32_size(v, "--avg"))?;
+        let min = a
+            .min
+            .map_or(Ok(if a.avg.is_some() { avg / 4 } else { d.min }), |v| {
+                u32_size(v, "--min")
+            })?;
+        let max = a.max.map_or(
+            Ok(if a.avg.is_some() {
+                avg.saturating_mul(4)
+            } else {
+                d.max
+            }),
+            |v| u32_size(v, "--max"),
+        )?;
+        Some(CdcParams { min, avg, max })
+    } else {
+        None
+    };
+    let opts = PackOptions {
+        codec: a.compression,
+        level: a.level.unwrap_or(3),
+        block_size: a
+            .block_size
+            .map_or(Ok(DEFAULT_BLOCK_SIZE), |v| u32_size(v, "--block-size"))?,
+        cdc,
+        dedup: !a.no_dedup,
+        threads: a.threads,
+        ..PackOptions::default()
+    };
+    let input = PackInput {
+        disk: a.disk.as_ref().map(source),
+        memory: a.memory.as_ref().map(source),
+    };
+    let bar: Mutex<Option<(hexz_core::SnapshotStream, indicatif::ProgressBar)>> = Mutex::new(None);
+    let on_progress = |p: &PackProgress| {
+        let mut g = bar.lock().unwrap_or_else(|e| e.into_inner());
+        if g.as_ref().is_none_or(|(s, _)| *s != p.stream) {
+            if let Some((_, old)) = g.take() {
+                old.finish_and_clear();
+            }
+            *g = Some((p.stream, progress_bar(p.total, p.stream.name())));
+        }
+        if let Some((_, pb)) = g.as_ref() {
+            pb.set_position(p.done);
+        }
+    };
+    let stats = pack(input, &a.output, &opts, Some(&on_progress))
+        .with_context(|| format!("packing {}", a.output.display()))?;
+    if let Some((_, pb)) = bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        pb.finish_and_clear();
+    }
+    let logical: u64 = [&stats.disk, &stats.memory]
+        .iter()
+        .filter_map(|s| s.as_ref())
+        .map(|s| s.input_bytes)
+        .sum();
+    let secs = stats.elapsed.as_secs_f64().max(1e-9);
+    if a.json {
+        let st = |s: &Option<StreamStats>| {
+            s.as_ref().map(|s| {
+                serde_json::json!({
+                    "input_bytes": s.input_bytes, "blocks": s.blocks, "zero_blocks": s.zero_blocks,
+                    "dedup_blocks": s.dedup_blocks, "stored_bytes": s.stored_bytes,
+                })
+            })
+        };
+        let v = serde_json::json!({
+            "output": a.output.display().to_string(),
+            "archive_bytes": stats.archive_bytes,
+            "logical_bytes": logical,
+            "seconds": secs,
+            "disk": st(&stats.disk),
+            "memory": st(&stats.memory),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        let ratio = if stats.archive_bytes > 0 {
+            logical as f64 / stats.archive_bytes as f64
+        } else {
+            0.0
+        };
+        eprintln!(
+            "packed {} into {} ({}, {:.2}x) in {:.2}s ({}/s)",
+            human(logical),
+            a.output.display(),
+            human(stats.archive_bytes),
+            ratio,
+            secs,
+            human((logical as f64 / secs) as u64)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,54 @@
+//! `hexz verify`.
+
+use crate::util::{human, progress_bar};
+use anyhow::{Context, Result};
+use hexz_core::ops::{verify, VerifyProgress};
+use hexz_core::{File, OpenOptions};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Archive to check.
+    archive: PathBuf,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let opts = OpenOptions {
+        mmap: true,
+        cache_bytes: 0,
+        ..OpenOptions::default()
+    };
+    let r = File::open_with(&a.archive, opts).and_then(|f| {
+        let total: u64 = f.streams().iter().map(|&s| f.size(s)).sum();
+        let pb = progress_bar(Some(total), "verify");
+        let cb = |p: &VerifyProgress| pb.set_position(p.done);
+        let r = verify(&f, Some(&cb));
+        pb.finish_and_clear();
+        r
+    });
+    if a.json {
+        let v = match &r {
+            Ok(rep) => serde_json::json!({
+                "archive": a.archive.display().to_string(), "ok": true,
+                "pages": rep.pages, "blocks": rep.blocks, "bytes": rep.bytes,
+            }),
+            Err(e) => serde_json::json!({
+                "archive": a.archive.display().to_string(), "ok": false, "error": e.to_string(),
+            }),
+        };
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    }
+    let rep = r.with_context(|| format!("verifying {}", a.archive.display()))?;
+    if !a.json {
+        println!(
+            "ok: {} blocks in {} index pages, {} checked",
+            rep.blocks,
+            rep.pages,
+            human(rep.bytes)
+        );
+    }
+    Ok(())
+}

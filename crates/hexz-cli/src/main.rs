@@ -1,0 +1,53 @@
+//! `hexz`: pack, inspect, read and verify `.hxz` snapshot archives.
+
+mod cmd;
+mod util;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Seekable, deduplicated, compressed snapshot archives.
+#[derive(Parser)]
+#[command(name = "hexz", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Pack raw disk and/or memory images into an archive.
+    Pack(cmd::pack::Args),
+    /// Show an archive's header, streams, sizes, ratio and block counts.
+    Info(cmd::info::Args),
+    /// Write a byte range of a stream to standard output.
+    Cat(cmd::cat::Args),
+    /// Write a whole stream to a file (zero blocks become holes).
+    Extract(cmd::extract::Args),
+    /// Check every index page and block checksum of an archive.
+    Verify(cmd::verify::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.command {
+        Command::Pack(a) => cmd::pack::run(a),
+        Command::Info(a) => cmd::info::run(a),
+        Command::Cat(a) => cmd::cat::run(a),
+        Command::Extract(a) => cmd::extract::run(a),
+        Command::Verify(a) => cmd::verify::run(a),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::BrokenPipe {
+                    return ExitCode::SUCCESS;
+                }
+            }
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("hexz: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

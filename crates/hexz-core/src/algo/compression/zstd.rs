@@ -1,0 +1,88 @@
+//! Zstandard codec (libzstd through the `zstd` crate), levels 1-22.
+//!
+//! Compression and decompression contexts are cached per thread: creating a context per block
+//! would cost more than compressing a small block.
+
+use super::Compressor;
+use crate::error::{Error, Result};
+use crate::format::Codec;
+use std::cell::RefCell;
+
+/// Zstandard compressor/decompressor at a fixed level.
+#[derive(Debug, Clone, Copy)]
+pub struct ZstdCompressor {
+    level: i32,
+}
+
+thread_local! {
+    static CCTX: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    static DCTX: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+impl ZstdCompressor {
+    /// Creates a Zstandard codec; `level` must be within 1..=22.
+    pub fn new(level: i32) -> Result<Self> {
+        if !(1..=22).contains(&level) {
+            return Err(Error::InvalidArgument(format!(
+                "zstd level {level} is out of range (1-22)"
+            )));
+        }
+        Ok(ZstdCompressor { level })
+    }
+}
+
+impl Default for ZstdCompressor {
+    fn default() -> Self {
+        ZstdCompressor { level: 3 }
+    }
+}
+
+fn zerr(what: &str, e: std::io::Error) -> Error {
+    Error::InvalidArgument(format!("zstd {what}: {e}"))
+}
+
+impl Compressor for ZstdCompressor {
+    fn codec(&self) -> Codec {
+        Codec::Zstd
+    }
+
+    fn level(&self) -> i32 {
+        self.level
+    }
+
+    fn compress(&self, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        CCTX.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.as_ref().is_none_or(|(l, _)| *l != self.level) {
+                let cc = zstd::bulk::Compressor::new(self.level).map_err(|e| zerr("init", e))?;
+                *c = Some((self.level, cc));
+            }
+            let (_, cc) = c.as_mut().expect("initialised above");
+            out.clear();
+            out.reserve(zstd::zstd_safe::compress_bound(input.len()));
+            cc.compress_to_buffer(input, out)
+                .map_err(|e| zerr("compression failed", e))?;
+            Ok(())
+        })
+    }
+
+    fn decompress_into(&self, input: &[u8], out: &mut [u8]) -> Result<()> {
+        DCTX.with(|d| {
+            let mut d = d.borrow_mut();
+            if d.is_none() {
+                *d = Some(zstd::bulk::Decompressor::new().map_err(|e| zerr("init", e))?);
+            }
+            let dc = d.as_mut().expect("initialised above");
+            let n = dc
+                .decompress_to_buffer(input, out)
+                .map_err(|e| zerr("decode error", e))?;
+            if n != out.len() {
+                return Err(Error::InvalidArgument(format!(
+                    "zstd block decoded to {n} bytes, expected {}",
+                    out.len()
+                )));
+            }
+            Ok(())
+        })
+    }
+}

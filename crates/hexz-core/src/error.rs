@@ -1,0 +1,87 @@
+//! The error type every fallible hexz-core function returns.
+//!
+//! Errors name what is wrong precisely (stream, block number, offset, field) so that a
+//! corrupt or hostile archive produces an actionable message instead of wrong bytes.
+
+use crate::api::SnapshotStream;
+use std::fmt;
+
+/// Result alias used throughout hexz-core.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Everything that can go wrong while reading, writing or checking an archive.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An operating-system I/O error, with what we were doing when it happened.
+    #[error("{context}: {source}")]
+    Io {
+        /// What hexz was doing (e.g. "reading header of archive.hxz").
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a hexz archive at all (bad magic).
+    #[error("not a hexz archive: {0}")]
+    NotAnArchive(String),
+    /// The archive was written by a newer, incompatible major format version.
+    #[error(
+        "unsupported archive format version {major}.{minor}: this build reads major version {supported} \
+         (upgrade hexz to read it)"
+    )]
+    UnsupportedVersion {
+        /// Major version found in the header.
+        major: u16,
+        /// Minor version found in the header.
+        minor: u16,
+        /// Major version this build understands.
+        supported: u16,
+    },
+    /// The archive uses a feature this build does not have (e.g. zstd compiled out).
+    #[error("unsupported feature: {0}")]
+    Unsupported(String),
+    /// A structure of the archive (header, master index, index page) is damaged or inconsistent.
+    #[error("corrupt archive: {structure}: {detail}")]
+    CorruptStructure {
+        /// Which structure ("header", "master index", "index page 3 of disk stream", …).
+        structure: String,
+        /// What exactly is wrong (field, expected vs found).
+        detail: String,
+    },
+    /// A data block failed a checksum or could not be decoded.
+    #[error("corrupt block {block} of {stream} stream (logical offset {offset}): {detail}")]
+    CorruptBlock {
+        /// The stream the block belongs to.
+        stream: SnapshotStream,
+        /// Block number within the stream (0-based).
+        block: u64,
+        /// Logical offset of the block's first byte within the stream.
+        offset: u64,
+        /// What failed (CRC32 mismatch, BLAKE3 mismatch, decode error, …).
+        detail: String,
+    },
+    /// The caller asked for something invalid (bad level, block size, missing stream…).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The requested stream is not present in this archive.
+    #[error("the archive has no {0} stream")]
+    NoSuchStream(SnapshotStream),
+}
+
+impl Error {
+    /// Wraps an `io::Error` with a description of the operation that failed.
+    pub fn io(context: impl fmt::Display, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.to_string(),
+            source,
+        }
+    }
+
+    /// Builds a [`Error::CorruptStructure`].
+    pub fn corrupt(structure: impl fmt::Display, detail: impl fmt::Display) -> Self {
+        Error::CorruptStructure {
+            structure: structure.to_string(),
+            detail: detail.to_string(),
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Archive summary for `hexz info`: header fields, per-stream sizes, block counts, ratio.
+
+use crate::api::{File, SnapshotStream};
+use crate::format::header::{FLAG_CDC, FLAG_ENCRYPTED, FLAG_HAS_PARENT, FLAG_SIGNED};
+use crate::format::Codec;
+
+/// Per-stream summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// Which stream.
+    pub stream: SnapshotStream,
+    /// Logical size in bytes.
+    pub logical_size: u64,
+    /// Number of blocks.
+    pub blocks: u64,
+    /// All-zero blocks (stored as holes).
+    pub zero_blocks: u64,
+    /// Bytes of block data this archive stores for the stream.
+    pub stored_bytes: u64,
+    /// Index pages.
+    pub index_pages: u64,
+}
+
+/// Summary of an archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveInfo {
+    /// Format version "major.minor".
+    pub version: String,
+    /// Archive id as 32 hex digits.
+    pub archive_id: String,
+    /// Creation time (Unix seconds).
+    pub created_unix: u64,
+    /// Default codec.
+    pub codec: Codec,
+    /// Codec level (zstd), 0 otherwise.
+    pub level: i32,
+    /// "fixed" or "cdc".
+    pub chunking: &'static str,
+    /// Fixed block size or CDC average.
+    pub block_size: u32,
+    /// CDC minimum and maximum (0 for fixed).
+    pub cdc_min: u32,
+    /// CDC maximum (0 for fixed).
+    pub cdc_max: u32,
+    /// Flag names set in the header.
+    pub flags: Vec<&'static str>,
+    /// Streams present.
+    pub streams: Vec<StreamInfo>,
+    /// Archive file size.
+    pub archive_bytes: u64,
+    /// Total logical bytes over all streams.
+    pub logical_bytes: u64,
+    /// Size of the master index.
+    pub master_index_bytes: u64,
+}
+
+impl ArchiveInfo {
+    /// Logical bytes per archive byte (higher is better); 0 for an empty archive.
+    pub fn ratio(&self) -> f64 {
+        if self.archive_bytes == 0 {
+            0.0
+        } else {
+            self.logical_bytes as f64 / self.archive_bytes as f64
+        }
+    }
+}
+
+/// Summarises `file` from its header and master index (no block is read).
+pub fn inspect(file: &File, archive_bytes: u64) -> ArchiveInfo {
+    let h = file.header();
+    let mut flags = Vec::new();
+    for (bit, name) in [
+        (FLAG_ENCRYPTED, "encrypted"),
+        (FLAG_HAS_PARENT, "thin"),
+        (FLAG_CDC, "cdc"),
+        (FLAG_SIGNED, "signed"),
+    ] {
+        if h.flags & bit != 0 {
+            flags.push(name);
+        }
+    }
+    let streams: Vec<StreamInfo> = file
+        .master()
+        .streams
+        .iter()
+        .map(|r| StreamInfo {
+            stream: r.stream,
+            logical_size: r.logical_size,
+            blocks: r.block_count,
+            zero_blocks: r.zero_blocks,
+            stored_bytes: r.stored_bytes,
+            index_pages: r.pages.len() as u64,
+        })
+        .collect();
+    ArchiveInfo {
+        version: format!("{}.{}", h.major, h.minor),
+        archive_id: h.archive_id.iter().map(|b| format!("{b:02x}")).collect(),
+        created_unix: h.created_unix,
+        codec: h.codec,
+        level: h.level as i32,
+        chunking: if h.flags & FLAG_CDC != 0 {
+            "cdc"
+        } else {
+            "fixed"
+        },
+        block_size: h.block_size,
+        cdc_min: h.cdc_min,
+        cdc_max: h.cdc_max,
+        flags,
+        logical_bytes: streams.iter().map(|s| s.logical_size).sum(),
+        streams,
+        archive_bytes,
+        master_index_bytes: h.master_len as u64,
+    }
+}
