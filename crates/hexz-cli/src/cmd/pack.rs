@@ -51,11 +51,11 @@ pub struct Args {
     json: bool,
 }
 
-fn source(p: &PathBuf) -> PackSource {
+fn source(p: &std::path::Path) -> PackSource {
     if p.as_os_str() == "-" {
         PackSource::Reader(Box::new(std::io::stdin()))
     } else {
-        PackSource::Path(p.clone())
+        PackSource::Path(p.to_path_buf())
     }
 }
 
@@ -110,8 +110,8 @@ pub fn run(a: Args) -> Result<()> {
         ..PackOptions::default()
     };
     let input = PackInput {
-        disk: a.disk.as_ref().map(source),
-        memory: a.memory.as_ref().map(source),
+        disk: a.disk.as_deref().map(source),
+        memory: a.memory.as_deref().map(source),
     };
     let bar: Mutex<Option<(hexz_core::SnapshotStream, indicatif::ProgressBar)>> = Mutex::new(None);
     let on_progress = |p: &PackProgress| {

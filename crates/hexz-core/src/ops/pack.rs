@@ -614,9 +614,8 @@ fn pack_stream(
             }
             sb.flush_page(w)
         });
-        let mut seq = 0u64;
         let mut read_result = Ok(());
-        for mut b in pool_rx.iter() {
+        for (seq, mut b) in pool_rx.iter().enumerate() {
             b.clear();
             if let Err(e) = splitter.fill(reader, &mut b) {
                 read_result = Err(Error::io(format!("reading {name}"), e));
@@ -625,8 +624,7 @@ fn pack_stream(
             if b.lens.is_empty() {
                 break;
             }
-            b.seq = seq;
-            seq += 1;
+            b.seq = seq as u64;
             if work_tx.send(b).is_err() {
                 break;
             }
