@@ -24,8 +24,12 @@ enum Command {
     Cat(cmd::cat::Args),
     /// Write a whole stream to a file (zero blocks become holes).
     Extract(cmd::extract::Args),
-    /// Check every index page and block checksum of an archive.
+    /// Check every index page and block checksum of an archive (and its parent chain).
     Verify(cmd::verify::Args),
+    /// Write a standalone copy of a thin snapshot, with no parent references.
+    Flatten(cmd::flatten::Args),
+    /// Show which byte ranges of each stream differ between two archives.
+    Diff(cmd::diff::Args),
 }
 
 fn main() -> ExitCode {
@@ -36,9 +40,11 @@ fn main() -> ExitCode {
         Command::Cat(a) => cmd::cat::run(a),
         Command::Extract(a) => cmd::extract::run(a),
         Command::Verify(a) => cmd::verify::run(a),
+        Command::Flatten(a) => cmd::flatten::run(a),
+        Command::Diff(a) => cmd::diff::run(a),
     };
     match r {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             if let Some(io) = e.downcast_ref::<std::io::Error>() {
                 if io.kind() == std::io::ErrorKind::BrokenPipe {

@@ -23,7 +23,7 @@ pub struct Args {
 /// Chunk size of each parallel read.
 const CHUNK: usize = 8 << 20;
 
-pub fn run(a: Args) -> Result<()> {
+pub fn run(a: Args) -> Result<std::process::ExitCode> {
     let opts = OpenOptions {
         mmap: true,
         cache_bytes: 64 << 20,
@@ -70,5 +70,5 @@ pub fn run(a: Args) -> Result<()> {
     }
     out.flush()?;
     let _ = reader.join();
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }

@@ -22,7 +22,7 @@ pub struct Args {
 /// Bytes decoded per parallel read.
 const CHUNK: u64 = 8 << 20;
 
-pub fn run(a: Args) -> Result<()> {
+pub fn run(a: Args) -> Result<std::process::ExitCode> {
     let opts = OpenOptions {
         mmap: true,
         cache_bytes: 64 << 20,
@@ -82,5 +82,5 @@ pub fn run(a: Args) -> Result<()> {
     }
     out.commit()?;
     pb.finish_and_clear();
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }

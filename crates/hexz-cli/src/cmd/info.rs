@@ -15,12 +15,17 @@ pub struct Args {
     json: bool,
 }
 
-pub fn run(a: Args) -> Result<()> {
+pub fn run(a: Args) -> Result<std::process::ExitCode> {
     let f = File::open(&a.archive).with_context(|| format!("opening {}", a.archive.display()))?;
     let size = std::fs::metadata(&a.archive)
         .with_context(|| format!("stat {}", a.archive.display()))?
         .len();
     let i = inspect(&f, size);
+    let chain = if f.parent().is_some() {
+        hexz_core::ops::inspect::chain(&f)?
+    } else {
+        Vec::new()
+    };
     if a.json {
         let streams: Vec<_> = i
             .streams
@@ -51,8 +56,18 @@ pub fn run(a: Args) -> Result<()> {
             "master_index_bytes": i.master_index_bytes,
             "streams": streams,
         });
+        let mut v = v;
+        if !chain.is_empty() {
+            v["chain"] = serde_json::json!(chain
+                .iter()
+                .map(|c| serde_json::json!({
+                    "depth": c.depth, "location": c.location, "archive_id": c.archive_id,
+                    "supplied_bytes": c.supplied_bytes,
+                }))
+                .collect::<Vec<_>>());
+        }
         println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
+        return Ok(std::process::ExitCode::SUCCESS);
     }
     println!("archive      {}", a.archive.display());
     println!("format       hexz {}", i.version);
@@ -93,5 +108,19 @@ pub fn run(a: Args) -> Result<()> {
             s.index_pages
         );
     }
-    Ok(())
+    for c in &chain {
+        let role = if c.depth == 0 {
+            "this archive".to_string()
+        } else {
+            format!("ancestor {}", c.depth)
+        };
+        println!(
+            "chain {:<12} {} (id {}) supplies {}",
+            role,
+            c.location,
+            c.archive_id,
+            human(c.supplied_bytes)
+        );
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }

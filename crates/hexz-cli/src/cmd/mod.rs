@@ -1,7 +1,9 @@
 //! One module per subcommand.
 
 pub mod cat;
+pub mod diff;
 pub mod extract;
+pub mod flatten;
 pub mod info;
 pub mod pack;
 pub mod verify;

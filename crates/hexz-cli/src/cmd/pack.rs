@@ -40,6 +40,10 @@ pub struct Args {
     /// CDC maximum chunk size (with --cdc; default 256K).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "cdc")]
     max: Option<u64>,
+    /// Make a thin snapshot: blocks already in this archive (or its ancestors) are stored as
+    /// references to it.
+    #[arg(long, value_name = "PARENT.hxz")]
+    base: Option<PathBuf>,
     /// Store repeated blocks again instead of referencing the first copy.
     #[arg(long)]
     no_dedup: bool,
@@ -63,7 +67,7 @@ fn u32_size(v: u64, what: &str) -> Result<u32> {
     u32::try_from(v).with_context(|| format!("{what} {v} is too large"))
 }
 
-pub fn run(a: Args) -> Result<()> {
+pub fn run(a: Args) -> Result<std::process::ExitCode> {
     if a.disk.is_none() && a.memory.is_none() {
         bail!("give --disk FILE and/or --memory FILE to pack");
     }
@@ -107,6 +111,7 @@ pub fn run(a: Args) -> Result<()> {
         cdc,
         dedup: !a.no_dedup,
         threads: a.threads,
+        base: a.base.clone(),
         ..PackOptions::default()
     };
     let input = PackInput {
@@ -142,7 +147,8 @@ pub fn run(a: Args) -> Result<()> {
             s.as_ref().map(|s| {
                 serde_json::json!({
                     "input_bytes": s.input_bytes, "blocks": s.blocks, "zero_blocks": s.zero_blocks,
-                    "dedup_blocks": s.dedup_blocks, "stored_bytes": s.stored_bytes,
+                    "dedup_blocks": s.dedup_blocks, "parent_blocks": s.parent_blocks,
+                    "stored_bytes": s.stored_bytes,
                 })
             })
         };
@@ -171,5 +177,5 @@ pub fn run(a: Args) -> Result<()> {
             human((logical as f64 / secs) as u64)
         );
     }
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }

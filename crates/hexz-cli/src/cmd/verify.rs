@@ -15,7 +15,7 @@ pub struct Args {
     json: bool,
 }
 
-pub fn run(a: Args) -> Result<()> {
+pub fn run(a: Args) -> Result<std::process::ExitCode> {
     let opts = OpenOptions {
         mmap: true,
         cache_bytes: 0,
@@ -34,6 +34,7 @@ pub fn run(a: Args) -> Result<()> {
             Ok(rep) => serde_json::json!({
                 "archive": a.archive.display().to_string(), "ok": true,
                 "pages": rep.pages, "blocks": rep.blocks, "bytes": rep.bytes,
+                "archives": rep.archives,
             }),
             Err(e) => serde_json::json!({
                 "archive": a.archive.display().to_string(), "ok": false, "error": e.to_string(),
@@ -43,12 +44,17 @@ pub fn run(a: Args) -> Result<()> {
     }
     let rep = r.with_context(|| format!("verifying {}", a.archive.display()))?;
     if !a.json {
+        let chain = if rep.archives > 1 {
+            format!(" across {} archives of the chain", rep.archives)
+        } else {
+            String::new()
+        };
         println!(
-            "ok: {} blocks in {} index pages, {} checked",
+            "ok: {} blocks in {} index pages, {} checked{chain}",
             rep.blocks,
             rep.pages,
             human(rep.bytes)
         );
     }
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }

@@ -14,7 +14,9 @@ use crate::algo::hash;
 use crate::cache::{ReadAhead, ShardedLru};
 use crate::error::{Error, Result};
 use crate::format::header::{FLAG_HAS_PARENT, HEADER_SIZE};
-use crate::format::index::{IndexPage, MasterIndex, StreamRecord, MAX_MASTER_LEN};
+use crate::format::index::{
+    IndexPage, MasterIndex, StreamRecord, MAX_MASTER_LEN, META_PARENT_PATH,
+};
 use crate::format::{BlockEntry, Codec, Header};
 use crate::store::local::FileBackend;
 use crate::store::StorageBackend;
@@ -40,6 +42,9 @@ pub struct OpenOptions {
     /// Map the archive into memory instead of using positional reads (used by
     /// [`File::open_with`]; default off).
     pub mmap: bool,
+    /// The parent archive of a thin snapshot, supplied by the caller instead of being opened
+    /// from the path recorded in the child. Its identity is checked all the same.
+    pub parent: Option<File>,
 }
 
 impl Default for OpenOptions {
@@ -50,6 +55,7 @@ impl Default for OpenOptions {
             read_ahead: 8 << 20,
             verify_hashes: true,
             mmap: false,
+            parent: None,
         }
     }
 }
@@ -59,15 +65,13 @@ impl Default for OpenOptions {
 type BlockKey = (u16, u64);
 type PageKey = (u8, u32);
 
-struct Archive {
-    backend: Arc<dyn StorageBackend>,
-}
-
 struct Inner {
     header: Header,
     master: MasterIndex,
     /// `archives[0]` is this archive; `archives[n]` its n-th ancestor.
-    archives: Vec<Archive>,
+    archives: Vec<Arc<dyn StorageBackend>>,
+    /// The parent of a thin snapshot (itself with its own chain).
+    parent: Option<File>,
     compressor: Box<dyn Compressor>,
     #[cfg(feature = "compression-zstd")]
     zstd: crate::algo::compression::zstd::ZstdCompressor,
@@ -85,6 +89,22 @@ struct Inner {
 #[derive(Clone)]
 pub struct File {
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for File {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("File")
+            .field("archive", &self.describe())
+            .field("chain_len", &self.inner.archives.len())
+            .finish()
+    }
+}
+
+/// Most ancestors a thin snapshot may have.
+pub const MAX_CHAIN_DEPTH: usize = 255;
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 const _: () = {
@@ -139,6 +159,15 @@ impl File {
         compressor: Option<Box<dyn Compressor>>,
         options: OpenOptions,
     ) -> Result<File> {
+        Self::open_chain(backend, compressor, options, &mut Vec::new())
+    }
+
+    fn open_chain(
+        backend: Arc<dyn StorageBackend>,
+        compressor: Option<Box<dyn Compressor>>,
+        mut options: OpenOptions,
+        seen: &mut Vec<[u8; 16]>,
+    ) -> Result<File> {
         let (header, master) = read_header_and_master(backend.as_ref())?;
         let compressor = match compressor {
             Some(c) => {
@@ -158,18 +187,48 @@ impl File {
                 (header.level as i32).clamp(1, 22),
             )?,
         };
-        if header.flags & FLAG_HAS_PARENT != 0 {
-            return Err(Error::Unsupported(format!(
-                "{} is a thin snapshot; opening parent chains is not supported by this build",
-                backend.describe()
-            )));
+        if seen.contains(&header.archive_id) {
+            return Err(Error::corrupt(
+                "parent chain",
+                format!(
+                    "archive id {} appears twice in the chain ending at {}: the chain loops",
+                    hex(&header.archive_id),
+                    backend.describe()
+                ),
+            ));
+        }
+        seen.push(header.archive_id);
+        let supplied = options.parent.take();
+        let parent = if header.flags & FLAG_HAS_PARENT != 0 {
+            if seen.len() > MAX_CHAIN_DEPTH {
+                return Err(Error::corrupt(
+                    "parent chain",
+                    format!("more than {MAX_CHAIN_DEPTH} ancestors"),
+                ));
+            }
+            Some(Self::open_parent(
+                &backend, &header, &master, supplied, &options, seen,
+            )?)
+        } else {
+            if supplied.is_some() {
+                return Err(Error::InvalidArgument(format!(
+                    "a parent was supplied, but {} is not a thin snapshot",
+                    backend.describe()
+                )));
+            }
+            None
+        };
+        let mut archives = vec![backend];
+        if let Some(p) = &parent {
+            archives.extend(p.inner.archives.iter().cloned());
         }
         let shards = 16;
         Ok(File {
             inner: Arc::new(Inner {
                 header,
                 master,
-                archives: vec![Archive { backend }],
+                archives,
+                parent,
                 compressor,
                 #[cfg(feature = "compression-zstd")]
                 zstd: Default::default(),
@@ -187,6 +246,112 @@ impl File {
                 verify_hashes: options.verify_hashes,
             }),
         })
+    }
+
+    /// Opens (or takes) the parent of a thin snapshot and checks it is the archive the child
+    /// was made against: same archive id and same index digest.
+    fn open_parent(
+        child: &Arc<dyn StorageBackend>,
+        header: &Header,
+        master: &MasterIndex,
+        supplied: Option<File>,
+        options: &OpenOptions,
+        seen: &mut Vec<[u8; 16]>,
+    ) -> Result<File> {
+        let want_id = hex(&header.parent.archive_id);
+        let parent = match supplied {
+            Some(p) => {
+                for id in p.chain_ids() {
+                    if seen.contains(&id) {
+                        return Err(Error::corrupt(
+                            "parent chain",
+                            format!(
+                                "archive id {} appears twice in the chain: the chain loops",
+                                hex(&id)
+                            ),
+                        ));
+                    }
+                }
+                p
+            }
+            None => {
+                let path = master.meta(META_PARENT_PATH).ok_or_else(|| {
+                    Error::corrupt(
+                        format!("thin snapshot {}", child.describe()),
+                        format!(
+                            "no parent path recorded; supply the parent (archive id {want_id}) explicitly"
+                        ),
+                    )
+                })?;
+                let path = std::str::from_utf8(path)
+                    .map_err(|_| Error::corrupt("master index", "parent path is not UTF-8"))?;
+                let pb = child.open_relative(path).map_err(|e| {
+                    Error::InvalidArgument(format!(
+                        "cannot open parent archive '{path}' of {} (expected archive id {want_id}): {e}",
+                        child.describe()
+                    ))
+                })?;
+                let popts = OpenOptions {
+                    cache_bytes: 0,
+                    index_cache_bytes: 1 << 20,
+                    read_ahead: 0,
+                    verify_hashes: options.verify_hashes,
+                    mmap: options.mmap,
+                    parent: None,
+                };
+                Self::open_chain(pb, None, popts, seen).map_err(|e| match e {
+                    Error::Io { context, source } => Error::Io {
+                        context: format!(
+                            "opening parent archive '{path}' of {} (expected archive id {want_id}): {context}",
+                            child.describe()
+                        ),
+                        source,
+                    },
+                    other => other,
+                })?
+            }
+        };
+        let ph = parent.header();
+        if ph.archive_id != header.parent.archive_id {
+            return Err(Error::InvalidArgument(format!(
+                "{} is not the parent of {}: its archive id is {}, the child expects {want_id}",
+                parent.describe(),
+                child.describe(),
+                hex(&ph.archive_id)
+            )));
+        }
+        if parent.master().digest != header.parent.index_digest {
+            return Err(Error::InvalidArgument(format!(
+                "parent archive {} (id {want_id}) was modified after {} was made from it: its index \
+                 digest is {}, the child expects {}",
+                parent.describe(),
+                child.describe(),
+                hex(&parent.master().digest),
+                hex(&header.parent.index_digest)
+            )));
+        }
+        Ok(parent)
+    }
+
+    /// Archive ids of this archive and all its ancestors, child first.
+    pub fn chain_ids(&self) -> Vec<[u8; 16]> {
+        let mut v = vec![self.inner.header.archive_id];
+        let mut p = self.parent();
+        while let Some(f) = p {
+            v.push(f.inner.header.archive_id);
+            p = f.parent();
+        }
+        v
+    }
+
+    /// The parent of a thin snapshot (`None` for a standalone archive).
+    pub fn parent(&self) -> Option<&File> {
+        self.inner.parent.as_ref()
+    }
+
+    /// Number of archives in the chain, this one included (1 for a standalone archive).
+    pub fn chain_len(&self) -> usize {
+        self.inner.archives.len()
     }
 
     /// The archive header.
@@ -219,7 +384,7 @@ impl File {
 
     /// Describes where the archive lives (path or URL).
     pub fn describe(&self) -> String {
-        self.inner.archives[0].backend.describe()
+        self.inner.archives[0].describe()
     }
 
     /// Reads up to `len` bytes of `stream` at `offset`. The result is shorter than `len` only
@@ -305,9 +470,7 @@ impl File {
         })?;
         let name = format!("index page {page_no} of {} stream", rec.stream);
         let mut bytes = vec![0u8; r.len as usize];
-        self.inner.archives[0]
-            .backend
-            .read_exact_at(r.offset, &mut bytes)?;
+        self.inner.archives[0].read_exact_at(r.offset, &mut bytes)?;
         let page = IndexPage::decode(&bytes, r, rec.stream, &name)?;
         // The page must end exactly where the next one starts (or at the end of the stream),
         // so no logical range is left without a block.
@@ -479,12 +642,12 @@ impl File {
             offset: e.logical_offset,
             detail,
         };
-        let archive = self
+        let backend = self
             .inner
             .archives
             .get(e.source as usize)
-            .ok_or_else(|| corrupt(format!("refers to missing ancestor {}", e.source)))?;
-        let backend = archive.backend.as_ref();
+            .ok_or_else(|| corrupt(format!("refers to missing ancestor {}", e.source)))?
+            .as_ref();
         let start = e.stored_offset;
         let len = e.stored_len as usize;
         if start < HEADER_SIZE as u64

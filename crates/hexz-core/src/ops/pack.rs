@@ -10,13 +10,15 @@
 use super::atomic::AtomicFile;
 use crate::algo::compression::{compressor_for, Compressor};
 use crate::algo::hash;
-use crate::api::SnapshotStream;
+use crate::api::file::MAX_CHAIN_DEPTH;
+use crate::api::{File, SnapshotStream};
 use crate::error::{Error, Result};
 use crate::format::header::{
-    KeyWrap, ParentRef, FLAG_CDC, FORMAT_MAJOR, FORMAT_MINOR, HEADER_SIZE,
+    KeyWrap, ParentRef, FLAG_CDC, FLAG_HAS_PARENT, FORMAT_MAJOR, FORMAT_MINOR, HEADER_SIZE,
 };
 use crate::format::index::{
     IndexPage, MasterIndex, PageRef, StreamRecord, DEFAULT_ENTRIES_PER_PAGE, ENTRY_FLAG_ZERO,
+    META_PARENT_PATH,
 };
 use crate::format::{BlockEntry, Codec, Header, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
 use crossbeam_channel::bounded;
@@ -98,6 +100,10 @@ pub struct PackOptions {
     pub dedup_max_entries: usize,
     /// Worker threads (0 = one per core).
     pub threads: usize,
+    /// Parent archive for a thin snapshot: blocks whose content the parent (or any of its
+    /// ancestors) already holds are stored as references into it, found by hash whatever
+    /// their offset.
+    pub base: Option<PathBuf>,
 }
 
 impl Default for PackOptions {
@@ -110,6 +116,7 @@ impl Default for PackOptions {
             dedup: true,
             dedup_max_entries: 1 << 20,
             threads: 0,
+            base: None,
         }
     }
 }
@@ -120,6 +127,8 @@ pub enum PackSource {
     Path(PathBuf),
     /// Any reader, e.g. standard input; size unknown.
     Reader(Box<dyn Read + Send>),
+    /// A reader whose total size is known (for progress), e.g. another archive's stream.
+    SizedReader(Box<dyn Read + Send>, u64),
 }
 
 /// The streams to pack; at least one must be given.
@@ -153,6 +162,8 @@ pub struct StreamStats {
     pub zero_blocks: u64,
     /// Blocks that repeat an earlier block and were stored as references.
     pub dedup_blocks: u64,
+    /// Blocks found in the parent chain (thin snapshot) and stored as references to it.
+    pub parent_blocks: u64,
     /// Bytes of block data written for this stream.
     pub stored_bytes: u64,
 }
@@ -208,6 +219,8 @@ struct StoredLoc {
     len: u32,
     crc: u32,
     codec: Codec,
+    /// 0 for this archive, n for the n-th ancestor.
+    source: u16,
 }
 
 /// Output state shared by the streams of one archive.
@@ -215,6 +228,8 @@ struct Writer {
     w: std::io::BufWriter<std::fs::File>,
     pos: u64,
     dedup: HashMap<[u8; 32], StoredLoc>,
+    /// Blocks held by the parent chain, by content hash.
+    parent: HashMap<[u8; 32], StoredLoc>,
     dedup_on: bool,
     dedup_max: usize,
 }
@@ -411,6 +426,7 @@ fn open_source(src: PackSource) -> Result<(Box<dyn Read + Send>, Option<u64>, St
             Ok((Box::new(f), size, p.display().to_string()))
         }
         PackSource::Reader(r) => Ok((r, None, "standard input".into())),
+        PackSource::SizedReader(r, n) => Ok((r, Some(n), "input stream".into())),
     }
 }
 
@@ -445,6 +461,10 @@ pub fn pack(
         opts.threads
     };
 
+    let base = match &opts.base {
+        Some(p) => Some(open_base(p, output, opts.dedup_max_entries)?),
+        None => None,
+    };
     let mut atomic = AtomicFile::create(output)?;
     let file = atomic
         .file()
@@ -454,10 +474,14 @@ pub fn pack(
         w: std::io::BufWriter::with_capacity(1 << 20, file),
         pos: 0,
         dedup: HashMap::new(),
+        parent: HashMap::new(),
         dedup_on: opts.dedup,
         dedup_max: opts.dedup_max_entries,
     };
     w.write(&[0u8; HEADER_SIZE])?;
+    if let Some(b) = &base {
+        w.parent = b.table.clone();
+    }
 
     let mut records = Vec::new();
     let mut stats: [Option<StreamStats>; 2] = [None, None];
@@ -500,14 +524,19 @@ pub fn pack(
         stats[stream.id() as usize] = Some(sb.stats);
     }
 
-    let (master, _digest) = MasterIndex::encode(&records, &[]);
+    let metadata = match &base {
+        Some(b) => vec![(META_PARENT_PATH, b.recorded_path.clone().into_bytes())],
+        None => Vec::new(),
+    };
+    let (master, _digest) = MasterIndex::encode(&records, &metadata);
     let master_offset = w.write(&master)?;
     let archive_id = hash::random_bytes::<16>()?;
     let streams = records.iter().fold(0u8, |m, r| m | r.stream.header_bit());
     let header = Header {
         major: FORMAT_MAJOR,
         minor: FORMAT_MINOR,
-        flags: if opts.cdc.is_some() { FLAG_CDC } else { 0 },
+        flags: if opts.cdc.is_some() { FLAG_CDC } else { 0 }
+            | if base.is_some() { FLAG_HAS_PARENT } else { 0 },
         codec: opts.codec,
         level: if opts.codec == Codec::Zstd {
             opts.level as i8
@@ -526,7 +555,9 @@ pub fn pack(
         created_unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
-        parent: ParentRef::default(),
+        parent: base
+            .as_ref()
+            .map_or_else(ParentRef::default, |b| b.parent_ref),
         key_wrap: KeyWrap::default(),
         signature: [0; 64],
         signer: [0; 32],
@@ -661,25 +692,31 @@ fn write_batch(w: &mut Writer, sb: &mut StreamBuild, b: &Batch) -> Result<()> {
             )?;
             continue;
         }
-        let loc = match w.dedup.get(&c.hash) {
-            Some(loc) if w.dedup_on => {
-                sb.stats.dedup_blocks += 1;
-                *loc
-            }
-            _ => {
-                let stored = &b.out[c.out_start..c.out_start + c.out_len];
-                let offset = w.write(stored)?;
-                sb.stats.stored_bytes += stored.len() as u64;
-                let loc = StoredLoc {
-                    offset,
-                    len: c.out_len as u32,
-                    crc: c.crc,
-                    codec: c.codec,
-                };
-                if w.dedup_on && w.dedup.len() < w.dedup_max {
-                    w.dedup.insert(c.hash, loc);
+        let loc = if let Some(loc) = w.parent.get(&c.hash) {
+            sb.stats.parent_blocks += 1;
+            *loc
+        } else {
+            match w.dedup.get(&c.hash) {
+                Some(loc) if w.dedup_on => {
+                    sb.stats.dedup_blocks += 1;
+                    *loc
                 }
-                loc
+                _ => {
+                    let stored = &b.out[c.out_start..c.out_start + c.out_len];
+                    let offset = w.write(stored)?;
+                    sb.stats.stored_bytes += stored.len() as u64;
+                    let loc = StoredLoc {
+                        offset,
+                        len: c.out_len as u32,
+                        crc: c.crc,
+                        codec: c.codec,
+                        source: 0,
+                    };
+                    if w.dedup_on && w.dedup.len() < w.dedup_max {
+                        w.dedup.insert(c.hash, loc);
+                    }
+                    loc
+                }
             }
         };
         sb.push(
@@ -692,10 +729,87 @@ fn write_batch(w: &mut Writer, sb: &mut StreamBuild, b: &Batch) -> Result<()> {
                 crc32: loc.crc,
                 codec: loc.codec,
                 flags: 0,
-                source: 0,
+                source: loc.source,
                 hash: c.hash,
             },
         )?;
     }
     Ok(())
+}
+
+/// The parent of a thin snapshot being packed.
+struct Base {
+    parent_ref: ParentRef,
+    recorded_path: String,
+    table: HashMap<[u8; 32], StoredLoc>,
+}
+
+/// Opens the base archive (checking its own chain), indexes its blocks by content hash, and
+/// works out the path to record: relative to the output's directory when possible.
+fn open_base(path: &Path, output: &Path, max_entries: usize) -> Result<Base> {
+    let file = File::open(path)?;
+    if file.chain_len() > MAX_CHAIN_DEPTH {
+        return Err(Error::InvalidArgument(format!(
+            "{} already has {} ancestors; the limit is {MAX_CHAIN_DEPTH} (flatten it first)",
+            path.display(),
+            file.chain_len() - 1
+        )));
+    }
+    let mut table = HashMap::new();
+    'streams: for stream in SnapshotStream::ALL {
+        let Some(rec) = file.master().stream(stream) else {
+            continue;
+        };
+        for page_no in 0..rec.pages.len() {
+            let page = file.index_page(stream, page_no)?;
+            for e in page.entries.iter().filter(|e| !e.is_zero()) {
+                if table.len() >= max_entries {
+                    break 'streams;
+                }
+                table.entry(e.hash).or_insert(StoredLoc {
+                    offset: e.stored_offset,
+                    len: e.stored_len,
+                    crc: e.crc32,
+                    codec: e.codec,
+                    source: e.source + 1,
+                });
+            }
+        }
+    }
+    Ok(Base {
+        parent_ref: ParentRef {
+            archive_id: file.header().archive_id,
+            index_digest: file.master().digest,
+        },
+        recorded_path: relative_path(path, output)?,
+        table,
+    })
+}
+
+/// The path of `target` as seen from the directory that will hold `from_file`.
+fn relative_path(target: &Path, from_file: &Path) -> Result<String> {
+    let abs_target = std::fs::canonicalize(target)
+        .map_err(|e| Error::io(format!("resolving {}", target.display()), e))?;
+    let dir = match from_file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let abs_dir = std::fs::canonicalize(&dir)
+        .map_err(|e| Error::io(format!("resolving {}", dir.display()), e))?;
+    let t: Vec<_> = abs_target.components().collect();
+    let d: Vec<_> = abs_dir.components().collect();
+    let common = t.iter().zip(&d).take_while(|(a, b)| a == b).count();
+    let mut rel = PathBuf::new();
+    for _ in common..d.len() {
+        rel.push("..");
+    }
+    for c in &t[common..] {
+        rel.push(c.as_os_str());
+    }
+    rel.into_os_string().into_string().map_err(|p| {
+        Error::InvalidArgument(format!(
+            "parent path {} is not valid UTF-8",
+            p.to_string_lossy()
+        ))
+    })
 }

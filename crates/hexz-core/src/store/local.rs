@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Reads an archive with `pread(2)`: safe under concurrent use, no seek state.
 #[derive(Debug)]
@@ -52,6 +53,22 @@ impl StorageBackend for FileBackend {
 
     fn describe(&self) -> String {
         self.path.display().to_string()
+    }
+
+    fn open_relative(&self, path: &str) -> Result<Arc<dyn StorageBackend>> {
+        Ok(Arc::new(FileBackend::new(&sibling(&self.path, path))?))
+    }
+}
+
+/// Resolves `rel` against the directory of `base` (absolute `rel` is returned as is).
+pub fn sibling(base: &Path, rel: &str) -> PathBuf {
+    let rel = Path::new(rel);
+    if rel.is_absolute() {
+        return rel.to_path_buf();
+    }
+    match base.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.join(rel),
+        _ => rel.to_path_buf(),
     }
 }
 
@@ -110,5 +127,9 @@ impl StorageBackend for MmapBackend {
 
     fn describe(&self) -> String {
         self.path.display().to_string()
+    }
+
+    fn open_relative(&self, path: &str) -> Result<Arc<dyn StorageBackend>> {
+        Ok(Arc::new(MmapBackend::new(&sibling(&self.path, path))?))
     }
 }

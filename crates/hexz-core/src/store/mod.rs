@@ -4,6 +4,7 @@
 pub mod local;
 
 use crate::error::Result;
+use std::sync::Arc;
 
 /// Random-access, read-only byte source holding one archive.
 ///
@@ -27,4 +28,14 @@ pub trait StorageBackend: Send + Sync {
 
     /// A short human description for error messages (a path or a URL).
     fn describe(&self) -> String;
+
+    /// Opens another archive named relative to this one (a thin snapshot's parent path).
+    /// Relative paths resolve against the directory holding this archive; absolute paths
+    /// are used as they are. Backends that cannot locate siblings return an error.
+    fn open_relative(&self, path: &str) -> Result<Arc<dyn StorageBackend>> {
+        Err(crate::error::Error::Unsupported(format!(
+            "{} cannot open the related archive '{path}' by itself; supply it explicitly",
+            self.describe()
+        )))
+    }
 }

@@ -1,0 +1,53 @@
+//! `hexz flatten`.
+
+use crate::util::{human, progress_bar};
+use anyhow::{Context, Result};
+use hexz_core::ops::{flatten, PackProgress};
+use hexz_core::File;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Thin snapshot (or any archive) to flatten.
+    archive: PathBuf,
+    /// Standalone output archive.
+    #[arg(short = 'o', long = "output", value_name = "OUT.hxz")]
+    output: PathBuf,
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let f = File::open(&a.archive).with_context(|| format!("opening {}", a.archive.display()))?;
+    let bar = Mutex::new(None::<(hexz_core::SnapshotStream, indicatif::ProgressBar)>);
+    let cb = |p: &PackProgress| {
+        let mut g = bar.lock().unwrap_or_else(|e| e.into_inner());
+        if g.as_ref().is_none_or(|(s, _)| *s != p.stream) {
+            if let Some((_, old)) = g.take() {
+                old.finish_and_clear();
+            }
+            *g = Some((p.stream, progress_bar(p.total, p.stream.name())));
+        }
+        if let Some((_, pb)) = g.as_ref() {
+            pb.set_position(p.done);
+        }
+    };
+    let stats = flatten(&f, &a.output, Some(&cb)).with_context(|| {
+        format!(
+            "flattening {} into {}",
+            a.archive.display(),
+            a.output.display()
+        )
+    })?;
+    if let Some((_, pb)) = bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        pb.finish_and_clear();
+    }
+    eprintln!(
+        "flattened {} ({} archives in its chain) into {} ({})",
+        a.archive.display(),
+        f.chain_len(),
+        a.output.display(),
+        human(stats.archive_bytes)
+    );
+    Ok(ExitCode::SUCCESS)
+}
