@@ -1,6 +1,7 @@
 //! `hexz`: pack, inspect, read and verify `.hxz` snapshot archives.
 
 mod cmd;
+mod secret;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +31,12 @@ enum Command {
     Flatten(cmd::flatten::Args),
     /// Show which byte ranges of each stream differ between two archives.
     Diff(cmd::diff::Args),
+    /// Make an Ed25519 key pair for signing archives (NAME and NAME.pub).
+    Keygen(cmd::keys::KeygenArgs),
+    /// Sign an archive's header and index with a secret key.
+    Sign(cmd::keys::SignArgs),
+    /// Change the password of an encrypted archive (rewraps the key; data untouched).
+    Passwd(cmd::keys::PasswdArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +49,9 @@ fn main() -> ExitCode {
         Command::Verify(a) => cmd::verify::run(a),
         Command::Flatten(a) => cmd::flatten::run(a),
         Command::Diff(a) => cmd::diff::run(a),
+        Command::Keygen(a) => cmd::keys::keygen(a),
+        Command::Sign(a) => cmd::keys::sign(a),
+        Command::Passwd(a) => cmd::keys::passwd(a),
     };
     match r {
         Ok(code) => code,

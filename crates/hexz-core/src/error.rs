@@ -63,6 +63,17 @@ pub enum Error {
     /// The caller asked for something invalid (bad level, block size, missing stream…).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The password does not unwrap the archive key.
+    #[error("wrong password or not a hexz key")]
+    WrongPassword,
+    /// The archive is encrypted and no password was given.
+    #[error(
+        "{0} is encrypted: a password is needed (HEXZ_PASSWORD, --password-file or the prompt)"
+    )]
+    PasswordRequired(String),
+    /// A signature is missing, made by another key, or does not match the archive.
+    #[error("signature check failed: {0}")]
+    Signature(String),
     /// The requested stream is not present in this archive.
     #[error("the archive has no {0} stream")]
     NoSuchStream(SnapshotStream),

@@ -1,7 +1,7 @@
 //! `hexz cat`.
 
-use anyhow::{Context, Result};
-use hexz_core::{File, OpenOptions, SnapshotStream};
+use anyhow::Result;
+use hexz_core::{OpenOptions, SnapshotStream};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -18,6 +18,8 @@ pub struct Args {
     /// Number of bytes to write (default: to the end of the stream).
     #[arg(long, value_parser = crate::util::parse_size)]
     length: Option<u64>,
+    #[command(flatten)]
+    open: crate::secret::OpenArgs,
 }
 
 /// Chunk size of each parallel read.
@@ -29,8 +31,7 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
         cache_bytes: 64 << 20,
         ..OpenOptions::default()
     };
-    let f = File::open_with(&a.archive, opts)
-        .with_context(|| format!("opening {}", a.archive.display()))?;
+    let f = crate::secret::open(&a.archive, opts, &a.open)?;
     if !f.has_stream(a.stream) {
         anyhow::bail!("{} has no {} stream", a.archive.display(), a.stream);
     }

@@ -3,7 +3,6 @@
 use crate::util::human;
 use anyhow::{Context, Result};
 use hexz_core::ops::diff;
-use hexz_core::File;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -22,11 +21,13 @@ pub struct Args {
     /// Most ranges to list per stream in text output (all are in --json).
     #[arg(long, default_value_t = 20)]
     max_ranges: usize,
+    #[command(flatten)]
+    open: crate::secret::OpenArgs,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let fa = File::open(&a.a).with_context(|| format!("opening {}", a.a.display()))?;
-    let fb = File::open(&a.b).with_context(|| format!("opening {}", a.b.display()))?;
+    let fa = crate::secret::open(&a.a, Default::default(), &a.open)?;
+    let fb = crate::secret::open(&a.b, Default::default(), &a.open)?;
     let r = diff(&fa, &fb)
         .with_context(|| format!("comparing {} and {}", a.a.display(), a.b.display()))?;
     if a.json {

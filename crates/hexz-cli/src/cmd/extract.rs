@@ -3,7 +3,7 @@
 use crate::util::progress_bar;
 use anyhow::{Context, Result};
 use hexz_core::ops::atomic::AtomicFile;
-use hexz_core::{File, OpenOptions, SnapshotStream};
+use hexz_core::{OpenOptions, SnapshotStream};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
@@ -17,6 +17,8 @@ pub struct Args {
     /// Output file (written to a temporary file, then renamed).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: PathBuf,
+    #[command(flatten)]
+    open: crate::secret::OpenArgs,
 }
 
 /// Bytes decoded per parallel read.
@@ -28,8 +30,7 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
         cache_bytes: 64 << 20,
         ..OpenOptions::default()
     };
-    let f = File::open_with(&a.archive, opts)
-        .with_context(|| format!("opening {}", a.archive.display()))?;
+    let f = crate::secret::open(&a.archive, opts, &a.open)?;
     if !f.has_stream(a.stream) {
         anyhow::bail!("{} has no {} stream", a.archive.display(), a.stream);
     }

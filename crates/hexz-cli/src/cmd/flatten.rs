@@ -3,7 +3,6 @@
 use crate::util::{human, progress_bar};
 use anyhow::{Context, Result};
 use hexz_core::ops::{flatten, PackProgress};
-use hexz_core::File;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -15,10 +14,26 @@ pub struct Args {
     /// Standalone output archive.
     #[arg(short = 'o', long = "output", value_name = "OUT.hxz")]
     output: PathBuf,
+    #[command(flatten)]
+    open: crate::secret::OpenArgs,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let f = File::open(&a.archive).with_context(|| format!("opening {}", a.archive.display()))?;
+    let f = crate::secret::open(&a.archive, Default::default(), &a.open)?;
+    // An encrypted archive flattens into one encrypted under the same password.
+    let encryption = if f.header().is_encrypted() {
+        Some(hexz_core::ops::pack::EncryptOptions {
+            password: crate::secret::get_password(
+                a.open.password_file.as_deref(),
+                "HEXZ_PASSWORD",
+                "Password",
+                false,
+            )?,
+            kdf: Default::default(),
+        })
+    } else {
+        None
+    };
     let bar = Mutex::new(None::<(hexz_core::SnapshotStream, indicatif::ProgressBar)>);
     let cb = |p: &PackProgress| {
         let mut g = bar.lock().unwrap_or_else(|e| e.into_inner());
@@ -32,7 +47,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             pb.set_position(p.done);
         }
     };
-    let stats = flatten(&f, &a.output, Some(&cb)).with_context(|| {
+    let stats = flatten(&f, &a.output, encryption, Some(&cb)).with_context(|| {
         format!(
             "flattening {} into {}",
             a.archive.display(),

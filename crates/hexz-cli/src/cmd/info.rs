@@ -3,7 +3,6 @@
 use crate::util::human;
 use anyhow::{Context, Result};
 use hexz_core::ops::inspect;
-use hexz_core::File;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -13,10 +12,12 @@ pub struct Args {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    open: crate::secret::OpenArgs,
 }
 
 pub fn run(a: Args) -> Result<std::process::ExitCode> {
-    let f = File::open(&a.archive).with_context(|| format!("opening {}", a.archive.display()))?;
+    let f = crate::secret::open(&a.archive, Default::default(), &a.open)?;
     let size = std::fs::metadata(&a.archive)
         .with_context(|| format!("stat {}", a.archive.display()))?
         .len();
@@ -50,6 +51,8 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
             "cdc_min": i.cdc_min,
             "cdc_max": i.cdc_max,
             "flags": i.flags,
+            "encryption": f.header().is_encrypted().then(|| kdf_name(f.header())),
+            "signed": f.header().flags & hexz_core::format::header::FLAG_SIGNED != 0,
             "archive_bytes": i.archive_bytes,
             "logical_bytes": i.logical_bytes,
             "ratio": i.ratio(),
@@ -91,6 +94,12 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
     if !i.flags.is_empty() {
         println!("flags        {}", i.flags.join(", "));
     }
+    if f.header().is_encrypted() {
+        println!(
+            "encryption   AES-256-GCM, key from {}",
+            kdf_name(f.header())
+        );
+    }
     println!(
         "size         {} on disk for {} of data (ratio {:.2}x)",
         human(i.archive_bytes),
@@ -123,4 +132,10 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
         );
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn kdf_name(h: &hexz_core::format::Header) -> String {
+    let k = &h.key_wrap;
+    hexz_core::algo::encryption::Kdf::from_params(k.kdf, k.param1, k.param2, k.param3)
+        .map_or_else(|e| e.to_string(), |kdf| kdf.name())
 }

@@ -5,5 +5,6 @@ pub mod diff;
 pub mod extract;
 pub mod flatten;
 pub mod info;
+pub mod keys;
 pub mod pack;
 pub mod verify;

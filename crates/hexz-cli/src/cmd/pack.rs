@@ -44,6 +44,16 @@ pub struct Args {
     /// references to it.
     #[arg(long, value_name = "PARENT.hxz")]
     base: Option<PathBuf>,
+    /// Encrypt blocks and index with AES-256-GCM under a password (HEXZ_PASSWORD,
+    /// --password-file, or a prompt).
+    #[arg(long)]
+    encrypt: bool,
+    /// Key derivation for --encrypt: pbkdf2 (600,000 iterations, default) or argon2id.
+    #[arg(long, value_name = "pbkdf2|argon2id", value_parser = crate::secret::parse_kdf, requires = "encrypt")]
+    kdf: Option<hexz_core::algo::encryption::Kdf>,
+    /// Read the password from this file (with --encrypt, or for an encrypted --base).
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
     /// Store repeated blocks again instead of referencing the first copy.
     #[arg(long)]
     no_dedup: bool,
@@ -112,6 +122,19 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
         dedup: !a.no_dedup,
         threads: a.threads,
         base: a.base.clone(),
+        encryption: if a.encrypt {
+            Some(hexz_core::ops::pack::EncryptOptions {
+                password: crate::secret::get_password(
+                    a.password_file.as_deref(),
+                    "HEXZ_PASSWORD",
+                    "Password",
+                    true,
+                )?,
+                kdf: a.kdf.unwrap_or_default(),
+            })
+        } else {
+            None
+        },
         ..PackOptions::default()
     };
     let input = PackInput {

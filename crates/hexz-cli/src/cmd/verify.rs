@@ -3,7 +3,7 @@
 use crate::util::{human, progress_bar};
 use anyhow::{Context, Result};
 use hexz_core::ops::{verify, VerifyProgress};
-use hexz_core::{File, OpenOptions};
+use hexz_core::OpenOptions;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -13,6 +13,8 @@ pub struct Args {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    open: crate::secret::OpenArgs,
 }
 
 pub fn run(a: Args) -> Result<std::process::ExitCode> {
@@ -21,13 +23,13 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
         cache_bytes: 0,
         ..OpenOptions::default()
     };
-    let r = File::open_with(&a.archive, opts).and_then(|f| {
+    let r = crate::secret::open(&a.archive, opts, &a.open).and_then(|f| {
         let total: u64 = f.streams().iter().map(|&s| f.size(s)).sum();
         let pb = progress_bar(Some(total), "verify");
         let cb = |p: &VerifyProgress| pb.set_position(p.done);
         let r = verify(&f, Some(&cb));
         pb.finish_and_clear();
-        r
+        Ok(r?)
     });
     if a.json {
         let v = match &r {
@@ -37,20 +39,25 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
                 "archives": rep.archives,
             }),
             Err(e) => serde_json::json!({
-                "archive": a.archive.display().to_string(), "ok": false, "error": e.to_string(),
+                "archive": a.archive.display().to_string(), "ok": false, "error": format!("{e:#}"),
             }),
         };
         println!("{}", serde_json::to_string_pretty(&v)?);
     }
     let rep = r.with_context(|| format!("verifying {}", a.archive.display()))?;
     if !a.json {
+        let signed = if a.open.pubkey.is_some() {
+            ", signature valid"
+        } else {
+            ""
+        };
         let chain = if rep.archives > 1 {
             format!(" across {} archives of the chain", rep.archives)
         } else {
             String::new()
         };
         println!(
-            "ok: {} blocks in {} index pages, {} checked{chain}",
+            "ok: {} blocks in {} index pages, {} checked{chain}{signed}",
             rep.blocks,
             rep.pages,
             human(rep.bytes)

@@ -10,6 +10,7 @@
 use super::reader::StreamReader;
 use super::SnapshotStream;
 use crate::algo::compression::{lz4::Lz4Compressor, Compressor, NoCompression};
+use crate::algo::encryption::{ArchiveCipher, DataKey, Password};
 use crate::algo::hash;
 use crate::cache::{ReadAhead, ShardedLru};
 use crate::error::{Error, Result};
@@ -45,6 +46,11 @@ pub struct OpenOptions {
     /// The parent archive of a thin snapshot, supplied by the caller instead of being opened
     /// from the path recorded in the child. Its identity is checked all the same.
     pub parent: Option<File>,
+    /// Password of an encrypted archive (and of its encrypted ancestors).
+    pub password: Option<Password>,
+    /// Require a valid Ed25519 signature by this public key: unsigned or mis-signed archives
+    /// are refused at open, and every block is checked against the signed hashes.
+    pub require_signer: Option<[u8; 32]>,
 }
 
 impl Default for OpenOptions {
@@ -56,6 +62,8 @@ impl Default for OpenOptions {
             verify_hashes: true,
             mmap: false,
             parent: None,
+            password: None,
+            require_signer: None,
         }
     }
 }
@@ -72,6 +80,10 @@ struct Inner {
     archives: Vec<Arc<dyn StorageBackend>>,
     /// The parent of a thin snapshot (itself with its own chain).
     parent: Option<File>,
+    /// Ciphers of the chain's archives (`None` for unencrypted ones), parallel to `archives`.
+    ciphers: Vec<Option<Arc<ArchiveCipher>>>,
+    /// The data key of an encrypted archive (shared along its chain).
+    data_key: Option<DataKey>,
     compressor: Box<dyn Compressor>,
     #[cfg(feature = "compression-zstd")]
     zstd: crate::algo::compression::zstd::ZstdCompressor,
@@ -121,7 +133,8 @@ struct Piece<'a> {
 }
 
 thread_local! {
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Per-thread buffers for stored bytes and decrypted bytes of the block being decoded.
+    static SCRATCH: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 impl File {
@@ -168,7 +181,17 @@ impl File {
         mut options: OpenOptions,
         seen: &mut Vec<[u8; 16]>,
     ) -> Result<File> {
-        let (header, master) = read_header_and_master(backend.as_ref())?;
+        let opened = read_header_and_master(backend.as_ref(), options.password.as_ref())?;
+        let (header, master) = (opened.header, opened.master);
+        if let Some(pk) = &options.require_signer {
+            crate::algo::signing::check_archive_signature(
+                &header,
+                &master,
+                pk,
+                &backend.describe(),
+            )?;
+            options.verify_hashes = true;
+        }
         let compressor = match compressor {
             Some(c) => {
                 if header.codec != Codec::None && c.codec() != header.codec {
@@ -219,8 +242,17 @@ impl File {
             None
         };
         let mut archives = vec![backend];
+        let mut ciphers = vec![opened.cipher];
         if let Some(p) = &parent {
+            if p.header().is_encrypted() != header.is_encrypted() {
+                return Err(Error::InvalidArgument(format!(
+                    "{} and its parent {} differ in encryption; a chain is encrypted as a whole",
+                    archives[0].describe(),
+                    p.describe()
+                )));
+            }
             archives.extend(p.inner.archives.iter().cloned());
+            ciphers.extend(p.inner.ciphers.iter().cloned());
         }
         let shards = 16;
         Ok(File {
@@ -229,6 +261,8 @@ impl File {
                 master,
                 archives,
                 parent,
+                ciphers,
+                data_key: opened.data_key,
                 compressor,
                 #[cfg(feature = "compression-zstd")]
                 zstd: Default::default(),
@@ -298,6 +332,8 @@ impl File {
                     verify_hashes: options.verify_hashes,
                     mmap: options.mmap,
                     parent: None,
+                    password: options.password.clone(),
+                    require_signer: None,
                 };
                 Self::open_chain(pb, None, popts, seen).map_err(|e| match e {
                     Error::Io { context, source } => Error::Io {
@@ -347,6 +383,11 @@ impl File {
     /// The parent of a thin snapshot (`None` for a standalone archive).
     pub fn parent(&self) -> Option<&File> {
         self.inner.parent.as_ref()
+    }
+
+    /// The data key of an encrypted archive, for packing a thin child that shares it.
+    pub(crate) fn data_key(&self) -> Option<&DataKey> {
+        self.inner.data_key.as_ref()
     }
 
     /// Number of archives in the chain, this one included (1 for a standalone archive).
@@ -471,6 +512,10 @@ impl File {
         let name = format!("index page {page_no} of {} stream", rec.stream);
         let mut bytes = vec![0u8; r.len as usize];
         self.inner.archives[0].read_exact_at(r.offset, &mut bytes)?;
+        if let Some(c) = &self.inner.ciphers[0] {
+            c.open_index(false, rec.stream.id(), r.offset, &mut bytes)
+                .map_err(|e| Error::corrupt(&name, e))?;
+        }
         let page = IndexPage::decode(&bytes, r, rec.stream, &name)?;
         // The page must end exactly where the next one starts (or at the end of the stream),
         // so no logical range is left without a block.
@@ -512,7 +557,14 @@ impl File {
             .partition_point(|p| p.first_logical <= offset)
             .saturating_sub(1);
         let page = self.page(rec, page_no)?;
-        let idx = page.entries.partition_point(|e| e.logical_end() <= offset);
+        // Fixed-size blocks: the entry index is a division away; verify, else binary search
+        // (content-defined blocks, or the short last block).
+        let first = &page.entries[0];
+        let guess = ((offset - first.logical_offset) / first.logical_len as u64) as usize;
+        let idx = match page.entries.get(guess) {
+            Some(e) if e.logical_offset <= offset && offset < e.logical_end() => guess,
+            _ => page.entries.partition_point(|e| e.logical_end() <= offset),
+        };
         Ok((page_no, page, idx))
     }
 
@@ -661,7 +713,8 @@ impl File {
                 backend.len()
             )));
         }
-        let decode = |stored: &[u8], dst: &mut [u8]| -> Result<()> {
+        let cipher = self.inner.ciphers[e.source as usize].as_deref();
+        let decode = |stored: &[u8], dst: &mut [u8], plain: &mut Vec<u8>| -> Result<()> {
             let crc = hash::crc32(stored);
             if crc != e.crc32 {
                 return Err(corrupt(format!(
@@ -670,25 +723,42 @@ impl File {
                     e.crc32
                 )));
             }
+            let compressed = match cipher {
+                Some(c) => {
+                    plain.clear();
+                    plain.extend_from_slice(stored);
+                    c.open_block(start, e.logical_len, e.codec, plain)
+                        .map_err(|err| corrupt(err.to_string()))?;
+                    &plain[..]
+                }
+                None => stored,
+            };
             self.decoder(e.codec)?
-                .decompress_into(stored, dst)
+                .decompress_into(compressed, dst)
                 .map_err(|err| corrupt(format!("cannot decode {} data: {err}", e.codec)))?;
-            if verify_hash && hash::blake3(dst) != e.hash {
-                return Err(corrupt(
-                    "BLAKE3 hash of decoded content does not match the index".into(),
-                ));
+            if verify_hash {
+                let h = match self.inner.ciphers[0].as_deref() {
+                    Some(c) => c.content_hash(dst),
+                    None => hash::blake3(dst),
+                };
+                if h != e.hash {
+                    return Err(corrupt(
+                        "BLAKE3 hash of decoded content does not match the index".into(),
+                    ));
+                }
             }
             Ok(())
         };
-        if let Some(all) = backend.as_slice() {
-            return decode(&all[start as usize..start as usize + len], dst);
-        }
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
-            s.clear();
-            s.resize(len, 0);
-            backend.read_exact_at(start, &mut s)?;
-            decode(&s, dst)
+            let (raw, plain) = &mut *s;
+            if let Some(all) = backend.as_slice() {
+                return decode(&all[start as usize..start as usize + len], dst, plain);
+            }
+            raw.clear();
+            raw.resize(len, 0);
+            backend.read_exact_at(start, raw)?;
+            decode(raw, dst, plain)
         })
     }
 
@@ -742,10 +812,20 @@ impl File {
     }
 }
 
-/// Reads and validates the header and master index of the archive in `backend`.
+/// What opening an archive's header and master index yields.
+pub(crate) struct Opened {
+    pub(crate) header: Header,
+    pub(crate) master: MasterIndex,
+    pub(crate) cipher: Option<Arc<ArchiveCipher>>,
+    pub(crate) data_key: Option<DataKey>,
+}
+
+/// Reads and validates the header and master index of the archive in `backend`, unwrapping
+/// the key and decrypting the master index of an encrypted archive with `password`.
 pub(crate) fn read_header_and_master(
     backend: &dyn StorageBackend,
-) -> Result<(Header, MasterIndex)> {
+    password: Option<&Password>,
+) -> Result<Opened> {
     let len = backend.len();
     let mut hb = vec![0u8; (len.min(HEADER_SIZE as u64)) as usize];
     backend.read_exact_at(0, &mut hb)?;
@@ -766,10 +846,21 @@ pub(crate) fn read_header_and_master(
             ),
         ));
     }
+    let (cipher, data_key) = unlock(&header, password, backend)?;
     let mut mb = vec![0u8; header.master_len as usize];
     backend.read_exact_at(header.master_offset, &mut mb)?;
-    let master = MasterIndex::decode(&mb, len)?;
+    let mut overhead = 0;
+    if let Some(c) = &cipher {
+        c.open_index(true, 0, header.master_offset, &mut mb)
+            .map_err(|e| Error::corrupt("master index", e))?;
+        overhead = crate::algo::encryption::TAG_LEN as u32;
+    }
+    let master = MasterIndex::decode(&mb, len, overhead)?;
     for stream in SnapshotStream::ALL {
+        if header.is_encrypted() {
+            // Sizes and streams live only in the encrypted master index.
+            break;
+        }
         let in_header = header.has_stream_bit(stream.header_bit());
         let size = match stream {
             SnapshotStream::Disk => header.disk_size,
@@ -786,5 +877,36 @@ pub(crate) fn read_header_and_master(
             }
         }
     }
-    Ok((header, master))
+    Ok(Opened {
+        header,
+        master,
+        cipher,
+        data_key,
+    })
+}
+
+/// Unwraps the data key of an encrypted archive: `(None, None)` for unencrypted ones.
+#[cfg(feature = "encryption")]
+fn unlock(
+    header: &Header,
+    password: Option<&Password>,
+    backend: &dyn StorageBackend,
+) -> Result<(Option<Arc<ArchiveCipher>>, Option<DataKey>)> {
+    if !header.is_encrypted() {
+        return Ok((None, None));
+    }
+    let pw = password.ok_or_else(|| Error::PasswordRequired(backend.describe()))?;
+    let key = crate::algo::encryption::unwrap_key(&header.key_wrap, pw, &header.archive_id)?;
+    let cipher = ArchiveCipher::new(&key, &header.archive_id);
+    Ok((Some(Arc::new(cipher)), Some(key)))
+}
+
+/// Without the `encryption` feature the header decoder already refused encrypted archives.
+#[cfg(not(feature = "encryption"))]
+fn unlock(
+    _header: &Header,
+    _password: Option<&Password>,
+    _backend: &dyn StorageBackend,
+) -> Result<(Option<Arc<ArchiveCipher>>, Option<DataKey>)> {
+    Ok((None, None))
 }

@@ -17,7 +17,7 @@ pub struct ShardedLru<K, V> {
     shards: Box<[Mutex<Shard<K, V>>]>,
     shard_budget: usize,
     weigh: fn(&V) -> usize,
-    hasher: std::hash::RandomState,
+    hasher: foldhash::fast::RandomState,
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> ShardedLru<K, V> {
@@ -38,7 +38,7 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardedLru<K, V> {
             shards,
             shard_budget: budget_bytes / n,
             weigh,
-            hasher: std::hash::RandomState::new(),
+            hasher: foldhash::fast::RandomState::default(),
         }
     }
 

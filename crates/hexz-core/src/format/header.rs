@@ -23,6 +23,10 @@ pub const FLAG_SIGNED: u32 = 1 << 16;
 /// Flags in the low 16 bits are *required*: a reader that does not implement one must refuse.
 pub const REQUIRED_FLAGS_MASK: u32 = 0x0000_ffff;
 /// Required flags this build implements.
+#[cfg(feature = "encryption")]
+pub const KNOWN_REQUIRED_FLAGS: u32 = FLAG_HAS_PARENT | FLAG_CDC | FLAG_ENCRYPTED;
+/// Required flags this build implements.
+#[cfg(not(feature = "encryption"))]
 pub const KNOWN_REQUIRED_FLAGS: u32 = FLAG_HAS_PARENT | FLAG_CDC;
 
 /// Bit in [`Header::streams`] for the disk stream.
@@ -116,6 +120,11 @@ pub struct Header {
 }
 
 impl Header {
+    /// Whether the archive is encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.flags & FLAG_ENCRYPTED != 0
+    }
+
     /// Whether the archive has the given stream.
     pub fn has_stream_bit(&self, bit: u8) -> bool {
         self.streams & bit != 0

@@ -216,13 +216,13 @@ pub struct PageRef {
     pub first_logical: u64,
     /// Absolute offset of the page in the archive.
     pub offset: u64,
-    /// Encoded length of the page.
+    /// Stored length of the page (encoded length, plus the tag when encrypted).
     pub len: u32,
     /// Number of entries in the page.
     pub entry_count: u32,
     /// Block number (within the stream) of the page's first entry. Derived, not stored.
     pub first_block: u64,
-    /// BLAKE3 of the encoded page.
+    /// BLAKE3 of the encoded (plaintext) page.
     pub hash: [u8; 32],
 }
 
@@ -308,8 +308,9 @@ impl MasterIndex {
         (out, digest)
     }
 
-    /// Decodes and validates the master index. `archive_len` bounds page locations.
-    pub fn decode(b: &[u8], archive_len: u64) -> Result<MasterIndex> {
+    /// Decodes and validates the (decrypted) master index. `archive_len` bounds page
+    /// locations; `page_overhead` is what encryption adds to each stored page (0 or the tag).
+    pub fn decode(b: &[u8], archive_len: u64, page_overhead: u32) -> Result<MasterIndex> {
         const NAME: &str = "master index";
         if b.len() < MASTER_HEADER_SIZE + 32 {
             return Err(Error::corrupt(
@@ -391,8 +392,9 @@ impl MasterIndex {
                     hash: p[32..64].try_into().expect("32 bytes"),
                 };
                 let name = || format!("{NAME}, {} stream page {i}", s.stream);
-                let expected_len =
-                    PAGE_HEADER_SIZE as u64 + r.entry_count as u64 * ENTRY_SIZE as u64;
+                let expected_len = PAGE_HEADER_SIZE as u64
+                    + r.entry_count as u64 * ENTRY_SIZE as u64
+                    + page_overhead as u64;
                 if r.entry_count == 0
                     || r.entry_count as usize > MAX_ENTRIES_PER_PAGE
                     || r.len as u64 != expected_len

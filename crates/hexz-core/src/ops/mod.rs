@@ -5,6 +5,7 @@ pub mod diff;
 pub mod flatten;
 pub mod inspect;
 pub mod pack;
+pub mod rewrite;
 pub mod verify;
 
 pub use diff::{diff, DiffReport, StreamDiff};

@@ -9,12 +9,14 @@
 
 use super::atomic::AtomicFile;
 use crate::algo::compression::{compressor_for, Compressor};
+use crate::algo::encryption::{ArchiveCipher, Kdf, Password};
 use crate::algo::hash;
 use crate::api::file::MAX_CHAIN_DEPTH;
 use crate::api::{File, SnapshotStream};
 use crate::error::{Error, Result};
 use crate::format::header::{
-    KeyWrap, ParentRef, FLAG_CDC, FLAG_HAS_PARENT, FORMAT_MAJOR, FORMAT_MINOR, HEADER_SIZE,
+    KeyWrap, ParentRef, FLAG_CDC, FLAG_ENCRYPTED, FLAG_HAS_PARENT, FORMAT_MAJOR, FORMAT_MINOR,
+    HEADER_SIZE,
 };
 use crate::format::index::{
     IndexPage, MasterIndex, PageRef, StreamRecord, DEFAULT_ENTRIES_PER_PAGE, ENTRY_FLAG_ZERO,
@@ -25,6 +27,7 @@ use crossbeam_channel::bounded;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Default fixed block size (64 KiB).
@@ -32,7 +35,7 @@ pub const DEFAULT_BLOCK_SIZE: u32 = 64 * 1024;
 /// Default zstd level.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 /// Bytes of raw input per batch handed to a worker.
-const BATCH_BYTES: usize = 1 << 20;
+const BATCH_BYTES: usize = 2 << 20;
 /// Memory the dedup table uses per distinct stored block (hash key, location, table slack).
 pub const DEDUP_BYTES_PER_ENTRY: usize = 64;
 
@@ -104,6 +107,19 @@ pub struct PackOptions {
     /// ancestors) already holds are stored as references into it, found by hash whatever
     /// their offset.
     pub base: Option<PathBuf>,
+    /// Encrypt blocks and index (AES-256-GCM) under a key wrapped with this password. A thin
+    /// child of an encrypted base must be encrypted too (it shares the base's data key, and
+    /// `password` must open the base).
+    pub encryption: Option<EncryptOptions>,
+}
+
+/// Password and key-derivation settings for an encrypted archive.
+#[derive(Debug, Clone)]
+pub struct EncryptOptions {
+    /// The password.
+    pub password: Password,
+    /// How the password becomes a key (default PBKDF2-HMAC-SHA256, 600,000 iterations).
+    pub kdf: Kdf,
 }
 
 impl Default for PackOptions {
@@ -117,6 +133,7 @@ impl Default for PackOptions {
             dedup_max_entries: 1 << 20,
             threads: 0,
             base: None,
+            encryption: None,
         }
     }
 }
@@ -232,6 +249,10 @@ struct Writer {
     parent: HashMap<[u8; 32], StoredLoc>,
     dedup_on: bool,
     dedup_max: usize,
+    /// Seals blocks and index of an encrypted archive.
+    cipher: Option<Arc<ArchiveCipher>>,
+    /// Scratch buffer for sealing.
+    seal: Vec<u8>,
 }
 
 impl Writer {
@@ -264,7 +285,11 @@ impl StreamBuild {
             stream: self.stream,
             entries: std::mem::take(&mut self.page),
         };
-        let bytes = page.encode();
+        let mut bytes = page.encode();
+        let hash = hash::blake3(&bytes);
+        if let Some(c) = &w.cipher {
+            c.seal_index(false, self.stream.id(), w.pos, &mut bytes)?;
+        }
         let offset = w.write(&bytes)?;
         self.pages.push(PageRef {
             first_logical: page.entries[0].logical_offset,
@@ -272,7 +297,7 @@ impl StreamBuild {
             len: bytes.len() as u32,
             entry_count: page.entries.len() as u32,
             first_block: self.blocks_before_page,
-            hash: hash::blake3(&bytes),
+            hash,
         });
         self.blocks_before_page += page.entries.len() as u64;
         Ok(())
@@ -366,7 +391,12 @@ impl Splitter {
 }
 
 /// Compresses, hashes and checksums every block of a batch (worker stage).
-fn cook(b: &mut Batch, c: &dyn Compressor, scratch: &mut Vec<u8>) -> Result<()> {
+fn cook(
+    b: &mut Batch,
+    c: &dyn Compressor,
+    scratch: &mut Vec<u8>,
+    cipher: Option<&ArchiveCipher>,
+) -> Result<()> {
     let mut at = 0usize;
     for i in 0..b.lens.len() {
         let len = b.lens[i] as usize;
@@ -384,7 +414,10 @@ fn cook(b: &mut Batch, c: &dyn Compressor, scratch: &mut Vec<u8>) -> Result<()> 
             });
             continue;
         }
-        let h = hash::blake3(data);
+        let h = match cipher {
+            Some(k) => k.content_hash(data),
+            None => hash::blake3(data),
+        };
         let (codec, stored): (Codec, &[u8]) = if c.codec() == Codec::None {
             (Codec::None, data)
         } else {
@@ -461,10 +494,28 @@ pub fn pack(
         opts.threads
     };
 
+    let password = opts.encryption.as_ref().map(|e| e.password.clone());
     let base = match &opts.base {
-        Some(p) => Some(open_base(p, output, opts.dedup_max_entries)?),
+        Some(p) => Some(open_base(
+            p,
+            output,
+            opts.dedup_max_entries,
+            password.clone(),
+        )?),
         None => None,
     };
+    if let Some(b) = &base {
+        if b.file.header().is_encrypted() != opts.encryption.is_some() {
+            return Err(Error::InvalidArgument(
+                "a thin child is encrypted exactly when its base is (use --encrypt with an \
+                 encrypted base, and only then)"
+                    .into(),
+            ));
+        }
+    }
+    let archive_id = hash::random_bytes::<16>()?;
+    let (cipher, key_wrap) =
+        setup_encryption(opts.encryption.as_ref(), base.as_ref(), &archive_id)?;
     let mut atomic = AtomicFile::create(output)?;
     let file = atomic
         .file()
@@ -477,6 +528,8 @@ pub fn pack(
         parent: HashMap::new(),
         dedup_on: opts.dedup,
         dedup_max: opts.dedup_max_entries,
+        cipher: cipher.clone(),
+        seal: Vec::new(),
     };
     w.write(&[0u8; HEADER_SIZE])?;
     if let Some(b) = &base {
@@ -508,6 +561,7 @@ pub fn pack(
             total,
             splitter,
             compressor.as_ref(),
+            cipher.as_deref(),
             threads,
             &mut w,
             progress,
@@ -528,15 +582,19 @@ pub fn pack(
         Some(b) => vec![(META_PARENT_PATH, b.recorded_path.clone().into_bytes())],
         None => Vec::new(),
     };
-    let (master, _digest) = MasterIndex::encode(&records, &metadata);
+    let (mut master, _digest) = MasterIndex::encode(&records, &metadata);
+    if let Some(c) = &cipher {
+        c.seal_index(true, 0, w.pos, &mut master)?;
+    }
     let master_offset = w.write(&master)?;
-    let archive_id = hash::random_bytes::<16>()?;
+    let encrypted = cipher.is_some();
     let streams = records.iter().fold(0u8, |m, r| m | r.stream.header_bit());
     let header = Header {
         major: FORMAT_MAJOR,
         minor: FORMAT_MINOR,
         flags: if opts.cdc.is_some() { FLAG_CDC } else { 0 }
-            | if base.is_some() { FLAG_HAS_PARENT } else { 0 },
+            | if base.is_some() { FLAG_HAS_PARENT } else { 0 }
+            | if encrypted { FLAG_ENCRYPTED } else { 0 },
         codec: opts.codec,
         level: if opts.codec == Codec::Zstd {
             opts.level as i8
@@ -546,9 +604,10 @@ pub fn pack(
         block_size: opts.cdc.map_or(opts.block_size, |c| c.avg),
         cdc_min: opts.cdc.map_or(0, |c| c.min),
         cdc_max: opts.cdc.map_or(0, |c| c.max),
-        disk_size: sizes[0],
-        memory_size: sizes[1],
-        streams,
+        // An encrypted archive keeps its sizes only in the encrypted master index.
+        disk_size: if encrypted { 0 } else { sizes[0] },
+        memory_size: if encrypted { 0 } else { sizes[1] },
+        streams: if encrypted { 0 } else { streams },
         master_offset,
         master_len: master.len() as u32,
         archive_id,
@@ -558,7 +617,7 @@ pub fn pack(
         parent: base
             .as_ref()
             .map_or_else(ParentRef::default, |b| b.parent_ref),
-        key_wrap: KeyWrap::default(),
+        key_wrap,
         signature: [0; 64],
         signer: [0; 32],
     };
@@ -588,11 +647,14 @@ fn pack_stream(
     total: Option<u64>,
     mut splitter: Splitter,
     compressor: &dyn Compressor,
+    cipher: Option<&ArchiveCipher>,
     threads: usize,
     w: &mut Writer,
     progress: Option<&(dyn Fn(&PackProgress) + Sync)>,
 ) -> Result<StreamBuild> {
-    let slots = 4 * threads + 4;
+    // Enough batches in flight to keep every worker busy while the reader and writer work;
+    // few enough to bound memory (each batch holds its raw and compressed bytes).
+    let slots = 2 * threads + 2;
     let (work_tx, work_rx) = bounded::<Batch>(slots);
     let (done_tx, done_rx) = bounded::<Result<Batch>>(slots);
     let (pool_tx, pool_rx) = bounded::<Batch>(slots);
@@ -614,7 +676,7 @@ fn pack_stream(
             s.spawn(move || {
                 let mut scratch = Vec::new();
                 for mut b in work_rx {
-                    let r = cook(&mut b, compressor, &mut scratch).map(|_| b);
+                    let r = cook(&mut b, compressor, &mut scratch, cipher).map(|_| b);
                     if done_tx.send(r).is_err() {
                         break;
                     }
@@ -703,12 +765,25 @@ fn write_batch(w: &mut Writer, sb: &mut StreamBuild, b: &Batch) -> Result<()> {
                 }
                 _ => {
                     let stored = &b.out[c.out_start..c.out_start + c.out_len];
-                    let offset = w.write(stored)?;
-                    sb.stats.stored_bytes += stored.len() as u64;
+                    let (offset, len, crc) = match w.cipher.clone() {
+                        Some(k) => {
+                            let mut buf = std::mem::take(&mut w.seal);
+                            buf.clear();
+                            buf.extend_from_slice(stored);
+                            k.seal_block(w.pos, c.len, c.codec, &mut buf)?;
+                            let crc = hash::crc32(&buf);
+                            let offset = w.write(&buf)?;
+                            let len = buf.len();
+                            w.seal = buf;
+                            (offset, len, crc)
+                        }
+                        None => (w.write(stored)?, stored.len(), c.crc),
+                    };
+                    sb.stats.stored_bytes += len as u64;
                     let loc = StoredLoc {
                         offset,
-                        len: c.out_len as u32,
-                        crc: c.crc,
+                        len: len as u32,
+                        crc,
                         codec: c.codec,
                         source: 0,
                     };
@@ -739,6 +814,7 @@ fn write_batch(w: &mut Writer, sb: &mut StreamBuild, b: &Batch) -> Result<()> {
 
 /// The parent of a thin snapshot being packed.
 struct Base {
+    file: File,
     parent_ref: ParentRef,
     recorded_path: String,
     table: HashMap<[u8; 32], StoredLoc>,
@@ -746,8 +822,19 @@ struct Base {
 
 /// Opens the base archive (checking its own chain), indexes its blocks by content hash, and
 /// works out the path to record: relative to the output's directory when possible.
-fn open_base(path: &Path, output: &Path, max_entries: usize) -> Result<Base> {
-    let file = File::open(path)?;
+fn open_base(
+    path: &Path,
+    output: &Path,
+    max_entries: usize,
+    password: Option<Password>,
+) -> Result<Base> {
+    let file = File::open_with(
+        path,
+        crate::api::OpenOptions {
+            password,
+            ..Default::default()
+        },
+    )?;
     if file.chain_len() > MAX_CHAIN_DEPTH {
         return Err(Error::InvalidArgument(format!(
             "{} already has {} ancestors; the limit is {MAX_CHAIN_DEPTH} (flatten it first)",
@@ -777,6 +864,7 @@ fn open_base(path: &Path, output: &Path, max_entries: usize) -> Result<Base> {
         }
     }
     Ok(Base {
+        file: file.clone(),
         parent_ref: ParentRef {
             archive_id: file.header().archive_id,
             index_digest: file.master().digest,
@@ -812,4 +900,39 @@ fn relative_path(target: &Path, from_file: &Path) -> Result<String> {
             p.to_string_lossy()
         ))
     })
+}
+
+/// Creates the cipher and key wrap of a new encrypted archive: a fresh data key, or the
+/// base's for a thin child (so content hashes, and therefore dedup, match along the chain).
+#[cfg(feature = "encryption")]
+fn setup_encryption(
+    enc: Option<&EncryptOptions>,
+    base: Option<&Base>,
+    archive_id: &[u8; 16],
+) -> Result<(Option<Arc<ArchiveCipher>>, KeyWrap)> {
+    use crate::algo::encryption::{wrap_key, DataKey};
+    let Some(enc) = enc else {
+        return Ok((None, KeyWrap::default()));
+    };
+    let key = match base.and_then(|b| b.file.data_key().cloned()) {
+        Some(k) => k,
+        None => DataKey::generate()?,
+    };
+    let kw = wrap_key(&key, &enc.password, enc.kdf, archive_id)?;
+    Ok((Some(Arc::new(ArchiveCipher::new(&key, archive_id))), kw))
+}
+
+/// Without the `encryption` feature, asking for encryption is an error.
+#[cfg(not(feature = "encryption"))]
+fn setup_encryption(
+    enc: Option<&EncryptOptions>,
+    _base: Option<&Base>,
+    _archive_id: &[u8; 16],
+) -> Result<(Option<Arc<ArchiveCipher>>, KeyWrap)> {
+    match enc {
+        Some(_) => Err(Error::Unsupported(
+            "encryption (this build lacks the encryption feature)".into(),
+        )),
+        None => Ok((None, KeyWrap::default())),
+    }
 }

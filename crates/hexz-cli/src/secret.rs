@@ -1,0 +1,99 @@
+//! Passwords and keys on the command line: never as an argument value, only from a file,
+//! an environment variable, or an interactive prompt without echo.
+
+use anyhow::{bail, Context, Result};
+use hexz_core::algo::encryption::{Kdf, Password};
+use hexz_core::{Error, File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+/// Options every command that opens archives shares.
+#[derive(clap::Args, Clone, Default)]
+pub struct OpenArgs {
+    /// Read the archive password from this file (first line). Otherwise HEXZ_PASSWORD, or a
+    /// prompt when the archive is encrypted and a terminal is attached.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Require a valid signature by this public key (NAME.pub); refuse unsigned archives.
+    #[arg(long, value_name = "NAME.pub")]
+    pub pubkey: Option<PathBuf>,
+}
+
+fn from_file(p: &Path) -> Result<Password> {
+    let s = std::fs::read(p).with_context(|| format!("reading password file {}", p.display()))?;
+    let end = s.iter().position(|&b| b == b'\n').unwrap_or(s.len());
+    let line = &s[..end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    Ok(Password::new(line.to_vec()))
+}
+
+/// Gets a password: `file`, then the environment variable `env`, then a prompt (twice when
+/// `confirm`, for new passwords).
+pub fn get_password(file: Option<&Path>, env: &str, what: &str, confirm: bool) -> Result<Password> {
+    if let Some(f) = file {
+        return from_file(f);
+    }
+    if let Ok(v) = std::env::var(env) {
+        return Ok(Password::new(v.into_bytes()));
+    }
+    let first = rpassword::prompt_password(format!("{what}: ")).map_err(|_| {
+        anyhow::anyhow!(
+            "{what} needed: set {env} or use --password-file (no terminal to prompt on)"
+        )
+    })?;
+    if confirm {
+        let again = rpassword::prompt_password(format!("{what} (again): "))?;
+        if again != first {
+            bail!("the passwords do not match");
+        }
+    }
+    if first.is_empty() {
+        bail!("empty password");
+    }
+    Ok(Password::new(first.into_bytes()))
+}
+
+/// Reads a public key file.
+pub fn read_pubkey(p: &Path) -> Result<[u8; 32]> {
+    let text = std::fs::read_to_string(p)
+        .with_context(|| format!("reading public key {}", p.display()))?;
+    hexz_core::algo::signing::parse_public_key(&text).with_context(|| format!("in {}", p.display()))
+}
+
+/// Opens an archive, asking for a password only if it turns out to be encrypted.
+pub fn open(path: &Path, mut opts: OpenOptions, a: &OpenArgs) -> Result<File> {
+    if let Some(pk) = &a.pubkey {
+        opts.require_signer = Some(read_pubkey(pk)?);
+    }
+    if a.password_file.is_some() || std::env::var_os("HEXZ_PASSWORD").is_some() {
+        opts.password = Some(get_password(
+            a.password_file.as_deref(),
+            "HEXZ_PASSWORD",
+            "Password",
+            false,
+        )?);
+    }
+    match File::open_with(path, opts.clone()) {
+        Err(Error::PasswordRequired(_)) if opts.password.is_none() => {
+            opts.password = Some(get_password(
+                None,
+                "HEXZ_PASSWORD",
+                &format!("Password for {}", path.display()),
+                false,
+            )?);
+            Ok(File::open_with(path, opts)
+                .with_context(|| format!("opening {}", path.display()))?)
+        }
+        r => Ok(r.with_context(|| format!("opening {}", path.display()))?),
+    }
+}
+
+/// Parses `--kdf`.
+pub fn parse_kdf(s: &str) -> Result<Kdf, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "pbkdf2" | "pbkdf2-sha256" => Ok(Kdf::default()),
+        "argon2id" | "argon2" => Ok(Kdf::argon2id_default()),
+        o => Err(format!(
+            "unknown key-derivation function '{o}' (pbkdf2 or argon2id)"
+        )),
+    }
+}
