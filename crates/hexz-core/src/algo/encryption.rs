@@ -15,7 +15,6 @@
 //! nonce never repeats under one key.
 
 use crate::error::{Error, Result};
-use crate::format::header::KeyWrap;
 use zeroize::Zeroizing;
 
 /// A password, wiped from memory when dropped; `Debug` never shows it.
@@ -125,10 +124,6 @@ impl Kdf {
     }
 }
 
-/// Nonce domains: one byte in front of the offset keeps the three kinds of object apart.
-const DOMAIN_BLOCK: u8 = 1;
-const DOMAIN_PAGE: u8 = 2;
-const DOMAIN_MASTER: u8 = 3;
 /// Bytes an AES-GCM seal adds (the tag).
 pub const TAG_LEN: usize = 16;
 
@@ -138,7 +133,13 @@ pub use imp::*;
 #[cfg(feature = "encryption")]
 mod imp {
     use super::*;
+    use crate::format::header::KeyWrap;
     use crate::format::Codec;
+
+    /// Nonce domains: one byte in front of the offset keeps the three kinds of object apart.
+    const DOMAIN_BLOCK: u8 = 1;
+    const DOMAIN_PAGE: u8 = 2;
+    const DOMAIN_MASTER: u8 = 3;
     use aes_gcm::aead::{AeadInOut, KeyInit};
     use aes_gcm::Aes256Gcm;
 

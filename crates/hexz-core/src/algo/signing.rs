@@ -9,13 +9,11 @@
 //! Key files are short text files: `NAME.pub` holds the public key in hex; `NAME` holds the
 //! 32-byte secret seed, in hex or encrypted under a password (PBKDF2 + AES-256-GCM).
 
-use crate::algo::encryption::Password;
 use crate::error::{Error, Result};
-use crate::format::header::FLAG_SIGNED;
 use crate::format::{Header, MasterIndex};
-use zeroize::Zeroizing;
 
 const PUBLIC_TAG: &str = "hexz-ed25519-public v1";
+#[cfg(feature = "signing")]
 const SECRET_TAG: &str = "hexz-ed25519-secret v1";
 
 /// BLAKE3 of a public key: what the header records as the signer.
@@ -74,7 +72,10 @@ pub use imp::*;
 #[cfg(feature = "signing")]
 mod imp {
     use super::*;
+    use crate::algo::encryption::Password;
+    use crate::format::header::FLAG_SIGNED;
     use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+    use zeroize::Zeroizing;
 
     /// A fresh key pair: (secret seed, public key).
     pub fn generate_keypair() -> Result<(Zeroizing<[u8; 32]>, [u8; 32])> {
@@ -216,6 +217,7 @@ pub fn check_archive_signature(_: &Header, _: &MasterIndex, _: &[u8; 32], _: &st
 #[cfg(all(test, feature = "signing"))]
 mod tests {
     use super::*;
+    use crate::algo::encryption::Password;
 
     #[test]
     fn key_files_round_trip_and_signatures_verify() {

@@ -83,6 +83,7 @@ struct Inner {
     /// Ciphers of the chain's archives (`None` for unencrypted ones), parallel to `archives`.
     ciphers: Vec<Option<Arc<ArchiveCipher>>>,
     /// The data key of an encrypted archive (shared along its chain).
+    #[cfg_attr(not(feature = "encryption"), allow(dead_code))]
     data_key: Option<DataKey>,
     compressor: Box<dyn Compressor>,
     #[cfg(feature = "compression-zstd")]
@@ -386,6 +387,7 @@ impl File {
     }
 
     /// The data key of an encrypted archive, for packing a thin child that shares it.
+    #[cfg_attr(not(feature = "encryption"), allow(dead_code))]
     pub(crate) fn data_key(&self) -> Option<&DataKey> {
         self.inner.data_key.as_ref()
     }

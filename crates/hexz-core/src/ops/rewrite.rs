@@ -4,7 +4,9 @@
 //! leaves the original archive intact.
 
 use super::atomic::AtomicFile;
-use crate::algo::encryption::{Kdf, Password};
+#[cfg(any(feature = "signing", feature = "encryption"))]
+use crate::algo::encryption::Password;
+#[cfg(any(feature = "signing", feature = "encryption"))]
 use crate::api::{File, OpenOptions};
 use crate::error::{Error, Result};
 use crate::format::Header;
@@ -13,6 +15,10 @@ use std::path::Path;
 
 /// Copies `path` to a temporary file, writes `header` over its first 512 bytes, and renames
 /// the result over `path`.
+#[cfg_attr(
+    not(any(feature = "signing", feature = "encryption")),
+    allow(dead_code)
+)]
 fn replace_header(path: &Path, header: &Header) -> Result<()> {
     let mut src = std::fs::File::open(path)
         .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
@@ -56,7 +62,12 @@ pub fn sign(path: &Path, seed: &[u8; 32], password: Option<Password>) -> Result<
 /// wrapped again under `new` (fresh salt) with `kdf`. Blocks, index and any signature stay
 /// valid.
 #[cfg(feature = "encryption")]
-pub fn change_password(path: &Path, old: &Password, new: &Password, kdf: Kdf) -> Result<()> {
+pub fn change_password(
+    path: &Path,
+    old: &Password,
+    new: &Password,
+    kdf: crate::algo::encryption::Kdf,
+) -> Result<()> {
     use crate::algo::encryption::{unwrap_key, wrap_key};
     let f = File::open_with(path, OpenOptions::default());
     let h = match f {
