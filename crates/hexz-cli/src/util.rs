@@ -68,6 +68,33 @@ pub fn progress_bar(total: Option<u64>, what: &str) -> ProgressBar {
     pb
 }
 
+/// One progress bar per stream for pack-like operations, replaced when the stream changes.
+#[derive(Default)]
+pub struct StreamBars(std::sync::Mutex<Option<(hexz_core::SnapshotStream, ProgressBar)>>);
+
+impl StreamBars {
+    /// Updates (or starts) the bar of the stream `p` reports on.
+    pub fn update(&self, p: &hexz_core::ops::PackProgress) {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if g.as_ref().is_none_or(|(s, _)| *s != p.stream) {
+            if let Some((_, old)) = g.take() {
+                old.finish_and_clear();
+            }
+            *g = Some((p.stream, progress_bar(p.total, p.stream.name())));
+        }
+        if let Some((_, pb)) = g.as_ref() {
+            pb.set_position(p.done);
+        }
+    }
+
+    /// Removes the current bar.
+    pub fn finish(&self) {
+        if let Some((_, pb)) = self.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            pb.finish_and_clear();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,11 +1,10 @@
 //! `hexz flatten`.
 
-use crate::util::{human, progress_bar};
+use crate::util::human;
 use anyhow::{Context, Result};
 use hexz_core::ops::{flatten, PackProgress};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Mutex;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -34,19 +33,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     } else {
         None
     };
-    let bar = Mutex::new(None::<(hexz_core::SnapshotStream, indicatif::ProgressBar)>);
-    let cb = |p: &PackProgress| {
-        let mut g = bar.lock().unwrap_or_else(|e| e.into_inner());
-        if g.as_ref().is_none_or(|(s, _)| *s != p.stream) {
-            if let Some((_, old)) = g.take() {
-                old.finish_and_clear();
-            }
-            *g = Some((p.stream, progress_bar(p.total, p.stream.name())));
-        }
-        if let Some((_, pb)) = g.as_ref() {
-            pb.set_position(p.done);
-        }
-    };
+    let bars = crate::util::StreamBars::default();
+    let cb = |p: &PackProgress| bars.update(p);
     let stats = flatten(&f, &a.output, encryption, Some(&cb)).with_context(|| {
         format!(
             "flattening {} into {}",
@@ -54,9 +42,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             a.output.display()
         )
     })?;
-    if let Some((_, pb)) = bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        pb.finish_and_clear();
-    }
+    bars.finish();
     eprintln!(
         "flattened {} ({} archives in its chain) into {} ({})",
         a.archive.display(),

@@ -1,12 +1,11 @@
 //! `hexz pack`.
 
-use crate::util::{human, parse_size, progress_bar};
+use crate::util::{human, parse_size};
 use anyhow::{bail, Context, Result};
 use hexz_core::format::Codec;
 use hexz_core::ops::pack::{StreamStats, DEFAULT_BLOCK_SIZE};
 use hexz_core::ops::{pack, CdcParams, PackInput, PackOptions, PackProgress, PackSource};
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -141,24 +140,11 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
         disk: a.disk.as_deref().map(source),
         memory: a.memory.as_deref().map(source),
     };
-    let bar: Mutex<Option<(hexz_core::SnapshotStream, indicatif::ProgressBar)>> = Mutex::new(None);
-    let on_progress = |p: &PackProgress| {
-        let mut g = bar.lock().unwrap_or_else(|e| e.into_inner());
-        if g.as_ref().is_none_or(|(s, _)| *s != p.stream) {
-            if let Some((_, old)) = g.take() {
-                old.finish_and_clear();
-            }
-            *g = Some((p.stream, progress_bar(p.total, p.stream.name())));
-        }
-        if let Some((_, pb)) = g.as_ref() {
-            pb.set_position(p.done);
-        }
-    };
+    let bars = crate::util::StreamBars::default();
+    let on_progress = |p: &PackProgress| bars.update(p);
     let stats = pack(input, &a.output, &opts, Some(&on_progress))
         .with_context(|| format!("packing {}", a.output.display()))?;
-    if let Some((_, pb)) = bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        pb.finish_and_clear();
-    }
+    bars.finish();
     let logical: u64 = [&stats.disk, &stats.memory]
         .iter()
         .filter_map(|s| s.as_ref())
