@@ -32,7 +32,8 @@ hf "$data/pack.json" \
   -n "zstd -3 -T2" "zstd -3 -T2 -q -f $img -o $out/img.zst" \
   -n "hexz pack lz4 64K" "$hexz pack --disk $img -o $out/lz4.hxz --compression lz4 --block-size 64K" \
   -n "hexz pack zstd-3 64K" "$hexz pack --disk $img -o $out/zstd.hxz --compression zstd --level 3 --block-size 64K" \
-  -n "hexz pack zstd-3 256K" "$hexz pack --disk $img -o $out/zstd256.hxz --compression zstd --level 3 --block-size 256K"
+  -n "hexz pack zstd-3 256K" "$hexz pack --disk $img -o $out/zstd256.hxz --compression zstd --level 3 --block-size 256K" \
+  -n "hexz pack zstd-3 1M" "$hexz pack --disk $img -o $out/zstd1m.hxz --compression zstd --level 3 --block-size 1M"
 
 echo "read..." >&2
 hf "$data/read.json" \
@@ -58,7 +59,8 @@ lz4 -1 -q -f "$img" "$out/img.lz4"; zstd -3 -T2 -q -f "$img" -o "$out/img.zst"
 "$hexz" pack --disk "$img" -o "$out/lz4.hxz" 2>/dev/null
 "$hexz" pack --disk "$img" -o "$out/zstd.hxz" --compression zstd --level 3 2>/dev/null
 "$hexz" pack --disk "$img" -o "$out/zstd256.hxz" --compression zstd --level 3 --block-size 256K 2>/dev/null
-sizes="img=$(stat -c %s "$img") lz4=$(stat -c %s "$out/img.lz4") zst=$(stat -c %s "$out/img.zst") hlz4=$(stat -c %s "$out/lz4.hxz") hzstd=$(stat -c %s "$out/zstd.hxz") hzstd256=$(stat -c %s "$out/zstd256.hxz")"
+"$hexz" pack --disk "$img" -o "$out/zstd1m.hxz" --compression zstd --level 3 --block-size 1M 2>/dev/null
+sizes="img=$(stat -c %s "$img") lz4=$(stat -c %s "$out/img.lz4") zst=$(stat -c %s "$out/img.zst") hlz4=$(stat -c %s "$out/lz4.hxz") hzstd=$(stat -c %s "$out/zstd.hxz") hzstd256=$(stat -c %s "$out/zstd256.hxz") hzstd1m=$(stat -c %s "$out/zstd1m.hxz")"
 
 python3 - "$data" "$sizes" "$runs" <<'PY' | tee "$data/core-results.md"
 import json, sys, statistics
@@ -72,7 +74,8 @@ print(f"Input: {img/2**30:.2f} GiB ext4 image of /usr (libraries, binaries, head
 print("| pack | median s | MiB/s | output | ratio |")
 print("|---|---:|---:|---:|---:|")
 for name, key in [("lz4 -1", "lz4"), ("zstd -3 -T2", "zst"), ("hexz pack lz4 64K", "hlz4"),
-                  ("hexz pack zstd-3 64K", "hzstd"), ("hexz pack zstd-3 256K", "hzstd256")]:
+                  ("hexz pack zstd-3 64K", "hzstd"), ("hexz pack zstd-3 256K", "hzstd256"),
+                  ("hexz pack zstd-3 1M", "hzstd1m")]:
     n = int(sizes[key])
     print(f"| {name} | {p[name]:.2f} | {mib(p[name]):.0f} | {n/2**20:.0f} MiB | {img/n:.2f}x |")
 print("\n| read whole stream | median s | MiB/s |")
@@ -99,6 +102,8 @@ print("|---|---:|---|")
 print(f"| pack lz4 64K >= 1.5x `lz4 -1` | {lz4x:.2f}x | {t(lz4x >= 1.5)} |")
 print(f"| pack zstd-3 >= `zstd -3 -T2` speed, <= +10% size (64K blocks) | {zx:.2f}x speed, {100*(zsize-1):+.1f}% size | {t(zx >= 1 and zsize <= 1.10)} |")
 print(f"| same with 256K blocks | {zx256:.2f}x speed, {100*(zsize256-1):+.1f}% size | {t(zx256 >= 1 and zsize256 <= 1.10)} |")
+zx1m = p["zstd -3 -T2"] / p["hexz pack zstd-3 1M"]; zsize1m = int(sizes["hzstd1m"]) / int(sizes["zst"])
+print(f"| same with 1M blocks | {zx1m:.2f}x speed, {100*(zsize1m-1):+.1f}% size | {t(zx1m >= 1 and zsize1m <= 1.10)} |")
 print(f"| `hexz cat` >= 1.3x `lz4 -d` | {rx:.2f}x | {t(rx >= 1.3)} |")
 print(f"| cached 4 KiB read < 1 us | {rb['cached_4k_ns']:.0f} ns | {t(rb['cached_4k_ns'] < 1000)} |")
 print(f"| uncached 4 KiB read <= 1.5x decompress (CRC32 check) | {rb['uncached_nohash_over_decompress']:.2f}x | {t(rb['uncached_nohash_over_decompress'] <= 1.5)} |")
