@@ -40,7 +40,28 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if e.use_stderr() => {
+            // Usage errors: one line, like every other hexz error.
+            let msg = e.to_string();
+            let first: Vec<&str> = msg
+                .lines()
+                .map(str::trim)
+                .skip_while(|l| l.is_empty())
+                .take_while(|l| !l.is_empty())
+                .collect();
+            let first = first.join(" ");
+            let first = first.trim_start_matches("error: ");
+            eprintln!("hexz: error: {first} (see hexz --help)");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+    };
     let r = match cli.command {
         Command::Pack(a) => cmd::pack::run(a),
         Command::Info(a) => cmd::info::run(a),

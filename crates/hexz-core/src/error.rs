@@ -12,14 +12,15 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// Everything that can go wrong while reading, writing or checking an archive.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// An operating-system I/O error, with what we were doing when it happened.
-    #[error("{context}: {source}")]
+    /// An operating-system I/O error, with what we were doing when it happened. The OS error
+    /// is part of the message (and deliberately not also a `source()`, so error chains print
+    /// it once).
+    #[error("{context}: {err}")]
     Io {
         /// What hexz was doing (e.g. "reading header of archive.hxz").
         context: String,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        err: std::io::Error,
     },
     /// The file is not a hexz archive at all (bad magic).
     #[error("not a hexz archive: {0}")]
@@ -84,7 +85,7 @@ impl Error {
     pub fn io(context: impl fmt::Display, source: std::io::Error) -> Self {
         Error::Io {
             context: context.to_string(),
-            source,
+            err: source,
         }
     }
 

@@ -255,7 +255,12 @@ impl File {
             archives.extend(p.inner.archives.iter().cloned());
             ciphers.extend(p.inner.ciphers.iter().cloned());
         }
-        let shards = 16;
+        // Shard the caches only as far as each shard still holds several of the largest
+        // values, so that small budgets still cache.
+        let max_block = header.block_size.max(header.cdc_max) as usize + 64;
+        let shards_for = |budget: usize, item: usize| (budget / (4 * item)).clamp(1, 16);
+        let page_item =
+            crate::format::index::MAX_ENTRIES_PER_PAGE * std::mem::size_of::<BlockEntry>();
         Ok(File {
             inner: Arc::new(Inner {
                 header,
@@ -267,12 +272,16 @@ impl File {
                 compressor,
                 #[cfg(feature = "compression-zstd")]
                 zstd: Default::default(),
-                blocks: ShardedLru::new(options.cache_bytes, shards, |v: &Arc<Vec<u8>>| {
-                    v.len() + 64
-                }),
-                pages: ShardedLru::new(options.index_cache_bytes, shards, |p: &Arc<IndexPage>| {
-                    p.entries.len() * std::mem::size_of::<BlockEntry>() + 64
-                }),
+                blocks: ShardedLru::new(
+                    options.cache_bytes,
+                    shards_for(options.cache_bytes, max_block),
+                    |v: &Arc<Vec<u8>>| v.len() + 64,
+                ),
+                pages: ShardedLru::new(
+                    options.index_cache_bytes,
+                    shards_for(options.index_cache_bytes, page_item),
+                    |p: &Arc<IndexPage>| p.entries.len() * std::mem::size_of::<BlockEntry>() + 64,
+                ),
                 read_ahead: [
                     ReadAhead::new(options.read_ahead),
                     ReadAhead::new(options.read_ahead),
@@ -337,12 +346,12 @@ impl File {
                     require_signer: None,
                 };
                 Self::open_chain(pb, None, popts, seen).map_err(|e| match e {
-                    Error::Io { context, source } => Error::Io {
+                    Error::Io { context, err } => Error::Io {
                         context: format!(
                             "opening parent archive '{path}' of {} (expected archive id {want_id}): {context}",
                             child.describe()
                         ),
-                        source,
+                        err,
                     },
                     other => other,
                 })?

@@ -169,6 +169,13 @@ impl Header {
     /// Parses and validates a header. `file_len` is the archive size, used to bounds-check
     /// the master index location before anything is allocated for it.
     pub fn decode(b: &[u8], file_len: u64) -> Result<Header> {
+        let n = b.len().min(MAGIC.len());
+        if b[..n] != MAGIC[..n] || b.is_empty() {
+            return Err(Error::NotAnArchive(format!(
+                "bad magic bytes {:02x?} at offset 0",
+                &b[..n]
+            )));
+        }
         if b.len() < HEADER_SIZE {
             return Err(Error::corrupt(
                 "header",
