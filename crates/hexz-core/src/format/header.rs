@@ -169,8 +169,11 @@ impl Header {
     /// Parses and validates a header. `file_len` is the archive size, used to bounds-check
     /// the master index location before anything is allocated for it.
     pub fn decode(b: &[u8], file_len: u64) -> Result<Header> {
+        if b.is_empty() {
+            return Err(Error::NotAnArchive("the file is empty (no header)".into()));
+        }
         let n = b.len().min(MAGIC.len());
-        if b[..n] != MAGIC[..n] || b.is_empty() {
+        if b[..n] != MAGIC[..n] {
             return Err(Error::NotAnArchive(format!(
                 "bad magic bytes {:02x?} at offset 0",
                 &b[..n]
