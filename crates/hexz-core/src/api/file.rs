@@ -353,6 +353,12 @@ impl File {
                         ),
                         err,
                     },
+                    Error::CorruptStructure { structure, detail } if !structure.contains(path) => {
+                        Error::CorruptStructure {
+                            structure: format!("{structure} of parent archive '{path}'"),
+                            detail,
+                        }
+                    }
                     other => other,
                 })?
             }
@@ -866,7 +872,13 @@ pub(crate) fn read_header_and_master(
             .map_err(|e| Error::corrupt("master index", e))?;
         overhead = crate::algo::encryption::TAG_LEN as u32;
     }
-    let master = MasterIndex::decode(&mb, len, overhead)?;
+    let master = MasterIndex::decode(&mb, len, overhead).map_err(|e| match e {
+        Error::CorruptStructure { structure, detail } => Error::CorruptStructure {
+            structure: format!("{structure} of {}", backend.describe()),
+            detail,
+        },
+        other => other,
+    })?;
     for stream in SnapshotStream::ALL {
         if header.is_encrypted() {
             // Sizes and streams live only in the encrypted master index.

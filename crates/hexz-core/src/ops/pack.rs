@@ -842,26 +842,46 @@ fn open_base(
             file.chain_len() - 1
         )));
     }
+    // The output must not replace the base or any of its ancestors.
+    let target = canonical_target(output)?;
+    let mut cur = Some(&file);
+    while let Some(f) = cur {
+        if std::fs::canonicalize(f.describe()).is_ok_and(|p| p == target) {
+            return Err(Error::InvalidArgument(format!(
+                "the output {} is the base archive or one of its ancestors ({}); write the \
+                 child to a new file",
+                output.display(),
+                f.describe()
+            )));
+        }
+        cur = f.parent();
+    }
+    // Index every block the chain holds, nearest archive first: content the base no longer
+    // uses but an ancestor still stores is found too.
     let mut table = HashMap::new();
-    'streams: for stream in SnapshotStream::ALL {
-        let Some(rec) = file.master().stream(stream) else {
-            continue;
-        };
-        for page_no in 0..rec.pages.len() {
-            let page = file.index_page(stream, page_no)?;
-            for e in page.entries.iter().filter(|e| !e.is_zero()) {
-                if table.len() >= max_entries {
-                    break 'streams;
+    let mut cur = Some((&file, 1u16));
+    'chain: while let Some((f, depth)) = cur {
+        for stream in SnapshotStream::ALL {
+            let Some(rec) = f.master().stream(stream) else {
+                continue;
+            };
+            for page_no in 0..rec.pages.len() {
+                let page = f.index_page(stream, page_no)?;
+                for e in page.entries.iter().filter(|e| !e.is_zero()) {
+                    if table.len() >= max_entries {
+                        break 'chain;
+                    }
+                    table.entry(e.hash).or_insert(StoredLoc {
+                        offset: e.stored_offset,
+                        len: e.stored_len,
+                        crc: e.crc32,
+                        codec: e.codec,
+                        source: e.source + depth,
+                    });
                 }
-                table.entry(e.hash).or_insert(StoredLoc {
-                    offset: e.stored_offset,
-                    len: e.stored_len,
-                    crc: e.crc32,
-                    codec: e.codec,
-                    source: e.source + 1,
-                });
             }
         }
+        cur = f.parent().map(|p| (p, depth + 1));
     }
     Ok(Base {
         file: file.clone(),
@@ -872,6 +892,20 @@ fn open_base(
         recorded_path: relative_path(path, output)?,
         table,
     })
+}
+
+/// The canonical path `output` will have (its directory resolved; the file need not exist).
+fn canonical_target(output: &Path) -> Result<PathBuf> {
+    let dir = match output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = output.file_name().ok_or_else(|| {
+        Error::InvalidArgument(format!("{} is not a file path", output.display()))
+    })?;
+    Ok(std::fs::canonicalize(&dir)
+        .map_err(|e| Error::io(format!("resolving {}", dir.display()), e))?
+        .join(name))
 }
 
 /// The path of `target` as seen from the directory that will hold `from_file`.
