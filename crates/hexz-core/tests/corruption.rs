@@ -314,7 +314,8 @@ fn unknown_required_flag_is_refused_and_optional_flag_ignored() {
 #[test]
 fn header_fields_inconsistent_with_the_index_are_refused() {
     let fx = fixture();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>, &str)> = vec![
+    type Mutation = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, Mutation, &str)> = vec![
         (
             "disk size",
             Box::new(|a| {
