@@ -276,6 +276,11 @@ mod imp {
             }
         }
 
+        /// A public fingerprint of the content hash key (equal for archives of one chain).
+        pub fn hash_domain(&self) -> [u8; 32] {
+            blake3::derive_key("hexz 2026 v1 hash domain fingerprint", &*self.hash_key)
+        }
+
         /// Keyed BLAKE3 of block content: equal content gives equal hashes for holders of the
         /// key, and reveals nothing about the plaintext to anyone else.
         pub fn content_hash(&self, data: &[u8]) -> [u8; 32] {
@@ -308,6 +313,40 @@ mod imp {
                     buf,
                 )
                 .map_err(|_| Error::InvalidArgument("block encryption failed".into()))
+        }
+
+        /// Decrypts and authenticates the stored block `sealed` (ciphertext and tag) into
+        /// `out`, which is resized to the plaintext length; no intermediate copy.
+        pub fn open_block_into(
+            &self,
+            offset: u64,
+            logical_len: u32,
+            codec: Codec,
+            sealed: &[u8],
+            out: &mut Vec<u8>,
+        ) -> Result<()> {
+            let fail = || {
+                Error::InvalidArgument(
+                    "authentication failed: the block was tampered with, moved, or comes from \
+                     another archive"
+                        .into(),
+                )
+            };
+            let n = sealed.len().checked_sub(TAG_LEN).ok_or_else(fail)?;
+            let tag =
+                aes_gcm::aead::Tag::<Aes256Gcm>::try_from(&sealed[n..]).map_err(|_| fail())?;
+            out.clear();
+            out.resize(n, 0);
+            let buf = aes_gcm::aead::inout::InOutBuf::new(&sealed[..n], &mut out[..])
+                .map_err(|_| fail())?;
+            self.blocks
+                .decrypt_inout_detached(
+                    &nonce(DOMAIN_BLOCK, offset),
+                    &self.block_aad(offset, logical_len, codec),
+                    buf,
+                    &tag,
+                )
+                .map_err(|_| fail())
         }
 
         /// Decrypts and authenticates a stored block in place (removing the tag).
@@ -402,12 +441,27 @@ mod stub {
         pub fn content_hash(&self, _: &[u8]) -> [u8; 32] {
             match *self {}
         }
+        /// Hash-key fingerprint.
+        pub fn hash_domain(&self) -> [u8; 32] {
+            match *self {}
+        }
         /// Seals a block.
         pub fn seal_block(
             &self,
             _: u64,
             _: u32,
             _: crate::format::Codec,
+            _: &mut Vec<u8>,
+        ) -> crate::error::Result<()> {
+            match *self {}
+        }
+        /// Opens a block into a buffer.
+        pub fn open_block_into(
+            &self,
+            _: u64,
+            _: u32,
+            _: crate::format::Codec,
+            _: &[u8],
             _: &mut Vec<u8>,
         ) -> crate::error::Result<()> {
             match *self {}
@@ -523,6 +577,27 @@ mod tests {
             a.open_block(4096, 101, Codec::Lz4, &mut buf.clone())
                 .is_err(),
             "other length"
+        );
+        let mut out = Vec::new();
+        a.open_block_into(4096, 100, Codec::Lz4, &sealed, &mut out)
+            .unwrap();
+        assert_eq!(out, b"some compressed block");
+        assert!(
+            a.open_block_into(4096, 100, Codec::Zstd, &sealed, &mut out)
+                .is_err(),
+            "other codec"
+        );
+        assert!(
+            a.open_block_into(4096, 100, Codec::Lz4, &sealed[..10], &mut out)
+                .is_err(),
+            "short"
+        );
+        let mut flipped = sealed.clone();
+        flipped[3] ^= 1;
+        assert!(
+            a.open_block_into(4096, 100, Codec::Lz4, &flipped, &mut out)
+                .is_err(),
+            "flipped"
         );
         a.open_block(4096, 100, Codec::Lz4, &mut buf).unwrap();
         assert_eq!(buf, b"some compressed block");

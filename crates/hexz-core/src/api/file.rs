@@ -173,7 +173,7 @@ impl File {
         compressor: Option<Box<dyn Compressor>>,
         options: OpenOptions,
     ) -> Result<File> {
-        Self::open_chain(backend, compressor, options, &mut Vec::new())
+        Self::open_chain(backend, compressor, options, &mut Vec::new(), None)
     }
 
     fn open_chain(
@@ -181,8 +181,10 @@ impl File {
         compressor: Option<Box<dyn Compressor>>,
         mut options: OpenOptions,
         seen: &mut Vec<[u8; 16]>,
+        chain_key: Option<&DataKey>,
     ) -> Result<File> {
-        let opened = read_header_and_master(backend.as_ref(), options.password.as_ref())?;
+        let opened =
+            read_header_and_master(backend.as_ref(), options.password.as_ref(), chain_key)?;
         let (header, master) = (opened.header, opened.master);
         if let Some(pk) = &options.require_signer {
             crate::algo::signing::check_archive_signature(
@@ -231,7 +233,13 @@ impl File {
                 ));
             }
             Some(Self::open_parent(
-                &backend, &header, &master, supplied, &options, seen,
+                &backend,
+                &header,
+                &master,
+                supplied,
+                &options,
+                seen,
+                opened.data_key.as_ref(),
             )?)
         } else {
             if supplied.is_some() {
@@ -301,6 +309,7 @@ impl File {
         supplied: Option<File>,
         options: &OpenOptions,
         seen: &mut Vec<[u8; 16]>,
+        chain_key: Option<&DataKey>,
     ) -> Result<File> {
         let want_id = hex(&header.parent.archive_id);
         let parent = match supplied {
@@ -345,7 +354,9 @@ impl File {
                     password: options.password.clone(),
                     require_signer: None,
                 };
-                Self::open_chain(pb, None, popts, seen).map_err(|e| match e {
+                // An encrypted chain shares one data key: the child's key opens its
+                // ancestors, whatever password each of them is wrapped with.
+                Self::open_chain(pb, None, popts, seen, chain_key).map_err(|e| match e {
                     Error::Io { context, err } => Error::Io {
                         context: format!(
                             "opening parent archive '{path}' of {} (expected archive id {want_id}): {context}",
@@ -405,6 +416,16 @@ impl File {
     #[cfg_attr(not(feature = "encryption"), allow(dead_code))]
     pub(crate) fn data_key(&self) -> Option<&DataKey> {
         self.inner.data_key.as_ref()
+    }
+
+    /// Identifies the key of the content hashes in the index: all zero for plain BLAKE3,
+    /// otherwise a fingerprint of the chain's hash key. Hashes of two archives are comparable
+    /// only when these are equal.
+    pub fn hash_domain(&self) -> [u8; 32] {
+        match &self.inner.ciphers[0] {
+            Some(c) => c.hash_domain(),
+            None => [0; 32],
+        }
     }
 
     /// Number of archives in the chain, this one included (1 for a standalone archive).
@@ -742,9 +763,7 @@ impl File {
             }
             let compressed = match cipher {
                 Some(c) => {
-                    plain.clear();
-                    plain.extend_from_slice(stored);
-                    c.open_block(start, e.logical_len, e.codec, plain)
+                    c.open_block_into(start, e.logical_len, e.codec, stored, plain)
                         .map_err(|err| corrupt(err.to_string()))?;
                     &plain[..]
                 }
@@ -842,6 +861,7 @@ pub(crate) struct Opened {
 pub(crate) fn read_header_and_master(
     backend: &dyn StorageBackend,
     password: Option<&Password>,
+    chain_key: Option<&DataKey>,
 ) -> Result<Opened> {
     let len = backend.len();
     let mut hb = vec![0u8; (len.min(HEADER_SIZE as u64)) as usize];
@@ -863,13 +883,20 @@ pub(crate) fn read_header_and_master(
             ),
         ));
     }
-    let (cipher, data_key) = unlock(&header, password, backend)?;
+    let (cipher, data_key) = unlock(&header, password, chain_key, backend)?;
     let mut mb = vec![0u8; header.master_len as usize];
     backend.read_exact_at(header.master_offset, &mut mb)?;
     let mut overhead = 0;
     if let Some(c) = &cipher {
         c.open_index(true, 0, header.master_offset, &mut mb)
-            .map_err(|e| Error::corrupt("master index", e))?;
+            .map_err(|e| match chain_key {
+                Some(_) => Error::InvalidArgument(format!(
+                    "{} is not encrypted with the key of the chain it belongs to (or its master \
+                     index is damaged): {e}",
+                    backend.describe()
+                )),
+                None => Error::corrupt(format!("master index of {}", backend.describe()), e),
+            })?;
         overhead = crate::algo::encryption::TAG_LEN as u32;
     }
     let master = MasterIndex::decode(&mb, len, overhead).map_err(|e| match e {
@@ -913,10 +940,15 @@ pub(crate) fn read_header_and_master(
 fn unlock(
     header: &Header,
     password: Option<&Password>,
+    chain_key: Option<&DataKey>,
     backend: &dyn StorageBackend,
 ) -> Result<(Option<Arc<ArchiveCipher>>, Option<DataKey>)> {
     if !header.is_encrypted() {
         return Ok((None, None));
+    }
+    if let Some(key) = chain_key {
+        let cipher = ArchiveCipher::new(key, &header.archive_id);
+        return Ok((Some(Arc::new(cipher)), Some(key.clone())));
     }
     let pw = password.ok_or_else(|| Error::PasswordRequired(backend.describe()))?;
     let key = crate::algo::encryption::unwrap_key(&header.key_wrap, pw, &header.archive_id)?;
@@ -929,6 +961,7 @@ fn unlock(
 fn unlock(
     _header: &Header,
     _password: Option<&Password>,
+    _chain_key: Option<&DataKey>,
     _backend: &dyn StorageBackend,
 ) -> Result<(Option<Arc<ArchiveCipher>>, Option<DataKey>)> {
     Ok((None, None))

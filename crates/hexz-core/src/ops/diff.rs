@@ -1,7 +1,9 @@
 //! Comparing two archives from their indexes.
 //!
 //! Blocks that line up (same offset and length in both archives) are compared by their
-//! BLAKE3 hashes, without decoding. Only where block boundaries differ (different block
+//! BLAKE3 hashes, without decoding — when the two indexes hash with the same key (both
+//! unencrypted, or two archives of one encrypted chain). Otherwise every block is decoded
+//! and compared byte for byte, and unique content is found by re-hashing decoded blocks. Only where block boundaries differ (different block
 //! sizes, or content-defined cuts that moved) are the overlapping bytes decoded and compared.
 //! Differences are reported as byte ranges per stream, at block granularity where hashes
 //! decided and at byte granularity where bytes were compared.
@@ -108,36 +110,47 @@ fn push_range(v: &mut Vec<(u64, u64)>, off: u64, len: u64) {
     v.push((off, len));
 }
 
-fn hashes(f: &File) -> Result<HashSet<[u8; 32]>> {
-    let mut set = HashSet::new();
-    for s in f.streams() {
-        let mut c = Cursor::new(f, s);
+/// `(hash, logical length)` of every non-zero block of `file`: the index hash when
+/// `from_index`, else the plain BLAKE3 of the decoded block (counted into `decoded`).
+fn block_hashes(file: &File, from_index: bool, decoded: &mut u64) -> Result<Vec<([u8; 32], u64)>> {
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    for s in file.streams() {
+        let mut c = Cursor::new(file, s);
         while let Some(e) = c.next()? {
-            if !e.is_zero() {
-                set.insert(e.hash);
+            if e.is_zero() {
+                continue;
             }
+            let h = if from_index {
+                e.hash
+            } else {
+                buf.resize(e.logical_len as usize, 0);
+                file.read_at_into(s, e.logical_offset, &mut buf)?;
+                *decoded += buf.len() as u64;
+                crate::algo::hash::blake3(&buf)
+            };
+            out.push((h, e.logical_len as u64));
         }
     }
-    Ok(set)
+    Ok(out)
 }
 
-fn unique_bytes(f: &File, other: &HashSet<[u8; 32]>) -> Result<u64> {
-    let mut n = 0;
-    for s in f.streams() {
-        let mut c = Cursor::new(f, s);
-        while let Some(e) = c.next()? {
-            if !e.is_zero() && !other.contains(&e.hash) {
-                n += e.logical_len as u64;
-            }
-        }
-    }
-    Ok(n)
+/// Logical bytes of `blocks` whose content is not among `other`.
+fn unique_bytes(blocks: &[([u8; 32], u64)], other: &[([u8; 32], u64)]) -> u64 {
+    let set: HashSet<&[u8; 32]> = other.iter().map(|(h, _)| h).collect();
+    blocks
+        .iter()
+        .filter(|(h, _)| !set.contains(h))
+        .map(|(_, l)| l)
+        .sum()
 }
 
 /// Compares `a` and `b` stream by stream.
 pub fn diff(a: &File, b: &File) -> Result<DiffReport> {
     let mut streams = Vec::new();
     let mut decoded = 0u64;
+    // Index hashes are comparable only when both archives hash with the same key.
+    let comparable = a.hash_domain() == b.hash_domain();
     for stream in SnapshotStream::ALL {
         if !a.has_stream(stream) && !b.has_stream(stream) {
             continue;
@@ -155,7 +168,10 @@ pub fn diff(a: &File, b: &File) -> Result<DiffReport> {
                 let (Some(x), Some(y)) = (ea, eb) else { break };
                 let end = x.logical_end().min(y.logical_end()).min(common);
                 let len = end - pos;
-                if x.logical_offset == y.logical_offset && x.logical_len == y.logical_len {
+                if comparable
+                    && x.logical_offset == y.logical_offset
+                    && x.logical_len == y.logical_len
+                {
                     let same = (x.is_zero() && y.is_zero())
                         || (!x.is_zero() && !y.is_zero() && x.hash == y.hash);
                     if !same {
@@ -198,11 +214,14 @@ pub fn diff(a: &File, b: &File) -> Result<DiffReport> {
             ranges,
         });
     }
-    let (ha, hb) = (hashes(a)?, hashes(b)?);
+    let ha = block_hashes(a, comparable, &mut decoded)?;
+    let hb = block_hashes(b, comparable, &mut decoded)?;
+    let unique_a = unique_bytes(&ha, &hb);
+    let unique_b = unique_bytes(&hb, &ha);
     Ok(DiffReport {
         streams,
-        unique_a: unique_bytes(a, &hb)?,
-        unique_b: unique_bytes(b, &ha)?,
+        unique_a,
+        unique_b,
         decoded_bytes: decoded,
     })
 }
