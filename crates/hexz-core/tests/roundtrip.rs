@@ -900,10 +900,11 @@ fn identical_streams_dedup_across_streams() {
 #[test]
 fn dedup_table_limit_stores_later_repeats_again() {
     let bs = 4096usize;
-    // 8 distinct random blocks, then the same 8 again.
-    let mut data = vec![0u8; 8 * bs];
+    // 8 distinct random blocks, 512 distinct filler blocks (so that the repeat falls in a
+    // later 2 MiB batch: repeats inside one batch are always found), then the 8 again.
+    let mut data = vec![0u8; 520 * bs];
     common::Rng::new(12).fill(&mut data);
-    let again = data.clone();
+    let again = data[..8 * bs].to_vec();
     data.extend_from_slice(&again);
     let dir = tempfile::tempdir().unwrap();
     let o = PackOptions {
@@ -915,10 +916,10 @@ fn dedup_table_limit_stores_later_repeats_again() {
     let (p, st) = pack_files(dir.path(), "lim.hxz", Some(&data), None, &o);
     let d = st.disk.unwrap();
     // Only the first 3 distinct blocks are remembered.
-    let distinct: HashSet<&[u8]> = data[..8 * bs].chunks(bs).collect();
-    assert_eq!(distinct.len(), 8);
+    let distinct: HashSet<&[u8]> = data[..520 * bs].chunks(bs).collect();
+    assert_eq!(distinct.len(), 520);
     assert_eq!(d.dedup_blocks, 3);
-    assert_eq!(d.stored_bytes, 13 * bs as u64);
+    assert_eq!(d.stored_bytes, (520 + 5) * bs as u64);
     let f = File::open(&p).unwrap();
     assert!(read_all(&f, SnapshotStream::Disk).unwrap() == data);
 }

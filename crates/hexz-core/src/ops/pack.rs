@@ -99,7 +99,8 @@ pub struct PackOptions {
     /// Store identical blocks once (default on).
     pub dedup: bool,
     /// Most distinct blocks the dedup table remembers (bounds its memory at
-    /// [`DEDUP_BYTES_PER_ENTRY`] bytes each; default 1 Mi entries = 64 MiB).
+    /// [`DEDUP_BYTES_PER_ENTRY`] bytes each; default 1 Mi entries = 64 MiB). Past the cap,
+    /// repeats are still found within one batch (2 MiB of input) but not across batches.
     pub dedup_max_entries: usize,
     /// Worker threads (0 = one per core).
     pub threads: usize,
@@ -251,8 +252,6 @@ struct Writer {
     dedup_max: usize,
     /// Seals blocks and index of an encrypted archive.
     cipher: Option<Arc<ArchiveCipher>>,
-    /// Scratch buffer for sealing.
-    seal: Vec<u8>,
 }
 
 impl Writer {
@@ -529,7 +528,6 @@ pub fn pack(
         dedup_on: opts.dedup,
         dedup_max: opts.dedup_max_entries,
         cipher: cipher.clone(),
-        seal: Vec::new(),
     };
     w.write(&[0u8; HEADER_SIZE])?;
     if let Some(b) = &base {
@@ -731,85 +729,149 @@ fn pack_stream(
     Ok(sb)
 }
 
+/// Where a block's stored bytes are, as decided by the writer.
+enum Place {
+    /// All zeros: nothing stored.
+    Zero,
+    /// Already stored (earlier in this archive, or in the parent chain).
+    At(StoredLoc),
+    /// Stored by this batch: index into the batch's new blocks.
+    New(usize),
+}
+
+/// A block this batch stores for the first time.
+struct Fresh {
+    cooked: usize,
+    offset: u64,
+    len: usize,
+    crc: u32,
+}
+
+/// Writes one batch: decides for each block whether it is a hole, a reference (parent chain
+/// or dedup) or new; gives new blocks consecutive offsets; seals them in parallel when
+/// encrypting (the nonce is the offset, so sealing waits for the offsets); writes them in
+/// order; and only then appends the index entries (which may flush an index page).
 fn write_batch(w: &mut Writer, sb: &mut StreamBuild, b: &Batch) -> Result<()> {
-    for c in &b.cooked {
+    let tag = if w.cipher.is_some() {
+        crate::algo::encryption::TAG_LEN
+    } else {
+        0
+    };
+    let mut places = Vec::with_capacity(b.cooked.len());
+    let mut fresh: Vec<Fresh> = Vec::new();
+    let mut batch_new: HashMap<[u8; 32], usize> = HashMap::new();
+    let mut pos = w.pos;
+    for (i, c) in b.cooked.iter().enumerate() {
         sb.stats.blocks += 1;
         sb.stats.input_bytes += c.len as u64;
-        let logical_offset = sb.next_logical;
         if c.zero {
             sb.stats.zero_blocks += 1;
-            sb.push(
-                w,
-                BlockEntry {
-                    logical_offset,
-                    logical_len: c.len,
-                    stored_len: 0,
-                    stored_offset: 0,
-                    crc32: 0,
-                    codec: Codec::None,
-                    flags: ENTRY_FLAG_ZERO,
-                    source: 0,
-                    hash: [0; 32],
-                },
-            )?;
+            places.push(Place::Zero);
             continue;
         }
-        let loc = if let Some(loc) = w.parent.get(&c.hash) {
+        if let Some(loc) = w.parent.get(&c.hash) {
             sb.stats.parent_blocks += 1;
-            *loc
-        } else {
-            match w.dedup.get(&c.hash) {
-                Some(loc) if w.dedup_on => {
-                    sb.stats.dedup_blocks += 1;
-                    *loc
-                }
-                _ => {
-                    let stored = &b.out[c.out_start..c.out_start + c.out_len];
-                    let (offset, len, crc) = match w.cipher.clone() {
-                        Some(k) => {
-                            let mut buf = std::mem::take(&mut w.seal);
-                            buf.clear();
-                            buf.extend_from_slice(stored);
-                            k.seal_block(w.pos, c.len, c.codec, &mut buf)?;
-                            let crc = hash::crc32(&buf);
-                            let offset = w.write(&buf)?;
-                            let len = buf.len();
-                            w.seal = buf;
-                            (offset, len, crc)
-                        }
-                        None => (w.write(stored)?, stored.len(), c.crc),
-                    };
-                    sb.stats.stored_bytes += len as u64;
-                    let loc = StoredLoc {
-                        offset,
-                        len: len as u32,
-                        crc,
-                        codec: c.codec,
-                        source: 0,
-                    };
-                    if w.dedup_on && w.dedup.len() < w.dedup_max {
-                        w.dedup.insert(c.hash, loc);
-                    }
-                    loc
-                }
+            places.push(Place::At(*loc));
+            continue;
+        }
+        if w.dedup_on {
+            if let Some(loc) = w.dedup.get(&c.hash) {
+                sb.stats.dedup_blocks += 1;
+                places.push(Place::At(*loc));
+                continue;
             }
-        };
-        sb.push(
-            w,
-            BlockEntry {
+            if let Some(&j) = batch_new.get(&c.hash) {
+                sb.stats.dedup_blocks += 1;
+                places.push(Place::New(j));
+                continue;
+            }
+            batch_new.insert(c.hash, fresh.len());
+        }
+        let len = c.out_len + tag;
+        places.push(Place::New(fresh.len()));
+        fresh.push(Fresh {
+            cooked: i,
+            offset: pos,
+            len,
+            crc: c.crc,
+        });
+        pos += len as u64;
+    }
+    let stored = |c: &Cooked| &b.out[c.out_start..c.out_start + c.out_len];
+    let sealed: Vec<Vec<u8>> = match &w.cipher {
+        Some(k) => {
+            use rayon::prelude::*;
+            fresh
+                .par_iter_mut()
+                .map(|f| {
+                    let c = &b.cooked[f.cooked];
+                    let mut buf = stored(c).to_vec();
+                    k.seal_block(f.offset, c.len, c.codec, &mut buf)?;
+                    f.crc = hash::crc32(&buf);
+                    Ok(buf)
+                })
+                .collect::<Result<_>>()?
+        }
+        None => Vec::new(),
+    };
+    for (j, f) in fresh.iter().enumerate() {
+        let c = &b.cooked[f.cooked];
+        let bytes = sealed.get(j).map_or_else(|| stored(c), |v| &v[..]);
+        let at = w.write(bytes)?;
+        debug_assert_eq!(at, f.offset);
+        sb.stats.stored_bytes += f.len as u64;
+        if w.dedup_on && w.dedup.len() < w.dedup_max {
+            w.dedup.insert(c.hash, fresh_loc(f, c));
+        }
+    }
+    for (c, place) in b.cooked.iter().zip(places) {
+        let logical_offset = sb.next_logical;
+        let e = match place {
+            Place::Zero => BlockEntry {
                 logical_offset,
                 logical_len: c.len,
-                stored_len: loc.len,
-                stored_offset: loc.offset,
-                crc32: loc.crc,
-                codec: loc.codec,
-                flags: 0,
-                source: loc.source,
-                hash: c.hash,
+                stored_len: 0,
+                stored_offset: 0,
+                crc32: 0,
+                codec: Codec::None,
+                flags: ENTRY_FLAG_ZERO,
+                source: 0,
+                hash: [0; 32],
             },
-        )?;
+            Place::At(loc) => entry_at(logical_offset, c, loc),
+            Place::New(j) => entry_at(
+                logical_offset,
+                c,
+                fresh_loc(&fresh[j], &b.cooked[fresh[j].cooked]),
+            ),
+        };
+        sb.push(w, e)?;
     }
     Ok(())
+}
+
+fn fresh_loc(f: &Fresh, c: &Cooked) -> StoredLoc {
+    StoredLoc {
+        offset: f.offset,
+        len: f.len as u32,
+        crc: f.crc,
+        codec: c.codec,
+        source: 0,
+    }
+}
+
+fn entry_at(logical_offset: u64, c: &Cooked, loc: StoredLoc) -> BlockEntry {
+    BlockEntry {
+        logical_offset,
+        logical_len: c.len,
+        stored_len: loc.len,
+        stored_offset: loc.offset,
+        crc32: loc.crc,
+        codec: loc.codec,
+        flags: 0,
+        source: loc.source,
+        hash: c.hash,
+    }
 }
 
 /// The parent of a thin snapshot being packed.
