@@ -1,7 +1,7 @@
 //! Sequential-access detection for read-ahead.
 //!
 //! Each stream remembers where its last read ended. A read that starts there continues a
-//! sequential run: the read-ahead window doubles with each continued read (up to a maximum)
+//! sequential run: the read-ahead window doubles with each prefetch it issues (up to a maximum)
 //! and collapses after a random read, so random workloads pay nothing. The detector also
 //! remembers how far ahead it has already asked for data, so a run of small reads issues one
 //! prefetch per half window rather than one per read.
@@ -45,20 +45,22 @@ impl ReadAhead {
             self.issued_until.store(end, Ordering::Relaxed);
             return None;
         }
+        // Keep at least half a window fetched ahead of the reader; each time more is needed,
+        // double the window (up to the maximum), so a long run issues few, growing fetches.
         let w = self.window.load(Ordering::Relaxed);
-        let w = w
-            .max(len)
-            .saturating_mul(2)
-            .clamp(128 * 1024, self.max_window);
+        let issued = self.issued_until.load(Ordering::Relaxed).max(end);
+        if w != 0 && issued - end >= w / 2 {
+            return None;
+        }
+        let w = if w == 0 {
+            len.saturating_mul(2).clamp(128 * 1024, self.max_window)
+        } else {
+            w.saturating_mul(2).min(self.max_window)
+        };
         self.window.store(w, Ordering::Relaxed);
         let target = end.saturating_add(w);
-        let issued = self.issued_until.load(Ordering::Relaxed).max(end);
-        if target.saturating_sub(issued) >= w / 2 {
-            self.issued_until.store(target, Ordering::Relaxed);
-            Some((issued, target))
-        } else {
-            None
-        }
+        self.issued_until.store(target, Ordering::Relaxed);
+        Some((issued, target))
     }
 }
 
