@@ -5,6 +5,7 @@
 #
 #   scripts/bench.sh            # builds bench-data/system.img (2 GiB ext4 of /usr) if missing
 #   RUNS=7 scripts/bench.sh     # more runs per command (default 5)
+#   REUSE=1 scripts/bench.sh    # keep the saved timings, redo memory and sizes, re-render
 #
 # Outputs of every tool go to tmpfs (/dev/shm) so that all of them are measured on CPU, not
 # on this machine's disk. Prints a markdown report and saves it to bench-data/core-results.md.
@@ -26,6 +27,7 @@ cat "$img" >/dev/null   # warm the page cache: every tool reads the input from m
 
 hf() { hyperfine --style none --runs "$runs" --warmup 1 --export-json "$@" >/dev/null; }
 
+if [ -z "${REUSE:-}" ]; then
 echo "pack..." >&2
 hf "$data/pack.json" \
   -n "lz4 -1" "lz4 -1 -q -f $img $out/img.lz4" \
@@ -45,14 +47,17 @@ hf "$data/read.json" \
 echo "random reads..." >&2
 target/release/examples/readbench "$out/lz4.hxz" > "$data/readbench-lz4.json"
 target/release/examples/readbench "$out/zstd.hxz" > "$data/readbench-zstd.json"
+fi  # REUSE=1 skips the timed runs above and re-renders from the saved results
 
 echo "memory (4 GiB from a pipe)..." >&2
 rm -f "$out"/*.hxz "$out"/img.*
 four=$(( 4 << 30 ))
+set +o pipefail   # the producer loop ends by SIGPIPE when head has had 4 GiB
 { while :; do cat "$img"; done; } 2>/dev/null | head -c "$four" \
   | /usr/bin/time -f '%M' -o "$data/pack4g.rss" "$hexz" pack --disk - -o "$out/4g.hxz" 2>/dev/null
 { while :; do cat "$img"; done; } 2>/dev/null | head -c "$four" \
   | /usr/bin/time -f '%M' -o "$data/pack4g-zstd.rss" "$hexz" pack --disk - -o "$out/4g.hxz" --compression zstd 2>/dev/null
+set -o pipefail
 
 # Sizes of the outputs (recreated once, outside the timed runs).
 lz4 -1 -q -f "$img" "$out/img.lz4"; zstd -3 -T2 -q -f "$img" -o "$out/img.zst"
