@@ -581,3 +581,57 @@ fn killed_encrypted_pack_from_a_pipe_leaves_no_archive() {
     drop(stdin);
     assert!(!target.exists(), "a killed pack left {}", target.display());
 }
+
+#[test]
+fn sign_and_passwd_in_place_keep_the_file_and_its_content() {
+    use std::os::unix::fs::MetadataExt;
+    let d = tmp();
+    let img = d.path("d.img");
+    let data = sample(300_000, 7);
+    std::fs::write(&img, &data).unwrap();
+    let arc = d.path("a.hxz");
+    let env = [("HEXZ_PASSWORD", "one")];
+    ok(
+        &["pack", "--disk", s(&img), "--encrypt", "-o", s(&arc)],
+        &env,
+    );
+    ok(&["keygen", "-o", s(&d.path("k"))], &[]);
+    let ino = std::fs::metadata(&arc).unwrap().ino();
+    ok(
+        &["sign", s(&arc), "--key", s(&d.path("k")), "--in-place"],
+        &env,
+    );
+    assert_eq!(
+        std::fs::metadata(&arc).unwrap().ino(),
+        ino,
+        "signed in place"
+    );
+    let out = ok(&["verify", s(&arc), "--pubkey", s(&d.path("k.pub"))], &env);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("signature valid"));
+    ok(
+        &["passwd", s(&arc), "--in-place"],
+        &[("HEXZ_PASSWORD", "one"), ("HEXZ_NEW_PASSWORD", "two")],
+    );
+    assert_eq!(
+        std::fs::metadata(&arc).unwrap().ino(),
+        ino,
+        "rewrapped in place"
+    );
+    let line = fails(&["cat", s(&arc)], &env);
+    assert!(line.contains("wrong password"), "{line}");
+    let out = ok(
+        &["cat", s(&arc), "--pubkey", s(&d.path("k.pub"))],
+        &[("HEXZ_PASSWORD", "two")],
+    );
+    assert!(out.stdout == data, "content after in-place passwd");
+    // The default (copy) path replaces the file.
+    ok(
+        &["passwd", s(&arc)],
+        &[("HEXZ_PASSWORD", "two"), ("HEXZ_NEW_PASSWORD", "three")],
+    );
+    assert_ne!(
+        std::fs::metadata(&arc).unwrap().ino(),
+        ino,
+        "copy-and-rename"
+    );
+}

@@ -12,7 +12,7 @@ use hexz_core::algo::encryption::{
 use hexz_core::algo::signing;
 use hexz_core::format::{Codec, Header, HEADER_SIZE};
 use hexz_core::ops::pack::EncryptOptions;
-use hexz_core::ops::rewrite::{change_password, sign};
+use hexz_core::ops::rewrite::{change_password, sign, Rewrite};
 use hexz_core::ops::{pack, verify, CdcParams, PackInput, PackOptions, PackSource, PackStats};
 use hexz_core::{Error, File, OpenOptions, SnapshotStream};
 use std::collections::HashSet;
@@ -1163,14 +1163,14 @@ fn signed_encrypted_archive_requires_the_right_key() {
     );
     // Signing an encrypted archive needs its password.
     assert!(matches!(
-        sign(&out, &seed, None),
+        sign(&out, &seed, None, Rewrite::Copy),
         Err(Error::PasswordRequired(_))
     ));
     assert!(matches!(
-        sign(&out, &seed, Some(pw("bad"))),
+        sign(&out, &seed, Some(pw("bad")), Rewrite::Copy),
         Err(Error::WrongPassword)
     ));
-    sign(&out, &seed, Some(pw("pw"))).unwrap();
+    sign(&out, &seed, Some(pw("pw")), Rewrite::Copy).unwrap();
     let a = std::fs::read(&out).unwrap();
     assert_ne!(le_u32(&a, 12) & (1 << 16), 0, "SIGNED flag");
     assert_eq!(&a[320..352], &signing::fingerprint(&public));
@@ -1207,7 +1207,7 @@ fn signed_unencrypted_archive_and_a_forged_index() {
         },
     );
     let (seed, public) = signing::generate_keypair().unwrap();
-    sign(&out, &seed, None).unwrap();
+    sign(&out, &seed, None, Rewrite::Copy).unwrap();
     let f = File::open_with(&out, opts_with(None, Some(public))).unwrap();
     assert!(read_all(&f, DISK).unwrap() == data);
     let e = entries(&f, DISK)[3];
@@ -1281,7 +1281,7 @@ fn tampering_after_signing_an_encrypted_archive() {
     let d = tmp();
     let (out, data) = small_encrypted(&d, "t.hxz", "pw");
     let (seed, public) = signing::generate_keypair().unwrap();
-    sign(&out, &seed, Some(pw("pw"))).unwrap();
+    sign(&out, &seed, Some(pw("pw")), Rewrite::Copy).unwrap();
     let signed = || opts_with(Some("pw"), Some(public));
     let f = File::open_with(&out, signed()).unwrap();
     let es = entries(&f, DISK);
@@ -1338,14 +1338,28 @@ fn change_password_keeps_the_signature() {
     let d = tmp();
     let (out, data) = small_encrypted(&d, "c.hxz", "old pw");
     let (seed, public) = signing::generate_keypair().unwrap();
-    sign(&out, &seed, Some(pw("old pw"))).unwrap();
+    sign(&out, &seed, Some(pw("old pw")), Rewrite::Copy).unwrap();
     let before = std::fs::read(&out).unwrap();
     // Wrong current password: refused, archive unchanged.
-    let e = change_password(&out, &pw("not it"), &pw("new pw"), fast_kdf()).unwrap_err();
+    let e = change_password(
+        &out,
+        &pw("not it"),
+        &pw("new pw"),
+        fast_kdf(),
+        Rewrite::Copy,
+    )
+    .unwrap_err();
     assert!(matches!(e, Error::WrongPassword), "{e:?}");
     assert!(std::fs::read(&out).unwrap() == before);
 
-    change_password(&out, &pw("old pw"), &pw("new pw"), fast_kdf()).unwrap();
+    change_password(
+        &out,
+        &pw("old pw"),
+        &pw("new pw"),
+        fast_kdf(),
+        Rewrite::Copy,
+    )
+    .unwrap();
     let after = std::fs::read(&out).unwrap();
     assert_eq!(before.len(), after.len());
     assert!(
@@ -1361,7 +1375,9 @@ fn change_password_keeps_the_signature() {
     assert!(matches!(open_pw(&out, "old pw"), Err(Error::WrongPassword)));
     let f = File::open_with(&out, opts_with(Some("new pw"), Some(public))).unwrap();
     assert!(read_all(&f, DISK).unwrap() == data);
-    // Switching KDF on the way.
+    // Switching KDF on the way, in place: same file (inode), new header.
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(&out).unwrap().ino();
     change_password(
         &out,
         &pw("new pw"),
@@ -1371,15 +1387,21 @@ fn change_password_keeps_the_signature() {
             t: 2,
             p: 1,
         },
+        Rewrite::InPlace,
     )
     .unwrap();
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().ino(),
+        ino,
+        "rewritten in place"
+    );
     let a = std::fs::read(&out).unwrap();
     assert_eq!((a[144], le_u32(&a, 148), le_u32(&a, 152)), (2, 2048, 2));
     let f = File::open_with(&out, opts_with(Some("third"), Some(public))).unwrap();
     assert!(read_all(&f, DISK).unwrap() == data);
     // An unencrypted archive has no password to change.
     let (plain, _) = pack_ok(&d, "p.hxz", Some(&data), None, &PackOptions::default());
-    let e = change_password(&plain, &pw("a"), &pw("b"), fast_kdf()).unwrap_err();
+    let e = change_password(&plain, &pw("a"), &pw("b"), fast_kdf(), Rewrite::Copy).unwrap_err();
     assert!(e.to_string().contains("not encrypted"), "{e}");
 }
 
@@ -1397,7 +1419,13 @@ fn change_password_of_a_thin_child_fails_cleanly() {
     };
     let (child, _) = pack_ok(&t.d, "child.hxz", Some(&t.child_data), None, &o);
     let before = std::fs::read(&child).unwrap();
-    match change_password(&child, &pw("chain pw"), &pw("child only"), fast_kdf()) {
+    match change_password(
+        &child,
+        &pw("chain pw"),
+        &pw("child only"),
+        fast_kdf(),
+        Rewrite::Copy,
+    ) {
         Ok(()) => {
             // If it claims success, the child must open with the new password.
             let f = open_pw(&child, "child only").expect("open after a successful change");

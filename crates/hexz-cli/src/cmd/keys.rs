@@ -85,6 +85,10 @@ pub struct SignArgs {
     /// Archive password file, for encrypted archives (else HEXZ_PASSWORD or a prompt).
     #[arg(long, value_name = "FILE")]
     password_file: Option<PathBuf>,
+    /// Overwrite the header in place (instant) instead of writing a new copy of the archive
+    /// and renaming it (crash-safe, the default).
+    #[arg(long)]
+    in_place: bool,
 }
 
 pub fn sign(a: SignArgs) -> Result<ExitCode> {
@@ -116,7 +120,7 @@ pub fn sign(a: SignArgs) -> Result<ExitCode> {
     } else {
         None
     };
-    hexz_core::ops::rewrite::sign(&a.archive, &seed, pw)
+    hexz_core::ops::rewrite::sign(&a.archive, &seed, pw, rewrite_mode(a.in_place))
         .with_context(|| format!("signing {}", a.archive.display()))?;
     eprintln!("signed {}", a.archive.display());
     Ok(ExitCode::SUCCESS)
@@ -135,6 +139,18 @@ pub struct PasswdArgs {
     /// Key derivation for the new password: pbkdf2 (default) or argon2id.
     #[arg(long, value_name = "pbkdf2|argon2id", value_parser = parse_kdf)]
     kdf: Option<Kdf>,
+    /// Overwrite the header in place (instant) instead of writing a new copy of the archive
+    /// and renaming it (crash-safe, the default).
+    #[arg(long)]
+    in_place: bool,
+}
+
+fn rewrite_mode(in_place: bool) -> hexz_core::ops::rewrite::Rewrite {
+    if in_place {
+        hexz_core::ops::rewrite::Rewrite::InPlace
+    } else {
+        hexz_core::ops::rewrite::Rewrite::Copy
+    }
 }
 
 pub fn passwd(a: PasswdArgs) -> Result<ExitCode> {
@@ -150,8 +166,14 @@ pub fn passwd(a: PasswdArgs) -> Result<ExitCode> {
         "New password",
         true,
     )?;
-    hexz_core::ops::rewrite::change_password(&a.archive, &old, &new, a.kdf.unwrap_or_default())
-        .with_context(|| format!("changing the password of {}", a.archive.display()))?;
+    hexz_core::ops::rewrite::change_password(
+        &a.archive,
+        &old,
+        &new,
+        a.kdf.unwrap_or_default(),
+        rewrite_mode(a.in_place),
+    )
+    .with_context(|| format!("changing the password of {}", a.archive.display()))?;
     eprintln!(
         "password of {} changed (data untouched)",
         a.archive.display()
