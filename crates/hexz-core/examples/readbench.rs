@@ -48,14 +48,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Pick non-zero blocks spread over the stream.
     let f = File::open_with(path, mmap(256 << 20, true))?;
     let mut blocks: Vec<BlockEntry> = Vec::new();
-    let rec = f.master().stream(stream).ok_or("no disk stream")?.clone();
-    for p in 0..rec.pages.len() {
-        let page = f.index_page(stream, p)?;
-        blocks.extend(
-            page.entries
-                .iter()
-                .filter(|e| !e.is_zero() && e.logical_len >= 4096),
-        );
+    if !f.has_stream(stream) {
+        return Err("no disk stream".into());
+    }
+    for e in f.entries(stream) {
+        let e = e?;
+        if !e.is_zero() && e.logical_len >= 4096 {
+            blocks.push(e);
+        }
     }
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let picked: Vec<BlockEntry> = (0..samples.min(blocks.len()))

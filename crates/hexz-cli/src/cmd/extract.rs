@@ -35,11 +35,6 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
         anyhow::bail!("{} has no {} stream", a.archive.display(), a.stream);
     }
     let size = f.size(a.stream);
-    let rec = f
-        .master()
-        .stream(a.stream)
-        .context("stream record")?
-        .clone();
     let mut out = AtomicFile::create(&a.output)?;
     let pb = progress_bar(Some(size), a.stream.name());
     let mut buf = Vec::new();
@@ -62,17 +57,15 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
                 }
                 Ok(())
             };
-        for page_no in 0..rec.pages.len() {
-            let page = f.index_page(a.stream, page_no)?;
-            for e in &page.entries {
-                match (e.is_zero(), run_start) {
-                    (false, None) => run_start = Some(e.logical_offset),
-                    (true, Some(s)) => {
-                        flush(file, s, e.logical_offset, &mut buf)?;
-                        run_start = None;
-                    }
-                    _ => {}
+        for e in f.entries(a.stream) {
+            let e = e?;
+            match (e.is_zero(), run_start) {
+                (false, None) => run_start = Some(e.logical_offset),
+                (true, Some(s)) => {
+                    flush(file, s, e.logical_offset, &mut buf)?;
+                    run_start = None;
                 }
+                _ => {}
             }
         }
         if let Some(s) = run_start {

@@ -513,6 +513,23 @@ impl File {
         self.page(rec, page_no)
     }
 
+    /// Every block entry of `stream` in logical order, loading index pages as it goes (one
+    /// page in memory at a time besides the page cache). Empty for an absent stream.
+    pub fn entries(&self, stream: SnapshotStream) -> Entries<'_> {
+        Entries {
+            file: self,
+            stream,
+            pages: self
+                .inner
+                .master
+                .stream(stream)
+                .map_or(0, |r| r.pages.len()),
+            page_no: 0,
+            page: None,
+            idx: 0,
+        }
+    }
+
     /// Decodes and checks block `block_no` of `stream` (described by `entry`) into `dst`,
     /// bypassing the cache. Used by verification; `dst` must be `entry.logical_len` long.
     pub fn decode_block_into(
@@ -844,6 +861,45 @@ impl File {
             .unwrap_or_else(|p| p.into_inner());
         for (_, e) in &todo {
             inflight.remove(&(e.source, e.stored_offset));
+        }
+    }
+}
+
+/// Iterator over the block entries of one stream; see [`File::entries`].
+pub struct Entries<'a> {
+    file: &'a File,
+    stream: SnapshotStream,
+    pages: usize,
+    page_no: usize,
+    page: Option<Arc<IndexPage>>,
+    idx: usize,
+}
+
+impl Iterator for Entries<'_> {
+    type Item = Result<BlockEntry>;
+
+    fn next(&mut self) -> Option<Result<BlockEntry>> {
+        loop {
+            if let Some(p) = &self.page {
+                if let Some(e) = p.entries.get(self.idx) {
+                    self.idx += 1;
+                    return Some(Ok(*e));
+                }
+                self.page_no += 1;
+            }
+            if self.page_no >= self.pages {
+                return None;
+            }
+            match self.file.index_page(self.stream, self.page_no) {
+                Ok(p) => {
+                    self.page = Some(p);
+                    self.idx = 0;
+                }
+                Err(e) => {
+                    self.page_no = self.pages; // stop after the error
+                    return Some(Err(e));
+                }
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 pub mod file;
 pub mod reader;
 
-pub use file::{File, OpenOptions};
+pub use file::{Entries, File, OpenOptions};
 pub use reader::StreamReader;
 
 use std::fmt;

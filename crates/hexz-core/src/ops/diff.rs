@@ -10,9 +10,7 @@
 
 use crate::api::{File, SnapshotStream};
 use crate::error::Result;
-use crate::format::BlockEntry;
 use std::collections::HashSet;
-use std::sync::Arc;
 
 /// Differences in one stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,47 +54,6 @@ impl DiffReport {
     }
 }
 
-/// Walks the block entries of one stream, page by page.
-struct Cursor<'a> {
-    file: &'a File,
-    stream: SnapshotStream,
-    pages: usize,
-    page_no: usize,
-    page: Option<Arc<crate::format::IndexPage>>,
-    idx: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn new(file: &'a File, stream: SnapshotStream) -> Self {
-        let pages = file.master().stream(stream).map_or(0, |r| r.pages.len());
-        Cursor {
-            file,
-            stream,
-            pages,
-            page_no: 0,
-            page: None,
-            idx: 0,
-        }
-    }
-
-    fn next(&mut self) -> Result<Option<BlockEntry>> {
-        loop {
-            if let Some(p) = &self.page {
-                if self.idx < p.entries.len() {
-                    self.idx += 1;
-                    return Ok(Some(p.entries[self.idx - 1]));
-                }
-                self.page_no += 1;
-            }
-            if self.page_no >= self.pages {
-                return Ok(None);
-            }
-            self.page = Some(self.file.index_page(self.stream, self.page_no)?);
-            self.idx = 0;
-        }
-    }
-}
-
 fn push_range(v: &mut Vec<(u64, u64)>, off: u64, len: u64) {
     if len == 0 {
         return;
@@ -116,8 +73,8 @@ fn block_hashes(file: &File, from_index: bool, decoded: &mut u64) -> Result<Vec<
     let mut out = Vec::new();
     let mut buf = Vec::new();
     for s in file.streams() {
-        let mut c = Cursor::new(file, s);
-        while let Some(e) = c.next()? {
+        for e in file.entries(s) {
+            let e = e?;
             if e.is_zero() {
                 continue;
             }
@@ -159,8 +116,8 @@ pub fn diff(a: &File, b: &File) -> Result<DiffReport> {
         let common = size_a.min(size_b);
         let mut ranges = Vec::new();
         if a.has_stream(stream) && b.has_stream(stream) {
-            let (mut ca, mut cb) = (Cursor::new(a, stream), Cursor::new(b, stream));
-            let (mut ea, mut eb) = (ca.next()?, cb.next()?);
+            let (mut ca, mut cb) = (a.entries(stream), b.entries(stream));
+            let (mut ea, mut eb) = (ca.next().transpose()?, cb.next().transpose()?);
             let mut pos = 0u64;
             let mut buf_a = Vec::new();
             let mut buf_b = Vec::new();
@@ -199,10 +156,10 @@ pub fn diff(a: &File, b: &File) -> Result<DiffReport> {
                 }
                 pos = end;
                 if x.logical_end() <= pos {
-                    ea = ca.next()?;
+                    ea = ca.next().transpose()?;
                 }
                 if y.logical_end() <= pos {
-                    eb = cb.next()?;
+                    eb = cb.next().transpose()?;
                 }
             }
         }

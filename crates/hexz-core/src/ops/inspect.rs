@@ -132,12 +132,10 @@ pub struct ChainLink {
 pub fn chain(file: &File) -> crate::error::Result<Vec<ChainLink>> {
     let mut supplied = vec![0u64; file.chain_len()];
     for s in file.streams() {
-        let pages = file.master().stream(s).map_or(0, |r| r.pages.len());
-        for p in 0..pages {
-            for e in &file.index_page(s, p)?.entries {
-                if !e.is_zero() {
-                    supplied[e.source as usize] += e.logical_len as u64;
-                }
+        for e in file.entries(s) {
+            let e = e?;
+            if !e.is_zero() {
+                supplied[e.source as usize] += e.logical_len as u64;
             }
         }
     }

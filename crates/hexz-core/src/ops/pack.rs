@@ -433,7 +433,12 @@ fn cook(
             len: len as u32,
             zero: false,
             codec,
-            crc: hash::crc32(stored),
+            // Encrypted blocks get their CRC over the ciphertext, once sealed by the writer.
+            crc: if cipher.is_some() {
+                0
+            } else {
+                hash::crc32(stored)
+            },
             hash: h,
             out_start,
             out_len: stored.len(),
@@ -923,24 +928,22 @@ fn open_base(
     let mut table = HashMap::new();
     let mut cur = Some((&file, 1u16));
     'chain: while let Some((f, depth)) = cur {
-        for stream in SnapshotStream::ALL {
-            let Some(rec) = f.master().stream(stream) else {
-                continue;
-            };
-            for page_no in 0..rec.pages.len() {
-                let page = f.index_page(stream, page_no)?;
-                for e in page.entries.iter().filter(|e| !e.is_zero()) {
-                    if table.len() >= max_entries {
-                        break 'chain;
-                    }
-                    table.entry(e.hash).or_insert(StoredLoc {
-                        offset: e.stored_offset,
-                        len: e.stored_len,
-                        crc: e.crc32,
-                        codec: e.codec,
-                        source: e.source + depth,
-                    });
+        for stream in f.streams() {
+            for e in f.entries(stream) {
+                let e = e?;
+                if e.is_zero() {
+                    continue;
                 }
+                if table.len() >= max_entries {
+                    break 'chain;
+                }
+                table.entry(e.hash).or_insert(StoredLoc {
+                    offset: e.stored_offset,
+                    len: e.stored_len,
+                    crc: e.crc32,
+                    codec: e.codec,
+                    source: e.source + depth,
+                });
             }
         }
         cur = f.parent().map(|p| (p, depth + 1));
