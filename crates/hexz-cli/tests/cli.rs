@@ -741,3 +741,36 @@ fn ext4_image_pack_extract_round_trip() {
         assert!(String::from_utf8_lossy(&o.stdout).starts_with("ok: 1024 blocks"));
     }
 }
+
+#[test]
+fn no_dedup_stores_repeated_blocks_again() {
+    let d = tmp();
+    // Four copies of the same 256 KiB (four 64 KiB blocks): 12 of 16 blocks repeat.
+    let mut unit = vec![0u8; 256 << 10];
+    fill(9, &mut unit);
+    let data: Vec<u8> = unit.iter().copied().cycle().take(4 * unit.len()).collect();
+    let img = d.file("r.img", &data);
+    let pack = |name: &str, extra: &[&str]| -> Value {
+        let out = d.path(name);
+        let mut args = vec!["pack", "--disk", s(&img), "-o", s(&out), "--json"];
+        args.extend_from_slice(extra);
+        let o = ok(&args, None);
+        let v: Value = serde_json::from_slice(&o.stdout).expect("pack --json is JSON");
+        let back = ok(&["cat", s(&out)], None);
+        assert!(back.stdout == data, "{name} reads back");
+        v
+    };
+    let dedup = pack("dedup.hxz", &[]);
+    let plain = pack("plain.hxz", &["--no-dedup"]);
+    assert_eq!(dedup["disk"]["dedup_blocks"], 12);
+    assert_eq!(plain["disk"]["dedup_blocks"], 0);
+    let (sd, sp) = (
+        dedup["disk"]["stored_bytes"].as_u64().unwrap(),
+        plain["disk"]["stored_bytes"].as_u64().unwrap(),
+    );
+    assert_eq!(
+        sp,
+        4 * sd,
+        "without dedup every copy is stored: {sp} vs {sd}"
+    );
+}
