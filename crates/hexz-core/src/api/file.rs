@@ -364,12 +364,6 @@ impl File {
                         ),
                         err,
                     },
-                    Error::CorruptStructure { structure, detail } if !structure.contains(path) => {
-                        Error::CorruptStructure {
-                            structure: format!("{structure} of parent archive '{path}'"),
-                            detail,
-                        }
-                    }
                     other => other,
                 })?
             }
@@ -914,7 +908,23 @@ pub(crate) struct Opened {
 
 /// Reads and validates the header and master index of the archive in `backend`, unwrapping
 /// the key and decrypting the master index of an encrypted archive with `password`.
+/// Every structural error names the archive it comes from (a chain has several).
 pub(crate) fn read_header_and_master(
+    backend: &dyn StorageBackend,
+    password: Option<&Password>,
+    chain_key: Option<&DataKey>,
+) -> Result<Opened> {
+    read_structures(backend, password, chain_key).map_err(|e| match e {
+        Error::CorruptStructure { structure, detail } => Error::CorruptStructure {
+            structure: format!("{structure} of {}", backend.describe()),
+            detail,
+        },
+        Error::NotAnArchive(d) => Error::NotAnArchive(format!("{}: {d}", backend.describe())),
+        other => other,
+    })
+}
+
+fn read_structures(
     backend: &dyn StorageBackend,
     password: Option<&Password>,
     chain_key: Option<&DataKey>,
@@ -922,14 +932,7 @@ pub(crate) fn read_header_and_master(
     let len = backend.len();
     let mut hb = vec![0u8; (len.min(HEADER_SIZE as u64)) as usize];
     backend.read_exact_at(0, &mut hb)?;
-    let header = Header::decode(&hb, len).map_err(|e| match e {
-        Error::CorruptStructure { structure, detail } => Error::CorruptStructure {
-            structure: format!("{structure} of {}", backend.describe()),
-            detail,
-        },
-        Error::NotAnArchive(d) => Error::NotAnArchive(format!("{}: {d}", backend.describe())),
-        other => other,
-    })?;
+    let header = Header::decode(&hb, len)?;
     if header.master_len > MAX_MASTER_LEN {
         return Err(Error::corrupt(
             "header",
@@ -951,17 +954,11 @@ pub(crate) fn read_header_and_master(
                      index is damaged): {e}",
                     backend.describe()
                 )),
-                None => Error::corrupt(format!("master index of {}", backend.describe()), e),
+                None => Error::corrupt("master index", e),
             })?;
         overhead = crate::algo::encryption::TAG_LEN as u32;
     }
-    let master = MasterIndex::decode(&mb, len, overhead).map_err(|e| match e {
-        Error::CorruptStructure { structure, detail } => Error::CorruptStructure {
-            structure: format!("{structure} of {}", backend.describe()),
-            detail,
-        },
-        other => other,
-    })?;
+    let master = MasterIndex::decode(&mb, len, overhead)?;
     for stream in SnapshotStream::ALL {
         if header.is_encrypted() {
             // Sizes and streams live only in the encrypted master index.
