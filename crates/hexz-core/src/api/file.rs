@@ -924,15 +924,21 @@ pub(crate) fn read_header_and_master(
     })
 }
 
+/// Reads and decodes the header of the archive in `backend` (errors name the archive).
+pub(crate) fn read_header(backend: &dyn StorageBackend) -> Result<Header> {
+    let len = backend.len();
+    let mut hb = vec![0u8; (len.min(HEADER_SIZE as u64)) as usize];
+    backend.read_exact_at(0, &mut hb)?;
+    Header::decode(&hb, len)
+}
+
 fn read_structures(
     backend: &dyn StorageBackend,
     password: Option<&Password>,
     chain_key: Option<&DataKey>,
 ) -> Result<Opened> {
     let len = backend.len();
-    let mut hb = vec![0u8; (len.min(HEADER_SIZE as u64)) as usize];
-    backend.read_exact_at(0, &mut hb)?;
-    let header = Header::decode(&hb, len)?;
+    let header = read_header(backend)?;
     if header.master_len > MAX_MASTER_LEN {
         return Err(Error::corrupt(
             "header",

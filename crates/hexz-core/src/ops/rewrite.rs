@@ -128,14 +128,9 @@ pub fn change_password(
     how: Rewrite,
 ) -> Result<()> {
     use crate::algo::encryption::{unwrap_key, wrap_key};
-    let mut b = vec![0u8; crate::format::HEADER_SIZE];
-    let file = std::fs::File::open(path)
-        .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-    let len = file.metadata().map_err(|e| Error::io("stat", e))?.len();
-    let n = (len as usize).min(b.len());
-    std::os::unix::fs::FileExt::read_exact_at(&file, &mut b[..n], 0)
-        .map_err(|e| Error::io(format!("reading header of {}", path.display()), e))?;
-    let h = Header::decode(&b[..n], len)?;
+    let backend = crate::store::local::FileBackend::new(path)?;
+    let len = crate::store::StorageBackend::len(&backend);
+    let h = crate::api::file::read_header(&backend)?;
     if !h.is_encrypted() {
         return Err(Error::InvalidArgument(format!(
             "{} is not encrypted; there is no password to change",
