@@ -7,6 +7,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+mod common;
+use common::{s, tmp};
+
 fn hexz() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hexz"))
 }
@@ -72,10 +75,6 @@ fn fails(args: &[&str], stdin: Option<&[u8]>) -> String {
     lines[0].to_string()
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// splitmix64 filler.
 fn fill(seed: u64, out: &mut [u8]) {
     let mut x = seed;
@@ -120,38 +119,6 @@ fn zero_blocks(data: &[u8], bs: usize) -> u64 {
 fn info_json(archive: &Path) -> Value {
     let o = ok(&["info", "--json", s(archive)], None);
     serde_json::from_slice(&o.stdout).expect("info --json is JSON")
-}
-
-struct Dir {
-    _t: tempfile::TempDir,
-    p: PathBuf,
-}
-
-fn tmp() -> Dir {
-    let t = tempfile::tempdir().unwrap();
-    Dir {
-        p: t.path().to_path_buf(),
-        _t: t,
-    }
-}
-
-impl Dir {
-    fn file(&self, name: &str, data: &[u8]) -> PathBuf {
-        let p = self.p.join(name);
-        std::fs::write(&p, data).unwrap();
-        p
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.p.join(name)
-    }
-    fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(&self.p)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,8 +11,11 @@ use serde_json::Value;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+
 use std::process::{Child, Command, Output, Stdio};
+
+mod common;
+use common::{s, tmp};
 
 const VARS: [&str; 3] = ["HEXZ_PASSWORD", "HEXZ_NEW_PASSWORD", "HEXZ_KEY_PASSWORD"];
 
@@ -77,10 +80,6 @@ fn fails(args: &[&str], env: &[(&str, &str)]) -> String {
     lines[0].to_string()
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 fn json(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout).expect("JSON on stdout")
 }
@@ -120,38 +119,6 @@ fn sample(len: usize, seed: u64) -> Vec<u8> {
     }
     v.truncate(len);
     v
-}
-
-struct Dir {
-    _t: tempfile::TempDir,
-    p: PathBuf,
-}
-
-fn tmp() -> Dir {
-    let t = tempfile::tempdir().unwrap();
-    Dir {
-        p: t.path().to_path_buf(),
-        _t: t,
-    }
-}
-
-impl Dir {
-    fn file(&self, name: &str, data: &[u8]) -> PathBuf {
-        let p = self.p.join(name);
-        std::fs::write(&p, data).unwrap();
-        p
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.p.join(name)
-    }
-    fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(&self.p)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
