@@ -3,7 +3,7 @@
 //! Errors name what is wrong precisely (stream, block number, offset, field) so that a
 //! corrupt or hostile archive produces an actionable message instead of wrong bytes.
 
-use crate::api::SnapshotStream;
+use crate::format::SnapshotStream;
 use std::fmt;
 
 /// Result alias used throughout hexz-core.
@@ -78,6 +78,92 @@ pub enum Error {
     /// The requested stream is not present in this archive.
     #[error("the archive has no {0} stream")]
     NoSuchStream(SnapshotStream),
+    /// A remote backend (HTTP, S3) failed: which backend, the URL, and what went wrong
+    /// (status, what was expected). `transient` failures were retried and may succeed later.
+    #[error("{backend} {url}: {detail}")]
+    Remote {
+        /// Backend name ("http", "s3").
+        backend: &'static str,
+        /// The URL of the object.
+        url: String,
+        /// What failed: status, expected vs received, the underlying error.
+        detail: String,
+        /// Whether a later retry may succeed (connection errors, timeouts, 5xx, 429).
+        transient: bool,
+    },
+    /// The remote object is not the one that was opened: its identity (ETag, or
+    /// Last-Modified and size) changed, so reading on could mix two versions.
+    #[error("archive changed on the server: {url}: {detail}")]
+    ArchiveChanged {
+        /// The URL of the object.
+        url: String,
+        /// What changed (the pinned identity and what the server answered).
+        detail: String,
+    },
+}
+
+/// Coarse classes of [`Error`], for callers that map errors to exit codes, errnos or
+/// exception classes without matching every variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// Local I/O failed (includes a missing file: see [`Error::is_not_found`]).
+    Io,
+    /// Not an archive, an unsupported version or feature.
+    Unsupported,
+    /// The archive (structure or a block) is damaged, or fails authentication.
+    Corrupt,
+    /// The caller passed something invalid.
+    InvalidArgument,
+    /// Wrong or missing password.
+    Password,
+    /// A signature is missing or does not verify.
+    Signature,
+    /// A remote store failed or the remote object changed.
+    Remote,
+    /// The requested stream does not exist.
+    NoSuchStream,
+}
+
+impl Error {
+    /// The coarse class of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Io { .. } => ErrorKind::Io,
+            Error::NotAnArchive(_) | Error::UnsupportedVersion { .. } | Error::Unsupported(_) => {
+                ErrorKind::Unsupported
+            }
+            Error::CorruptStructure { .. } | Error::CorruptBlock { .. } => ErrorKind::Corrupt,
+            Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Error::WrongPassword | Error::PasswordRequired(_) => ErrorKind::Password,
+            Error::Signature(_) => ErrorKind::Signature,
+            Error::Remote { .. } | Error::ArchiveChanged { .. } => ErrorKind::Remote,
+            Error::NoSuchStream(_) => ErrorKind::NoSuchStream,
+        }
+    }
+
+    /// Whether retrying the same operation later may succeed (a transient remote failure,
+    /// an interrupted or timed-out local read).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Remote { transient, .. } => *transient,
+            Error::Io { err, .. } => matches!(
+                err.kind(),
+                std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::WouldBlock
+            ),
+            _ => false,
+        }
+    }
+
+    /// Whether the error says a file or remote object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Error::Io { err, .. } => err.kind() == std::io::ErrorKind::NotFound,
+            Error::Remote { detail, .. } => detail.contains("404"),
+            _ => false,
+        }
+    }
 }
 
 impl Error {

@@ -59,5 +59,6 @@ pub mod format;
 pub mod ops;
 pub mod store;
 
-pub use api::{File, OpenOptions, SnapshotStream, StreamReader};
-pub use error::{Error, Result};
+pub use api::{File, OpenOptions, StreamReader};
+pub use error::{Error, ErrorKind, Result};
+pub use format::SnapshotStream;

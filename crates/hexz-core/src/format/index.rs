@@ -7,8 +7,8 @@
 //! commits to every block hash in the archive.
 
 use super::{le_u16, le_u32, le_u64, Codec, MAX_BLOCK_SIZE, MAX_STORED_OVERHEAD};
-use crate::api::SnapshotStream;
 use crate::error::{Error, Result};
+use crate::format::SnapshotStream;
 
 /// Size of one encoded block entry.
 pub const ENTRY_SIZE: usize = 64;

@@ -6,9 +6,11 @@
 
 pub mod header;
 pub mod index;
+pub mod stream;
 
 pub use header::{Header, HEADER_SIZE};
 pub use index::{BlockEntry, IndexPage, MasterIndex, PageRef, StreamRecord};
+pub use stream::SnapshotStream;
 
 /// Largest logical block size any archive may use (16 MiB). Bounds every block allocation.
 pub const MAX_BLOCK_SIZE: u32 = 16 * 1024 * 1024;

@@ -1,14 +1,48 @@
 //! Storage backends: where archive bytes come from. Local file and mmap live in [`local`];
 //! remote backends (HTTP range requests, S3) implement the same [`StorageBackend`] trait.
+//!
+//! # Why reads are positional and batched
+//! A reader of one archive is shared by many threads, so the trait has no cursor: every read
+//! names its offset. And a read of a few MiB touches dozens of blocks and index pages; on a
+//! backend where each call costs a network round trip, asking for them one after another
+//! multiplies the latency. [`StorageBackend::read_batch`] hands the backend every range a
+//! read needs at once, so a remote backend can merge neighbours and issue the rest in
+//! parallel, while a local backend simply reads them in turn.
 
 pub mod local;
 
 use crate::error::Result;
 use std::sync::Arc;
 
+/// One range of a batched read: fill `buf` with the archive bytes starting at `offset`.
+#[derive(Debug)]
+pub struct ReadRequest<'a> {
+    /// Archive offset of the first byte.
+    pub offset: u64,
+    /// Destination; its length is the length of the range.
+    pub buf: &'a mut [u8],
+}
+
 /// Random-access, read-only byte source holding one archive.
 ///
 /// Implementations must be `Send + Sync`: one backend serves many concurrent readers.
+///
+/// # Contract
+/// - Reads are positional and must not depend on earlier calls: the same range always yields
+///   the same bytes, or an error (a remote object that changed is
+///   [`Error::ArchiveChanged`](crate::error::Error::ArchiveChanged), never a mix of versions).
+/// - Errors say what failed and where (path or URL, offset); [`crate::Error::is_transient`]
+///   tells failures worth retrying from permanent ones.
+/// - Only [`len`](Self::len), [`read_exact_at`](Self::read_exact_at) and
+///   [`describe`](Self::describe) are required; the defaults of the others are correct but
+///   naive (`read_batch` reads the ranges one after another).
+///
+/// # Wrappers
+/// A wrapper (a cache tier, a fault injector, a call counter) must forward every method to
+/// the backend it wraps, including the provided ones ([`read_batch`](Self::read_batch),
+/// [`identity`](Self::identity), [`is_remote`](Self::is_remote),
+/// [`open_relative`](Self::open_relative), wrapping the result of the latter again), or the
+/// wrapped backend silently loses its batching, its identity pinning or its parents.
 pub trait StorageBackend: Send + Sync {
     /// Total length of the archive in bytes.
     fn len(&self) -> u64;
@@ -20,6 +54,29 @@ pub trait StorageBackend: Send + Sync {
 
     /// Fills `buf` with the bytes at `offset`. Reading past the end is an error.
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
+
+    /// Fills every request's buffer, as one batch. Remote backends merge neighbouring ranges
+    /// (reading small gaps through) and fetch the rest in parallel, bounded; the requests may
+    /// be in any order and may overlap. On error, the contents of the buffers are unspecified.
+    fn read_batch(&self, reqs: &mut [ReadRequest<'_>]) -> Result<()> {
+        for r in reqs.iter_mut() {
+            self.read_exact_at(r.offset, r.buf)?;
+        }
+        Ok(())
+    }
+
+    /// A string that changes whenever the stored object changes (an ETag, or Last-Modified
+    /// and size), pinned when the backend was opened; `None` when the backend cannot tell.
+    /// Disk caches key their entries by it.
+    fn identity(&self) -> Option<String> {
+        None
+    }
+
+    /// Whether each call costs a network round trip: readers then batch harder and read
+    /// ahead further.
+    fn is_remote(&self) -> bool {
+        false
+    }
 
     /// The whole archive as one slice, when the backend has it mapped (zero-copy reads).
     fn as_slice(&self) -> Option<&[u8]> {
