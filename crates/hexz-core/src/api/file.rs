@@ -51,6 +51,9 @@ pub struct OpenOptions {
     /// Require a valid Ed25519 signature by this public key: unsigned or mis-signed archives
     /// are refused at open, and every block is checked against the signed hashes.
     pub require_signer: Option<[u8; 32]>,
+    /// Options for archives opened by URL (timeouts, retries, restricted addresses, disk
+    /// cache); used by [`File::open_location`].
+    pub remote: crate::store::RemoteOptions,
 }
 
 impl Default for OpenOptions {
@@ -64,6 +67,7 @@ impl Default for OpenOptions {
             parent: None,
             password: None,
             require_signer: None,
+            remote: crate::store::RemoteOptions::default(),
         }
     }
 }
@@ -153,6 +157,12 @@ impl File {
         } else {
             Arc::new(FileBackend::new(path)?)
         };
+        Self::open_backend(backend, None, options)
+    }
+
+    /// Opens the archive at `location`: a local path, or an `http(s)://` or `s3://` URL.
+    pub fn open_location(location: &str, options: OpenOptions) -> Result<File> {
+        let backend = crate::store::open_location(location, &options.remote, options.mmap)?;
         Self::open_backend(backend, None, options)
     }
 
@@ -353,6 +363,7 @@ impl File {
                     parent: None,
                     password: options.password.clone(),
                     require_signer: None,
+                    remote: options.remote.clone(),
                 };
                 // An encrypted chain shares one data key: the child's key opens its
                 // ancestors, whatever password each of them is wrapped with.

@@ -10,6 +10,9 @@
 //! parallel, while a local backend simply reads them in turn.
 
 pub mod local;
+pub mod location;
+
+pub use location::{open_location, Location, RemoteOptions};
 
 use crate::error::Result;
 use std::sync::Arc;

@@ -1,0 +1,151 @@
+//! Where an archive lives: a local path or a URL (`http://`, `https://`, `s3://bucket/key`),
+//! and the options that apply to remote ones.
+//!
+//! [`open_location`] is the one place that turns a user-given string into a
+//! [`StorageBackend`]: the CLI, the Python bindings and the mount all call it.
+
+use super::local::{FileBackend, MmapBackend};
+use super::StorageBackend;
+use crate::error::{Error, Result};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A parsed archive location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A local file.
+    Local(PathBuf),
+    /// An `http://` or `https://` URL, read with range requests.
+    Http(String),
+    /// An object in an S3-compatible store.
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Object key (no leading slash).
+        key: String,
+    },
+}
+
+impl Location {
+    /// Parses `s`: URLs by their scheme, anything else as a local path.
+    pub fn parse(s: &str) -> Result<Location> {
+        let lower = s.get(..8).unwrap_or(s).to_ascii_lowercase();
+        if lower.starts_with("http://") || lower.starts_with("https://") {
+            return Ok(Location::Http(s.to_string()));
+        }
+        if lower.starts_with("s3://") {
+            let rest = &s[5..];
+            let (bucket, key) = rest.split_once('/').ok_or_else(|| {
+                Error::InvalidArgument(format!("{s}: an S3 URL is s3://BUCKET/KEY"))
+            })?;
+            if bucket.is_empty() || key.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "{s}: an S3 URL is s3://BUCKET/KEY"
+                )));
+            }
+            return Ok(Location::S3 {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+            });
+        }
+        Ok(Location::Local(PathBuf::from(s)))
+    }
+
+    /// Whether the location is a URL.
+    pub fn is_remote(&self) -> bool {
+        !matches!(self, Location::Local(_))
+    }
+}
+
+/// Options for remote archives. `Default` reads nothing from the environment; see
+/// [`RemoteOptions::from_env`].
+#[derive(Debug, Clone)]
+pub struct RemoteOptions {
+    /// Allow loopback, private, link-local and cloud-metadata addresses (refused by default,
+    /// checked after DNS resolution and on every redirect).
+    pub allow_restricted: bool,
+    /// Time allowed to establish a connection.
+    pub connect_timeout: Duration,
+    /// Time allowed without progress while reading a response.
+    pub read_timeout: Duration,
+    /// Most attempts for one request (transient failures only).
+    pub max_attempts: u32,
+    /// Most total time spent retrying one request.
+    pub max_retry_time: Duration,
+    /// Directory of the shared disk cache of stored blocks (`None`: no disk tier).
+    pub cache_dir: Option<PathBuf>,
+    /// Byte cap of the disk cache.
+    pub cache_size: u64,
+}
+
+impl Default for RemoteOptions {
+    fn default() -> Self {
+        RemoteOptions {
+            allow_restricted: false,
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
+            max_attempts: 6,
+            max_retry_time: Duration::from_secs(60),
+            cache_dir: None,
+            cache_size: 10 << 30,
+        }
+    }
+}
+
+impl RemoteOptions {
+    /// Defaults, then `HEXZ_ALLOW_RESTRICTED=1` and `HEXZ_CACHE_DIR` from the environment.
+    pub fn from_env() -> Self {
+        let mut o = RemoteOptions::default();
+        if std::env::var("HEXZ_ALLOW_RESTRICTED").is_ok_and(|v| v == "1" || v == "true") {
+            o.allow_restricted = true;
+        }
+        if let Some(d) = std::env::var_os("HEXZ_CACHE_DIR").filter(|d| !d.is_empty()) {
+            o.cache_dir = Some(PathBuf::from(d));
+        }
+        o
+    }
+}
+
+/// Opens the archive at `location` (a path or URL). `mmap` maps local files instead of
+/// reading them positionally.
+pub fn open_location(
+    location: &str,
+    options: &RemoteOptions,
+    mmap: bool,
+) -> Result<Arc<dyn StorageBackend>> {
+    let _ = options;
+    match Location::parse(location)? {
+        Location::Local(p) if mmap => Ok(Arc::new(MmapBackend::new(&p)?)),
+        Location::Local(p) => Ok(Arc::new(FileBackend::new(&p)?)),
+        Location::Http(_) | Location::S3 { .. } => Err(Error::Unsupported(format!(
+            "{location}: remote archives are not supported by this build"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_paths_and_urls() {
+        assert_eq!(
+            Location::parse("a/b.hxz").unwrap(),
+            Location::Local("a/b.hxz".into())
+        );
+        assert_eq!(
+            Location::parse("HTTPS://h/x.hxz").unwrap(),
+            Location::Http("HTTPS://h/x.hxz".into())
+        );
+        assert_eq!(
+            Location::parse("s3://bkt/dir/x.hxz").unwrap(),
+            Location::S3 {
+                bucket: "bkt".into(),
+                key: "dir/x.hxz".into()
+            }
+        );
+        assert!(Location::parse("s3://bkt").is_err());
+        assert!(Location::parse("s3:///key").is_err());
+    }
+}
