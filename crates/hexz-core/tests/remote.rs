@@ -9,7 +9,8 @@
 //!   past the read timeout, the object swapped midway (with and without If-Match support),
 //!   redirects, 4xx never retried: each read returns the right bytes or a clear error, and
 //!   returns (no hang).
-//! - Restricted addresses are refused unless allowed; batches are coalesced.
+//! - Restricted addresses are refused unless allowed; batches are coalesced; a forked child
+//!   keeps reading through the parent's backend on connections of its own.
 
 mod common;
 mod servers;
@@ -19,29 +20,9 @@ use hexz_core::store::{open_location, ReadRequest, RemoteOptions, StorageBackend
 use hexz_core::{Error, File, OpenOptions, SnapshotStream};
 use servers::archives::{self, test_remote, Archive};
 use servers::fault::{Fault, FaultServer};
-use servers::Nginx;
+use servers::{run_cases, Case, Nginx};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Runs every case, reporting each, and fails at the end if any failed.
-fn run_cases(cases: Vec<(&str, Box<dyn FnOnce() + '_>)>) {
-    let mut failed = Vec::new();
-    for (name, case) in cases {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(case)) {
-            Ok(()) => eprintln!("case {name}: ok"),
-            Err(e) => {
-                let msg = e
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                eprintln!("case {name}: FAILED: {msg}");
-                failed.push(name.to_string());
-            }
-        }
-    }
-    assert!(failed.is_empty(), "failed cases: {failed:?}");
-}
 
 fn open_url(url: &str, a: &Archive) -> hexz_core::Result<File> {
     File::open_location(url, a.options(test_remote()))
@@ -55,7 +36,7 @@ fn nginx_reads_every_archive_kind() {
     for a in &all {
         nginx.put_file(&a.name, &a.path);
     }
-    let mut cases: Vec<(&str, Box<dyn FnOnce()>)> = Vec::new();
+    let mut cases: Vec<Case<'_>> = Vec::new();
     for a in &all {
         let nginx = &nginx;
         cases.push((
@@ -417,8 +398,10 @@ fn restricted_addresses_are_refused_by_default() {
     assert!(e.to_string().contains("restricted address"), "{e}");
     assert_eq!(srv.requests(), 0);
     // Allowed explicitly, it works.
-    let mut o = RemoteOptions::default();
-    o.allow_restricted = true;
+    let o = RemoteOptions {
+        allow_restricted: true,
+        ..RemoteOptions::default()
+    };
     HttpBackend::open(&srv.url(), &o).unwrap();
 }
 
@@ -461,4 +444,47 @@ fn batches_are_coalesced_and_parallel() {
     let mut buf = vec![0u8; 10];
     let e = b.read_exact_at(raw.len() as u64 - 5, &mut buf).unwrap_err();
     assert!(e.to_string().contains("past the end"), "{e}");
+}
+
+#[test]
+fn forked_child_keeps_reading() {
+    // As PyTorch's DataLoader does: read in the parent (the pool now holds a connection),
+    // fork, read in the child. The child must not share the parent's connections.
+    let (_d, a, srv) = fault_setup();
+    let b = backend(&srv).unwrap();
+    let raw = file_bytes(&a);
+    let mut buf = vec![0u8; 200_000];
+    b.read_exact_at(100_000, &mut buf).unwrap();
+    assert!(buf == raw[100_000..300_000]);
+    let conns = srv.connections();
+    // SAFETY: the child only reads through the backend and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let mut ok = true;
+        for i in 0..5u64 {
+            let off = 300_000 + i * 150_000;
+            let mut buf = vec![0u8; 120_000];
+            ok &= b.read_exact_at(off, &mut buf).is_ok()
+                && buf == raw[off as usize..off as usize + 120_000];
+        }
+        // SAFETY: ends the child without running the parent's destructors or test harness.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(r, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the child read wrong bytes or failed (status {status})"
+    );
+    assert!(
+        srv.connections() > conns,
+        "the child reused the parent's pooled connection"
+    );
+    // And the parent still reads correctly on its own connections.
+    let mut buf = vec![0u8; 200_000];
+    b.read_exact_at(900_000, &mut buf).unwrap();
+    assert!(buf == raw[900_000..1_100_000]);
 }

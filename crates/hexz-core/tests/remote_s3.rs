@@ -16,30 +16,11 @@ use hexz_core::store::s3::{Credentials, S3Backend, S3Client, S3Config};
 use hexz_core::store::{ReadRequest, StorageBackend};
 use hexz_core::{Error, File, SnapshotStream};
 use servers::archives::{self, test_remote};
-use servers::{Seaweed, S3_KEY, S3_SECRET};
+use servers::{run_cases, Case, Seaweed, S3_KEY, S3_SECRET};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const BUCKET: &str = "hexz-test";
-
-fn run_cases(cases: Vec<(&str, Box<dyn FnOnce() + '_>)>) {
-    let mut failed = Vec::new();
-    for (name, case) in cases {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(case)) {
-            Ok(()) => eprintln!("case {name}: ok"),
-            Err(e) => {
-                let msg = e
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                eprintln!("case {name}: FAILED: {msg}");
-                failed.push(name.to_string());
-            }
-        }
-    }
-    assert!(failed.is_empty(), "failed cases: {failed:?}");
-}
 
 fn client(endpoint: &str, secret: &str) -> Arc<S3Client> {
     let cfg = S3Config::custom(
@@ -86,7 +67,7 @@ fn s3_reads_uploads_and_checks() {
     std::env::remove_var("AWS_PROFILE");
     std::env::remove_var("AWS_SESSION_TOKEN");
 
-    let mut cases: Vec<(&str, Box<dyn FnOnce()>)> = Vec::new();
+    let mut cases: Vec<Case<'_>> = Vec::new();
     for a in &all {
         cases.push((
             a.name.as_str(),

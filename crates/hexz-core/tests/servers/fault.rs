@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,6 +52,7 @@ pub struct FaultServer {
     pub port: u16,
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
+    conns: Arc<AtomicUsize>,
 }
 
 impl FaultServer {
@@ -69,18 +70,25 @@ impl FaultServer {
             log: Vec::new(),
         }));
         let stop = Arc::new(AtomicBool::new(false));
-        let (st, sp) = (state.clone(), stop.clone());
+        let conns = Arc::new(AtomicUsize::new(0));
+        let (st, sp, cn) = (state.clone(), stop.clone(), conns.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if sp.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
+                cn.fetch_add(1, Ordering::SeqCst);
                 let st = st.clone();
                 std::thread::spawn(move || serve(conn, st));
             }
         });
-        FaultServer { port, state, stop }
+        FaultServer {
+            port,
+            state,
+            stop,
+            conns,
+        }
     }
 
     /// The URL of the object.
@@ -106,6 +114,11 @@ impl FaultServer {
     /// Number of requests received so far.
     pub fn requests(&self) -> usize {
         self.state.lock().unwrap().log.len()
+    }
+
+    /// Number of connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.conns.load(Ordering::SeqCst)
     }
 
     /// `Range` headers of the requests received so far.

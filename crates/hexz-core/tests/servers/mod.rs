@@ -19,6 +19,30 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A named test case run by [`run_cases`].
+pub type Case<'a> = (&'a str, Box<dyn FnOnce() + 'a>);
+
+/// Runs every case (one server start for many checks), reporting each on stderr, and fails
+/// at the end naming the cases that failed.
+pub fn run_cases(cases: Vec<Case<'_>>) {
+    let mut failed = Vec::new();
+    for (name, case) in cases {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(case)) {
+            Ok(()) => eprintln!("case {name}: ok"),
+            Err(e) => {
+                let msg = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                eprintln!("case {name}: FAILED: {msg}");
+                failed.push(name.to_string());
+            }
+        }
+    }
+    assert!(failed.is_empty(), "failed cases: {failed:?}");
+}
+
 /// Whether missing servers must fail the tests instead of skipping them.
 pub fn servers_required() -> bool {
     std::env::var_os("HEXZ_REQUIRE_SERVERS").is_some_and(|v| !v.is_empty() && v != "0")

@@ -22,6 +22,7 @@ const MAX_REDIRECTS: u32 = 5;
 /// Most bytes of an error response body kept for the message.
 const MAX_ERROR_BODY: u64 = 16 << 10;
 /// Most bytes of a non-range response body read into memory (S3 XML replies).
+#[cfg_attr(not(feature = "s3"), allow(dead_code))]
 const MAX_REPLY_BODY: u64 = 4 << 20;
 
 /// Something a request can be addressed to: a plain URL, or an S3 object whose URL is
@@ -35,7 +36,8 @@ pub(crate) trait Target: Send + Sync {
     fn url(&self, method: Method) -> Result<Url>;
 }
 
-/// HTTP methods the backends use.
+/// HTTP methods the backends use (all but GET only by the S3 uploads).
+#[cfg_attr(not(feature = "s3"), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Method {
     Get,
@@ -83,6 +85,7 @@ impl Pin {
 }
 
 /// The answer to a plain (non-range) request.
+#[cfg_attr(not(feature = "s3"), allow(dead_code))]
 #[derive(Debug)]
 pub(crate) struct Reply {
     /// Response headers.
@@ -478,6 +481,7 @@ impl HttpClient {
     /// Sends a request with a body (uploads, S3 multipart calls) and reads the whole reply,
     /// retrying transient failures (the same bytes are sent again: every use is idempotent).
     /// Any status other than 2xx is an error naming the target, status and S3 error code.
+    #[cfg_attr(not(feature = "s3"), allow(dead_code))]
     pub(crate) fn request(
         &self,
         target: &dyn Target,
