@@ -196,6 +196,12 @@ impl File {
         self.inner.archives[0].describe()
     }
 
+    /// Size in bytes of the archive itself (this archive only, not its ancestors), as its
+    /// backend reports it: what `hexz info` calls the archive size, also for URLs.
+    pub fn archive_len(&self) -> u64 {
+        self.inner.archives[0].len()
+    }
+
     /// Reads up to `len` bytes of `stream` at `offset`. The result is shorter than `len` only
     /// when the range runs past the end of the stream (empty at or past the end).
     pub fn read_at(&self, stream: SnapshotStream, offset: u64, len: usize) -> Result<Vec<u8>> {
