@@ -11,6 +11,8 @@
 
 pub mod local;
 pub mod location;
+#[doc(hidden)]
+pub mod testing;
 
 pub use location::{open_location, Location, RemoteOptions};
 
