@@ -228,11 +228,18 @@ impl File {
                 })?;
                 let path = std::str::from_utf8(path)
                     .map_err(|_| Error::corrupt("master index", "parent path is not UTF-8"))?;
-                let pb = child.open_relative(path).map_err(|e| {
-                    Error::InvalidArgument(format!(
-                        "cannot open parent archive '{path}' of {} (expected archive id {want_id}): {e}",
-                        child.describe()
-                    ))
+                // A missing or unreadable parent stays an I/O error (so callers can tell
+                // "not found" apart); anything else is an argument problem.
+                let what = format!(
+                    "cannot open parent archive '{path}' of {} (expected archive id {want_id})",
+                    child.describe()
+                );
+                let pb = child.open_relative(path).map_err(|e| match e {
+                    Error::Io { context, err } => Error::Io {
+                        context: format!("{what}: {context}"),
+                        err,
+                    },
+                    e => Error::InvalidArgument(format!("{what}: {e}")),
                 })?;
                 let popts = OpenOptions {
                     cache_bytes: 0,
