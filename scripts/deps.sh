@@ -2,9 +2,9 @@
 # Installs what hexz's tests, quick start and benchmarks need on a fresh Debian machine.
 # Idempotent: only missing tools are installed. Usage: scripts/deps.sh [test|bench]
 set -euo pipefail
-want=(mkfs.ext4:e2fsprogs)
+want=(mkfs.ext4:e2fsprogs fusermount3:fuse3 fio:fio qemu-img:qemu-utils)
 if [ "${1:-test}" = bench ]; then
-  want+=(lz4:lz4 zstd:zstd hyperfine:hyperfine qemu-img:qemu-utils casync:casync)
+  want+=(lz4:lz4 zstd:zstd hyperfine:hyperfine qemu-img:qemu-utils casync:casync mksquashfs:squashfs-tools squashfuse_ll:squashfuse)
 fi
 missing=()
 for w in "${want[@]}"; do
