@@ -80,7 +80,9 @@ pub fn log(msg: impl std::fmt::Display) {
     let t = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    eprintln!("hexz[{}] {t}: {msg}", std::process::id());
+    // Never panics: a closed log (stderr pipe gone) must not take the mount down.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "hexz[{}] {t}: {msg}", std::process::id());
 }
 
 impl ArchiveFs {
