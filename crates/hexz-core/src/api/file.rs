@@ -159,6 +159,17 @@ impl File {
         self.inner.data_key.as_ref()
     }
 
+    /// A 32-byte key derived from an encrypted archive's data key for `context` and bound to
+    /// this archive's id, so tools that keep this archive's data elsewhere (the mount's
+    /// writable overlay) can encrypt it without a second password. `None` when the archive is
+    /// not encrypted. `context` must be unique to its use (BLAKE3 key-derivation context).
+    pub fn derive_key(&self, context: &str) -> Option<zeroize::Zeroizing<[u8; 32]>> {
+        self.inner
+            .data_key
+            .as_ref()
+            .map(|k| k.derive(context, &self.inner.header.archive_id))
+    }
+
     /// Identifies the key of the content hashes in the index: all zero for plain BLAKE3,
     /// otherwise a fingerprint of the chain's hash key. Hashes of two archives are comparable
     /// only when these are equal.
