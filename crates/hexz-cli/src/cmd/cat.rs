@@ -47,13 +47,21 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
         let f = f.clone();
         let stream = a.stream;
         std::thread::spawn(move || {
+            // A reader of its own, so the chunks that follow are read ahead.
+            let mut reader = match f.reader(stream) {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = tx.send(Err(e.into()));
+                    return;
+                }
+            };
             let mut pos = start;
             while pos < end {
                 let n = ((end - pos) as usize).min(CHUNK);
                 let mut buf = back_rx.try_recv().unwrap_or_default();
                 buf.resize(n, 0);
-                let r = f
-                    .read_at_into(stream, pos, &mut buf)
+                let r = reader
+                    .read_at(pos, &mut buf)
                     .map(|_| buf)
                     .map_err(anyhow::Error::from);
                 let failed = r.is_err();

@@ -38,19 +38,22 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
     let mut out = AtomicFile::create(&a.output)?;
     let pb = progress_bar(Some(size), a.stream.name());
     let mut buf = Vec::new();
+    // A reader of its own: runs read in order are read ahead (several requests in flight
+    // for a remote archive).
+    let mut reader = f.reader(a.stream)?;
     {
         let file = out.file();
         // Walk the index: runs of data blocks are read in large parallel chunks, zero blocks
         // are skipped with a seek so the file system leaves holes.
         let mut run_start: Option<u64> = None;
-        let flush =
+        let mut flush =
             |file: &mut std::fs::File, from: u64, to: u64, buf: &mut Vec<u8>| -> Result<()> {
                 let mut pos = from;
                 file.seek(SeekFrom::Start(pos))?;
                 while pos < to {
                     let n = (to - pos).min(CHUNK) as usize;
                     buf.resize(n, 0);
-                    f.read_at_into(a.stream, pos, buf)?;
+                    reader.read_at(pos, buf)?;
                     file.write_all(buf)?;
                     pos += n as u64;
                     pb.set_position(pos);
