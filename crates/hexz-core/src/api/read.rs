@@ -14,6 +14,7 @@
 //! Read-ahead runs the same machinery on the IO pool, for blocks only (into the cache); it is
 //! driven by each reader's own sequential detector (see [`StreamReader`](super::StreamReader)).
 
+use super::decode::Verify;
 use super::file::{BlockKey, File};
 use super::flight::{Claim, Lead, Slot};
 use super::pool::pools;
@@ -185,29 +186,24 @@ impl File {
         Ok(v)
     }
 
-    /// Fetches the stored bytes of `leads` (one `read_batch` per archive of the chain; none
-    /// for mapped archives) and decodes them, in parallel when there are several.
-    fn fetch_and_decode(&self, stream: SnapshotStream, leads: Vec<Fetch<'_, '_>>) -> Result<()> {
-        if leads.is_empty() {
-            return Ok(());
+    /// The stored bytes of `blocks` (`(block number, entry)`, all non-zero): one
+    /// `read_batch` per archive of the chain; an empty vector for a block of a mapped archive
+    /// (decode it from the mapping).
+    fn fetch_stored(
+        &self,
+        stream: SnapshotStream,
+        blocks: &[(u64, BlockEntry)],
+    ) -> Result<Vec<Vec<u8>>> {
+        let mut stored = Vec::with_capacity(blocks.len());
+        for (block_no, e) in blocks {
+            let b = self.stored_source(stream, *block_no, e)?;
+            stored.push(if b.as_slice().is_some() {
+                Vec::new()
+            } else {
+                vec![0u8; e.stored_len as usize]
+            });
         }
-        let mut mapped = Vec::with_capacity(leads.len());
-        for f in &leads {
-            let b = self.stored_source(stream, f.block_no, &f.entry)?;
-            mapped.push(b.as_slice().is_some());
-        }
-        let mut stored: Vec<Vec<u8>> = leads
-            .iter()
-            .zip(&mapped)
-            .map(|(f, &m)| {
-                if m {
-                    Vec::new()
-                } else {
-                    vec![0u8; f.entry.stored_len as usize]
-                }
-            })
-            .collect();
-        let mut sources: Vec<u16> = leads.iter().map(|f| f.entry.source).collect();
+        let mut sources: Vec<u16> = blocks.iter().map(|(_, e)| e.source).collect();
         sources.sort_unstable();
         sources.dedup();
         for src in sources {
@@ -215,17 +211,46 @@ impl File {
             if backend.as_slice().is_some() {
                 continue;
             }
-            let mut reqs: Vec<ReadRequest<'_>> = leads
+            let mut reqs: Vec<ReadRequest<'_>> = blocks
                 .iter()
                 .zip(stored.iter_mut())
-                .filter(|(f, _)| f.entry.source == src)
-                .map(|(f, buf)| ReadRequest {
-                    offset: f.entry.stored_offset,
+                .filter(|((_, e), _)| e.source == src)
+                .map(|((_, e), buf)| ReadRequest {
+                    offset: e.stored_offset,
                     buf,
                 })
                 .collect();
             backend.read_batch(&mut reqs)?;
         }
+        Ok(stored)
+    }
+
+    /// The stored bytes of `e` as fetched into `raw`, or from the mapping when `raw` is empty.
+    fn stored_bytes<'r>(
+        &'r self,
+        stream: SnapshotStream,
+        block_no: u64,
+        e: &BlockEntry,
+        raw: &'r [u8],
+    ) -> Result<&'r [u8]> {
+        if !raw.is_empty() || e.stored_len == 0 {
+            return Ok(raw);
+        }
+        let s = e.stored_offset as usize;
+        Ok(match self.stored_source(stream, block_no, e)?.as_slice() {
+            Some(all) => &all[s..s + e.stored_len as usize],
+            None => raw,
+        })
+    }
+
+    /// Fetches the stored bytes of `leads` in one batch and decodes them, in parallel when
+    /// there are several.
+    fn fetch_and_decode(&self, stream: SnapshotStream, leads: Vec<Fetch<'_, '_>>) -> Result<()> {
+        if leads.is_empty() {
+            return Ok(());
+        }
+        let blocks: Vec<(u64, BlockEntry)> = leads.iter().map(|f| (f.block_no, f.entry)).collect();
+        let stored = self.fetch_stored(stream, &blocks)?;
         let work: Vec<(Fetch<'_, '_>, Vec<u8>)> = leads.into_iter().zip(stored).collect();
         if work.len() == 1 {
             let (f, raw) = work.into_iter().next().expect("one item");
@@ -237,21 +262,53 @@ impl File {
         })
     }
 
+    /// Checks every block of `entries` (consecutive blocks of `stream`, the first numbered
+    /// `first_block`) completely, CRC32 and content hash, without caching: their stored
+    /// bytes are fetched in batches and decoded in parallel. Used by verification.
+    pub fn verify_blocks(
+        &self,
+        stream: SnapshotStream,
+        first_block: u64,
+        entries: &[BlockEntry],
+    ) -> Result<()> {
+        let blocks: Vec<(u64, BlockEntry)> = entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| !e.is_zero())
+            .map(|(i, e)| (first_block + i as u64, *e))
+            .collect();
+        let mut start = 0;
+        while start < blocks.len() {
+            let mut end = start;
+            let mut bytes = 0u64;
+            while end < blocks.len()
+                && (end == start || bytes + blocks[end].1.stored_len as u64 <= MAX_BATCH_STORED)
+            {
+                bytes += blocks[end].1.stored_len as u64;
+                end += 1;
+            }
+            let batch = &blocks[start..end];
+            let stored = self.fetch_stored(stream, batch)?;
+            pools().decode(|| {
+                batch
+                    .par_iter()
+                    .zip(stored.par_iter())
+                    .map_init(Vec::new, |buf, ((block_no, e), raw)| {
+                        buf.resize(e.logical_len as usize, 0);
+                        let s = self.stored_bytes(stream, *block_no, e, raw)?;
+                        self.decode_stored(stream, *block_no, e, s, buf, Verify::Content)
+                    })
+                    .collect::<Result<Vec<()>>>()
+            })?;
+            start = end;
+        }
+        Ok(())
+    }
+
     /// Decodes one fetched block into its piece and/or the cache, and hands it to waiters.
     fn decode_fetch(&self, stream: SnapshotStream, f: Fetch<'_, '_>, raw: &[u8]) -> Result<()> {
         let e = f.entry;
-        let all;
-        let stored = if raw.len() == e.stored_len as usize {
-            raw
-        } else {
-            // Mapped archive: decode straight from the mapping.
-            all = self.stored_source(stream, f.block_no, &e)?.as_slice();
-            let s = e.stored_offset as usize;
-            match all {
-                Some(a) => &a[s..s + e.stored_len as usize],
-                None => raw,
-            }
-        };
+        let stored = self.stored_bytes(stream, f.block_no, &e, raw)?;
         let verify = self.read_verify();
         match f.dst {
             Some((0, dst)) if dst.len() == e.logical_len as usize => {

@@ -73,6 +73,8 @@ fn block_hashes(file: &File, from_index: bool, decoded: &mut u64) -> Result<Vec<
     let mut out = Vec::new();
     let mut buf = Vec::new();
     for s in file.streams() {
+        // One reader per stream: blocks read in order are read ahead.
+        let mut reader = file.reader(s)?;
         for e in file.entries(s) {
             let e = e?;
             if e.is_zero() {
@@ -82,7 +84,7 @@ fn block_hashes(file: &File, from_index: bool, decoded: &mut u64) -> Result<Vec<
                 e.hash
             } else {
                 buf.resize(e.logical_len as usize, 0);
-                file.read_at_into(s, e.logical_offset, &mut buf)?;
+                reader.read_at(e.logical_offset, &mut buf)?;
                 *decoded += buf.len() as u64;
                 crate::algo::hash::blake3(&buf)
             };
@@ -121,6 +123,7 @@ pub fn diff(a: &File, b: &File) -> Result<DiffReport> {
             let mut pos = 0u64;
             let mut buf_a = Vec::new();
             let mut buf_b = Vec::new();
+            let (mut ra, mut rb) = (a.reader(stream)?, b.reader(stream)?);
             while pos < common {
                 let (Some(x), Some(y)) = (ea, eb) else { break };
                 let end = x.logical_end().min(y.logical_end()).min(common);
@@ -138,8 +141,8 @@ pub fn diff(a: &File, b: &File) -> Result<DiffReport> {
                     // Misaligned blocks: compare the overlapping bytes.
                     buf_a.resize(len as usize, 0);
                     buf_b.resize(len as usize, 0);
-                    a.read_at_into(stream, pos, &mut buf_a)?;
-                    b.read_at_into(stream, pos, &mut buf_b)?;
+                    ra.read_at(pos, &mut buf_a)?;
+                    rb.read_at(pos, &mut buf_b)?;
                     decoded += 2 * len;
                     let mut i = 0usize;
                     while i < len as usize {

@@ -3,7 +3,6 @@
 
 use crate::api::{File, SnapshotStream};
 use crate::error::Result;
-use rayon::prelude::*;
 
 /// What a successful verification covered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,14 +64,7 @@ fn verify_one(
         for (page_no, r) in rec.pages.iter().enumerate() {
             let page = file.index_page(stream, page_no)?;
             report.pages += 1;
-            page.entries
-                .par_iter()
-                .enumerate()
-                .map_init(Vec::new, |buf, (i, e)| {
-                    buf.resize(e.logical_len as usize, 0);
-                    file.decode_block_into(stream, r.first_block + i as u64, e, buf)
-                })
-                .collect::<Result<Vec<()>>>()?;
+            file.verify_blocks(stream, r.first_block, &page.entries)?;
             report.blocks += page.entries.len() as u64;
             report.bytes += page
                 .entries
