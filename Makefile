@@ -1,5 +1,5 @@
 # Common tasks. `make test` is what CI runs (via .ci/run).
-.PHONY: build test lint fmt bench quickstart clean wheel test-py bench-py
+.PHONY: build test lint fmt bench bench-durable quickstart clean wheel test-py bench-py
 
 build:
 	cargo build --release --workspace
@@ -16,6 +16,9 @@ fmt:
 
 bench:
 	scripts/bench.sh
+
+bench-durable:
+	scripts/bench-durable.sh
 
 # The Python package: an abi3 wheel in target/wheels/, its pytest suite, its benchmarks.
 wheel:
