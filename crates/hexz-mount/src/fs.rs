@@ -6,7 +6,7 @@
 
 use crate::error::Error;
 use crate::volume::Volume;
-use hexz_core::SnapshotStream;
+use hexz_core::{SnapshotStream, StreamReader};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -57,11 +57,19 @@ pub struct Attr {
     pub gid: u32,
 }
 
-/// An open file: its stream. Each handle is a separate reader, so read-ahead is tracked
-/// per handle.
-#[derive(Debug)]
+/// An open file: its stream and its own reader, so read-ahead is tracked per handle (two
+/// programs reading one file sequentially are each read ahead).
 struct Handle {
     stream: SnapshotStream,
+    reader: Arc<Mutex<StreamReader>>,
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle")
+            .field("stream", &self.stream)
+            .finish()
+    }
 }
 
 /// The filesystem of one mounted archive.
@@ -182,11 +190,15 @@ impl ArchiveFs {
         if write && !self.volume.is_writable() {
             return Err(libc::EROFS);
         }
+        let reader = self.volume.reader(stream).map_err(|e| e.errno())?;
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles
-            .lock()
-            .map_err(|_| libc::EIO)?
-            .insert(fh, Handle { stream });
+        self.handles.lock().map_err(|_| libc::EIO)?.insert(
+            fh,
+            Handle {
+                stream,
+                reader: Arc::new(Mutex::new(reader)),
+            },
+        );
         Ok(fh)
     }
 
@@ -208,18 +220,26 @@ impl ArchiveFs {
     /// Reads up to `buf.len()` bytes of inode `ino` at `offset` through handle `fh`; a
     /// failure is logged (naming the block) and becomes an errno.
     pub fn read(&self, ino: u64, fh: u64, offset: u64, buf: &mut [u8]) -> Result<usize, i32> {
-        let stream = match self
+        let handle = self
             .handles
             .lock()
             .ok()
-            .and_then(|h| h.get(&fh).map(|h| h.stream))
-        {
-            Some(s) => s,
-            None => self.stream_of(ino)?,
-        };
-        self.volume
-            .read_at(stream, offset, buf)
-            .map_err(|e| self.fail("read", stream, offset, buf.len(), e))
+            .and_then(|h| h.get(&fh).map(|h| (h.stream, h.reader.clone())));
+        match handle {
+            // Concurrent reads of one handle: the first uses the handle's reader, the
+            // others read without read-ahead rather than wait.
+            Some((stream, reader)) => match reader.try_lock() {
+                Ok(mut rd) => self.volume.read_with(&mut rd, stream, offset, buf),
+                Err(_) => self.volume.read_at(stream, offset, buf),
+            }
+            .map_err(|e| self.fail("read", stream, offset, buf.len(), e)),
+            None => {
+                let stream = self.stream_of(ino)?;
+                self.volume
+                    .read_at(stream, offset, buf)
+                    .map_err(|e| self.fail("read", stream, offset, buf.len(), e))
+            }
+        }
     }
 
     /// Writes `data` at `offset` of inode `ino`.

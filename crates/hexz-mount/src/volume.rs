@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::overlay::Overlay;
-use hexz_core::{File, SnapshotStream};
+use hexz_core::{File, SnapshotStream, StreamReader};
 
 /// The streams of one archive, read-only or writable through an [`Overlay`].
 ///
@@ -61,6 +61,28 @@ impl Volume {
     /// end of the stream). Overlay chunks replace the archive's bytes.
     pub fn read_at(&self, stream: SnapshotStream, offset: u64, buf: &mut [u8]) -> Result<usize> {
         let n = self.file.read_at_into(stream, offset, buf)?;
+        if let Some(ov) = &self.overlay {
+            ov.patch(stream, offset, &mut buf[..n])?;
+        }
+        Ok(n)
+    }
+
+    /// A reader of `stream` with its own read-ahead, for one file handle or connection:
+    /// sequential reads through it are fetched ahead, independently of other readers.
+    pub fn reader(&self, stream: SnapshotStream) -> Result<StreamReader> {
+        Ok(self.file.reader(stream)?)
+    }
+
+    /// Like [`Volume::read_at`], through `reader` (a reader of this volume's archive from
+    /// [`Volume::reader`]) so that its read-ahead follows this caller's access pattern.
+    pub fn read_with(
+        &self,
+        reader: &mut StreamReader,
+        stream: SnapshotStream,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize> {
+        let n = reader.read_at(offset, buf)?;
         if let Some(ov) = &self.overlay {
             ov.patch(stream, offset, &mut buf[..n])?;
         }

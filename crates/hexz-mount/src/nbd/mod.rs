@@ -407,6 +407,10 @@ fn negotiate(vol: &Volume, c: &mut Conn) -> std::result::Result<Option<SnapshotS
 fn transmit(vol: &Volume, c: &mut Conn, stream: SnapshotStream) -> std::result::Result<(), End> {
     let size = vol.size(stream);
     let writable = vol.is_writable();
+    // This connection's own reader: its read-ahead follows this client's reads.
+    let mut reader = vol
+        .reader(stream)
+        .map_err(|e| End::Io(std::io::Error::other(e.to_string())))?;
     // Reply header and read data in one buffer, so each reply is one write.
     let mut buf: Vec<u8> = Vec::new();
     loop {
@@ -422,7 +426,7 @@ fn transmit(vol: &Volume, c: &mut Conn, stream: SnapshotStream) -> std::result::
                 }
                 let n = r.len as usize;
                 buf.resize(16 + n, 0);
-                match vol.read_at(stream, r.offset, &mut buf[16..]) {
+                match vol.read_with(&mut reader, stream, r.offset, &mut buf[16..]) {
                     Ok(got) if got == n => {
                         buf[..16].copy_from_slice(&proto::simple_reply(0, r.cookie));
                         c.write_all(&buf)?;

@@ -33,6 +33,9 @@ use crypto::RecordCipher;
 #[cfg(not(feature = "encryption"))]
 enum RecordCipher {}
 
+/// Reads the archive's own bytes of a stream range (under the overlay), for partial writes.
+pub type BaseRead<'a> = dyn Fn(SnapshotStream, u64, &mut [u8]) -> Result<()> + 'a;
+
 /// Where the newest record of a chunk lies in the file.
 #[derive(Clone, Copy)]
 struct Loc {
@@ -493,10 +496,8 @@ impl Overlay {
         }
         match &self.cipher {
             #[cfg(feature = "encryption")]
-            Some(c) => {
-                if !c.open(r.stream, r.seq, r.offset, &r.nonce, &mut data) {
-                    return Err(bad("authentication failed (damaged or moved chunk)"));
-                }
+            Some(c) if !c.open(r.stream, r.seq, r.offset, &r.nonce, &mut data) => {
+                return Err(bad("authentication failed (damaged or moved chunk)"));
             }
             #[allow(unreachable_patterns)]
             _ => {}
@@ -550,7 +551,7 @@ impl Overlay {
         offset: u64,
         data: Option<&[u8]>,
         len: u64,
-        base: &dyn Fn(SnapshotStream, u64, &mut [u8]) -> Result<()>,
+        base: &BaseRead<'_>,
     ) -> Result<()> {
         if !self.writable {
             return Err(Error::ReadOnly);
