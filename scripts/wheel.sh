@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 PY=${1:-${HEXZ_VENV:-/var/cache/hexz/venv}/bin/python}
 rm -f target/wheels/hexz-*.whl
 if [ -x "$PY" ] && "$PY" -c "import maturin" 2>/dev/null; then
-  "$PY" -m maturin build --release --locked -q -m crates/hexz-py/pyproject.toml -o target/wheels
+  "$PY" -m maturin build --release --locked -q -m crates/hexz-py/Cargo.toml -o target/wheels
 else
-  maturin build --release --locked -q -m crates/hexz-py/pyproject.toml -o target/wheels
+  maturin build --release --locked -q -m crates/hexz-py/Cargo.toml -o target/wheels
 fi
 ls target/wheels/hexz-*.whl

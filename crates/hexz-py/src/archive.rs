@@ -15,6 +15,10 @@ pub const DEFAULT_CACHE_SIZE: usize = 256 << 20;
 /// Block cache of a reader reopened in another process (a DataLoader worker), unless
 /// `cache_size` was given: N workers must not each take the full default.
 pub const WORKER_CACHE_SIZE: usize = 32 << 20;
+/// Decode threads of a worker process (the core default is one per core).
+pub const WORKER_DECODE_THREADS: usize = 1;
+/// IO (background fetch) threads of a worker process (the core default is 6).
+pub const WORKER_IO_THREADS: usize = 2;
 /// Read-ahead window of a worker's reader (the core default is 8 MiB).
 const WORKER_READ_AHEAD: u64 = 2 << 20;
 
@@ -148,6 +152,11 @@ impl Archive {
             }
         }
         let worker = self.owner_pid != Some(pid);
+        if worker {
+            // A DataLoader worker: N of them share the machine, so each decodes on one
+            // thread of its own and keeps two IO threads, instead of a pool per core.
+            hexz_core::api::set_process_threads(WORKER_DECODE_THREADS, WORKER_IO_THREADS);
+        }
         let opts = self.config.options(worker);
         let loc = self.config.location.clone();
         let file = py

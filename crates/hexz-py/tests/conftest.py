@@ -136,3 +136,80 @@ def records(cli, workdir):
     (workdir / "records.raw").write_bytes(data)
     out = cli.pack(workdir / "records.hxz", disk=workdir / "records.raw")
     return out, data
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def nginx(workdir):
+    """An nginx on 127.0.0.1 serving workdir/www (range requests, ETag), started unprivileged
+    for the session and stopped after it, also on failure. Yields (www dir, base URL)."""
+    import signal
+    import time
+    import urllib.request
+
+    exe = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if exe is None:
+        if os.environ.get("HEXZ_REQUIRE_SERVERS") == "1":
+            pytest.fail("nginx is not installed (scripts/deps.sh test installs nginx-light)")
+        pytest.skip("nginx is not installed")
+    d = workdir / "nginx"
+    www = d / "www"
+    www.mkdir(parents=True)
+    for p in (workdir, d, www):
+        p.chmod(0o755)
+    port = _free_port()
+    conf = d / "nginx.conf"
+    conf.write_text(f"""
+daemon off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/client_temp;
+    proxy_temp_path {d}/proxy_temp;
+    fastcgi_temp_path {d}/fastcgi_temp;
+    uwsgi_temp_path {d}/uwsgi_temp;
+    scgi_temp_path {d}/scgi_temp;
+    server {{
+        listen 127.0.0.1:{port};
+        root {www};
+    }}
+}}
+""")
+    cmd = [exe, "-p", str(d), "-e", str(d / "error.log"), "-c", str(conf)]
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", "nobody", "--"] + cmd
+        # nobody writes its pid, logs and temp files here.
+        os.chown(d, 65534, 65534)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        (www / "ping").write_bytes(b"ok")
+        (www / "ping").chmod(0o644)
+        for _ in range(100):
+            try:
+                if urllib.request.urlopen(f"{url}/ping", timeout=1).read() == b"ok":
+                    break
+            except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"nginx exited: {proc.stderr.read().decode()}")
+                time.sleep(0.05)
+        else:
+            raise RuntimeError("nginx did not answer within 5 s")
+        yield www, url
+    finally:
+        proc.send_signal(signal.SIGQUIT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -370,10 +370,21 @@ def test_pickle_reopens(kinds):
     assert b.read(5000, 70_000) == data[5000:75_000]
 
 
+def _threads(prefix: str) -> int:
+    n = 0
+    for t in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{t}/comm") as f:
+                n += f.read().startswith(prefix)
+        except OSError:
+            pass
+    return n
+
+
 def _child_reads(a, want_sha, q):
     try:
         got = a.read(0, a.size())  # a multi-block read
-        q.put(hashlib.sha256(got).hexdigest() == want_sha)
+        q.put((hashlib.sha256(got).hexdigest() == want_sha, _threads("hexz-decode"), _threads("hexz-io")))
     except BaseException as e:  # pragma: no cover - reported to the parent
         q.put(repr(e))
 
@@ -394,7 +405,8 @@ def test_archive_used_in_child_process(plain, method):
         p.kill()
         pytest.fail(f"child process ({method}) did not finish its read")
     assert p.exitcode == 0
-    assert q.get(timeout=5) is True
+    # Right bytes, and a lean worker: one decode thread and two IO threads, not one per core.
+    assert q.get(timeout=5) == (True, 1, 2)
 
 
 def test_import_without_torch():
@@ -405,3 +417,22 @@ def test_import_without_torch():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "open"
+
+
+# ---------------------------------------------------------------- remote (loopback nginx)
+
+
+def test_remote_reads_over_http(nginx, kinds):
+    www, url = nginx
+    for name, kind in (("plain.hxz", "lz4+memory"), ("enc.hxz", "encrypted")):
+        path, kw, data = kinds[kind]
+        shutil.copy(path, www / name)
+        (www / name).chmod(0o644)
+        with pytest.raises(hexz.HexzError, match="127.0.0.1"):
+            hexz.open(f"{url}/{name}", **kw)  # loopback is refused unless allowed
+        with hexz.open(f"{url}/{name}", allow_restricted=True, **kw) as a:
+            check_ranges(a, data, seed=11)
+            b = pickle.loads(pickle.dumps(a))
+            assert b.read(1000, 200_000) == data[1000:201_000]
+    with pytest.raises(hexz.ArchiveNotFound):
+        hexz.open(f"{url}/missing.hxz", allow_restricted=True)

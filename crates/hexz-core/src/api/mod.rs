@@ -19,6 +19,7 @@ mod unlock;
 
 pub use file::{File, OpenOptions};
 pub use index::Entries;
+pub use pool::set_process_threads;
 pub use reader::StreamReader;
 
 /// Re-exported from [`crate::format`], where the stream ids are defined.

@@ -15,7 +15,7 @@
 //! them; a process that finds another id builds its own. The parent's pool objects are leaked
 //! in the child on purpose: dropping them would signal threads that do not exist there.
 
-use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 /// Threads of the IO pool: enough requests in flight to fill a link, few enough to stay small.
 pub(crate) const IO_THREADS: usize = 6;
@@ -35,6 +35,21 @@ static CURRENT: AtomicPtr<Pools> = AtomicPtr::new(std::ptr::null_mut());
 /// Process id of the thread building pools right now (0: nobody). A value left by another
 /// process (the parent forked while building) is stale and taken over.
 static BUILDER: AtomicU32 = AtomicU32::new(0);
+
+/// Decode threads of pools built from now on in this process (0: one per core).
+static DECODE_THREADS: AtomicUsize = AtomicUsize::new(0);
+/// IO threads of pools built from now on in this process (0: [`IO_THREADS`]).
+static IO_THREAD_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// Sizes the pools this process builds from now on: `decode` threads (0: one per core) and
+/// `io` threads (0: the default of 6). Pools already built in this process keep their size,
+/// so call it before the first read; a forked child builds its own pools and so follows a
+/// call made in the child. The Python bindings call it in DataLoader worker processes, where
+/// N workers each starting a thread per core would oversubscribe the machine.
+pub fn set_process_threads(decode: usize, io: usize) {
+    DECODE_THREADS.store(decode, Ordering::Release);
+    IO_THREAD_COUNT.store(io, Ordering::Release);
+}
 
 /// The pools of this process, built on first use (and again in a forked child).
 pub(crate) fn pools() -> &'static Pools {
@@ -65,7 +80,14 @@ pub(crate) fn pools() -> &'static Pools {
 
 impl Pools {
     fn build() -> Pools {
-        let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let n = match DECODE_THREADS.load(Ordering::Acquire) {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let io_threads = match IO_THREAD_COUNT.load(Ordering::Acquire) {
+            0 => IO_THREADS,
+            n => n,
+        };
         let decode = rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .thread_name(|i| format!("hexz-decode-{i}"))
@@ -73,7 +95,7 @@ impl Pools {
             .ok();
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let mut started = 0;
-        for i in 0..IO_THREADS {
+        for i in 0..io_threads {
             let rx = rx.clone();
             let ok = std::thread::Builder::new()
                 .name(format!("hexz-io-{i}"))

@@ -17,8 +17,8 @@ or other options); it pickles as the archive's location and options, so it works
 
 Cost of one DataLoader worker: the archive is reopened in the worker on first use, with a
 block cache of at most ``hexz.WORKER_CACHE_SIZE`` (32 MiB, filled only as blocks are read)
-and a 2 MiB read-ahead window, unless ``cache_size`` was given to ``hexz.open``; reads run on
-the worker's own thread and the reader's small pool, never one thread per core per worker.
+and a 2 MiB read-ahead window, unless ``cache_size`` was given to ``hexz.open``, and three
+threads (one decode, two IO) rather than a pool per core.
 """
 
 from __future__ import annotations
