@@ -88,7 +88,7 @@ impl File {
             };
             self.decoder(e.codec)?
                 .decompress_into(compressed, dst)
-                .map_err(|err| corrupt(format!("cannot decode {} data: {err}", e.codec)))?;
+                .map_err(|err| corrupt(err.to_string()))?;
             if verify_hash {
                 let h = match self.inner.ciphers[0].as_deref() {
                     Some(c) => c.content_hash(dst),

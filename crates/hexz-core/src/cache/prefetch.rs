@@ -53,7 +53,8 @@ impl ReadAhead {
             return None;
         }
         let w = if w == 0 {
-            len.saturating_mul(2).clamp(128 * 1024, self.max_window)
+            // (max then min, not clamp: a maximum below 128 KiB is allowed and wins)
+            len.saturating_mul(2).max(128 * 1024).min(self.max_window)
         } else {
             w.saturating_mul(2).min(self.max_window)
         };
@@ -92,5 +93,13 @@ mod tests {
             "{issued} prefetches for 16 MiB of 4 KiB reads"
         );
         assert_eq!(r.on_read(0, 4 << 20), None, "large reads are not followed");
+    }
+
+    #[test]
+    fn small_maximum_windows_work() {
+        // Regression (found by tests/stress.rs): a maximum below 128 KiB panicked in clamp.
+        let r = ReadAhead::new(64 * 1024);
+        r.on_read(0, 4096);
+        assert_eq!(r.on_read(4096, 4096), Some((8192, 8192 + 64 * 1024)));
     }
 }
