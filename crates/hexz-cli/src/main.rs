@@ -37,6 +37,18 @@ enum Command {
     Sign(cmd::keys::SignArgs),
     /// Change the password of an encrypted archive (rewraps the key; data untouched).
     Passwd(cmd::keys::PasswdArgs),
+    /// Mount an archive's streams as files (`disk`, `memory`) with FUSE.
+    #[cfg(feature = "mount")]
+    Mount(cmd::mount::Args),
+    /// Unmount a `hexz mount` and wait for it to finish.
+    #[cfg(feature = "mount")]
+    Unmount(cmd::mount::UnmountArgs),
+    /// Serve an archive's streams over NBD (exports `disk` and `memory`).
+    #[cfg(feature = "mount")]
+    Serve(cmd::serve::Args),
+    /// Turn a writable overlay into a thin child archive of its base.
+    #[cfg(feature = "mount")]
+    Commit(cmd::commit::Args),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +85,14 @@ fn main() -> ExitCode {
         Command::Keygen(a) => cmd::keys::keygen(a),
         Command::Sign(a) => cmd::keys::sign(a),
         Command::Passwd(a) => cmd::keys::passwd(a),
+        #[cfg(feature = "mount")]
+        Command::Mount(a) => cmd::mount::run(a),
+        #[cfg(feature = "mount")]
+        Command::Unmount(a) => cmd::mount::unmount(a),
+        #[cfg(feature = "mount")]
+        Command::Serve(a) => cmd::serve::run(a),
+        #[cfg(feature = "mount")]
+        Command::Commit(a) => cmd::commit::run(a),
     };
     match r {
         Ok(code) => code,

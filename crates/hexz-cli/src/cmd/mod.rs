@@ -1,10 +1,16 @@
 //! One module per subcommand.
 
 pub mod cat;
+#[cfg(feature = "mount")]
+pub mod commit;
 pub mod diff;
 pub mod extract;
 pub mod flatten;
 pub mod info;
 pub mod keys;
+#[cfg(feature = "mount")]
+pub mod mount;
 pub mod pack;
+#[cfg(feature = "mount")]
+pub mod serve;
 pub mod verify;

@@ -29,6 +29,8 @@ pub mod retry;
 #[cfg(feature = "s3")]
 pub mod s3;
 mod sigbus;
+#[doc(hidden)]
+pub mod testing;
 
 pub use location::{open_location, Location, RemoteOptions};
 
