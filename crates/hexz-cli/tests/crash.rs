@@ -197,6 +197,7 @@ fn kill_loop(
 }
 
 #[test]
+#[ignore = "new; not yet run on the CI machine: cargo test -p hexz-cli --test NAME -- --ignored"]
 fn kill_9_during_pack_leaves_nothing_or_a_complete_archive() {
     let d = tmp();
     let data = image(48 << 20, 1);
@@ -250,6 +251,7 @@ fn kill_9_during_pack_leaves_nothing_or_a_complete_archive() {
 }
 
 #[test]
+#[ignore = "new; not yet run on the CI machine: cargo test -p hexz-cli --test NAME -- --ignored"]
 fn kill_9_during_flatten_and_extract() {
     let d = tmp();
     let base = image(16 << 20, 3);
@@ -327,6 +329,7 @@ fn kill_9_during_flatten_and_extract() {
 }
 
 #[test]
+#[ignore = "new; not yet run on the CI machine: cargo test -p hexz-cli --test NAME -- --ignored"]
 fn kill_9_during_sign_and_passwd_in_place() {
     let d = tmp();
     let data = image(24 << 20, 4);
@@ -407,6 +410,7 @@ fn kill_9_during_sign_and_passwd_in_place() {
 }
 
 #[test]
+#[ignore = "new; not yet run on the CI machine: cargo test -p hexz-cli --test NAME -- --ignored"]
 fn debris_of_a_crashed_named_writer_is_cleaned_by_the_next_write() {
     // On file systems without O_TMPFILE the writer falls back to a named temporary; a crash
     // leaves it, and the next write in that directory removes it (its PID is gone).

@@ -155,14 +155,14 @@ fn hostile_cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
     fix_master_digest(&mut b);
     v.push(("index page of 8192 entries at 1 TiB", b, "outside"));
 
-    // First block claims 16 MiB stored at 2^64-16 (page resealed).
+    // A block claims its bytes are stored at 2^64-16 (page resealed).
     let mut b = a.clone();
     let page_off = le_u64(&b, r + 8);
-    let e = entry_offset(page_off, 1);
-    b[e + 12..e + 16].copy_from_slice(&(16u32 << 20).to_le_bytes());
+    let e = entry_offset(page_off, 2);
+    b[e + 12..e + 16].copy_from_slice(&4096u32.to_le_bytes());
     b[e + 16..e + 24].copy_from_slice(&(u64::MAX - 16).to_le_bytes());
     reseal_page(&mut b, 0, 0);
-    v.push(("block stored at 2^64-16", b, "overflows"));
+    v.push(("block stored at 2^64-16", b, "outside"));
 
     // Block at logical offset near 2^64 (the logical_end overflow).
     let mut b = a.clone();

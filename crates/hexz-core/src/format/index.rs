@@ -123,15 +123,6 @@ impl BlockEntry {
                 ),
             ));
         }
-        if e.stored_offset.checked_add(e.stored_len as u64).is_none() {
-            return Err(Error::corrupt(
-                what(),
-                format!(
-                    "stored offset {} plus length {} overflows",
-                    e.stored_offset, e.stored_len
-                ),
-            ));
-        }
         if e.is_zero() {
             if e.stored_len != 0 {
                 return Err(Error::corrupt(what(), "zero block with stored bytes"));
