@@ -1,5 +1,6 @@
 # Common tasks. `make test` is what CI runs (via .ci/run).
-.PHONY: build test lint fmt bench bench-durable quickstart clean wheel test-py bench-py
+.PHONY: build test lint fmt bench bench-durable bench-mount quickstart clean wheel test-py bench-py
+.PHONY: fuzz fuzz-ci sweep crash stress bounds reliability
 
 build:
 	cargo build --release --workspace
@@ -35,3 +36,25 @@ quickstart:
 
 clean:
 	cargo clean
+
+# Reliability harness (docs/RELIABILITY.md). The sampled parts run in `make test`.
+fuzz:
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-600} scripts/fuzz.sh
+
+fuzz-ci:
+	FUZZ_SECONDS=10 scripts/fuzz.sh
+
+sweep:
+	HEXZ_SWEEP=full cargo test --release -p hexz-core --test sweep -- --nocapture
+	HEXZ_SWEEP=full cargo test --release -p hexz-cli --test sweep_cli -- --nocapture
+
+crash:
+	HEXZ_CRASH=full cargo test --release -p hexz-cli --test crash -- --nocapture
+
+stress:
+	HEXZ_STRESS=full cargo test --release -p hexz-core --test stress -- --nocapture
+
+bounds:
+	cargo test --release -p hexz-core --test bounds -- --nocapture
+
+reliability: sweep crash stress bounds fuzz

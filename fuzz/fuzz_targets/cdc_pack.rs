@@ -12,7 +12,14 @@ fuzz_target!(|data: &[u8]| {
     let dir = std::env::temp_dir().join(format!("hexz-fuzz-cdc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("a.hxz");
-    for cdc in [None, Some(CdcParams { min: 1024, avg: 2048, max: 8192 })] {
+    for cdc in [
+        None,
+        Some(CdcParams {
+            min: 1024,
+            avg: 2048,
+            max: 8192,
+        }),
+    ] {
         let opts = PackOptions {
             block_size: 4096,
             cdc,
@@ -20,12 +27,18 @@ fuzz_target!(|data: &[u8]| {
             ..PackOptions::default()
         };
         let input = PackInput {
-            disk: Some(PackSource::Reader(Box::new(std::io::Cursor::new(data.to_vec())))),
+            disk: Some(PackSource::Reader(Box::new(std::io::Cursor::new(
+                data.to_vec(),
+            )))),
             memory: None,
         };
         pack(input, &out, &opts, None).expect("pack");
         let f = File::open(&out).expect("open");
-        assert_eq!(f.read_at(SnapshotStream::Disk, 0, data.len()).expect("read"), data);
+        assert_eq!(
+            f.read_at(SnapshotStream::Disk, 0, data.len())
+                .expect("read"),
+            data
+        );
         if let Some(c) = cdc {
             for e in f.entries(SnapshotStream::Disk) {
                 let e = e.expect("entry");

@@ -18,7 +18,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let want = u32::from_le_bytes(data[1..5].try_into().unwrap()) % (MAX_BLOCK_SIZE + 1);
     // Keep single executions fast: large claims are tried at a smaller size too.
-    let want = if want > 1 << 20 { want % (1 << 20) } else { want } as usize;
+    let want = if want > 1 << 20 {
+        want % (1 << 20)
+    } else {
+        want
+    } as usize;
     let c = compressor_for(codec, 3).expect("codec built");
     let mut out = vec![0u8; want];
     if c.decompress_into(&data[5..], &mut out).is_ok() {

@@ -29,7 +29,10 @@ fuzz_target!(|data: &[u8]| {
         let mut at = first;
         for e in &p.entries {
             assert_eq!(e.logical_offset, at);
-            at = e.logical_offset.checked_add(e.logical_len as u64).expect("no overflow");
+            at = e
+                .logical_offset
+                .checked_add(e.logical_len as u64)
+                .expect("no overflow");
         }
     }
 });

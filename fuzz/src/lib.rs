@@ -115,7 +115,9 @@ pub fn exercise(f: &File, seed: &[u8]) {
             for w in seed.chunks(4).take(8) {
                 let (o, l) = range(w, size);
                 match f.read_at(s, o, l) {
-                    Ok(b) => assert_eq!(&b[..], &all[o as usize..o as usize + b.len()], "{s} at {o}"),
+                    Ok(b) => {
+                        assert_eq!(&b[..], &all[o as usize..o as usize + b.len()], "{s} at {o}")
+                    }
                     Err(e) => panic!("{s}: whole read worked but {l} bytes at {o} failed: {e}"),
                 }
             }
@@ -134,7 +136,11 @@ fn range(w: &[u8], size: u64) -> (u64, usize) {
     let mut x = [0u8; 4];
     x[..w.len()].copy_from_slice(w);
     let v = u32::from_le_bytes(x) as u64;
-    let o = if size == 0 { 0 } else { (v * 2654435761) % size };
+    let o = if size == 0 {
+        0
+    } else {
+        (v * 2654435761) % size
+    };
     let l = ((v >> 8) % 20_000) as usize;
     (o, l.min((size - o) as usize))
 }

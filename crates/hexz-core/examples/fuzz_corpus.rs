@@ -170,7 +170,10 @@ fn main() {
     }
 
     // Codec decoder seeds: selector byte (0 none, 1 lz4, 2 zstd) + stored bytes.
-    for (i, codec) in [Codec::None, Codec::Lz4, Codec::Zstd].into_iter().enumerate() {
+    for (i, codec) in [Codec::None, Codec::Lz4, Codec::Zstd]
+        .into_iter()
+        .enumerate()
+    {
         let Ok(c) = compressor_for(codec, 3) else {
             continue;
         };
@@ -198,7 +201,10 @@ fn main() {
             ..small.clone()
         },
     );
-    let (pb, cb) = (std::fs::read(&parent).unwrap(), std::fs::read(&child).unwrap());
+    let (pb, cb) = (
+        std::fs::read(&parent).unwrap(),
+        std::fs::read(&child).unwrap(),
+    );
     let mut chain = (pb.len() as u32).to_le_bytes().to_vec();
     chain.extend_from_slice(&pb);
     chain.extend_from_slice(&cb);
@@ -209,7 +215,11 @@ fn main() {
         let enc = PackOptions {
             encryption: Some(EncryptOptions {
                 password: Password::new(PASSWORD),
-                kdf: Kdf::Argon2id { m_kib: 8, t: 1, p: 1 },
+                kdf: Kdf::Argon2id {
+                    m_kib: 8,
+                    t: 1,
+                    p: 1,
+                },
             }),
             ..small.clone()
         };
@@ -225,7 +235,12 @@ fn main() {
                 ..enc.clone()
             },
         );
-        write(&root, "encrypted_open", "zstd", &std::fs::read(&ez).unwrap());
+        write(
+            &root,
+            "encrypted_open",
+            "zstd",
+            &std::fs::read(&ez).unwrap(),
+        );
     }
 
     // CDC chunker / packer round trip: raw input bytes.

@@ -61,6 +61,20 @@ pub enum Error {
         /// What failed (CRC32 mismatch, BLAKE3 mismatch, decode error, …).
         detail: String,
     },
+    /// A codec could not decode stored bytes (malformed data, or a size other than the
+    /// index records). Inside a read it is reported as [`Error::CorruptBlock`] naming the
+    /// block, with this error's text as the detail.
+    #[error("cannot decode {codec} data: {detail}")]
+    Decode {
+        /// The codec that failed.
+        codec: crate::format::Codec,
+        /// What went wrong.
+        detail: String,
+    },
+    /// Authenticated decryption failed: the object (block, index page, master index) was
+    /// tampered with, moved, comes from another archive, or the key is wrong.
+    #[error("decryption failed: {0}")]
+    Decrypt(String),
     /// The caller asked for something invalid (bad level, block size, missing stream…).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -132,7 +146,10 @@ impl Error {
             Error::NotAnArchive(_) | Error::UnsupportedVersion { .. } | Error::Unsupported(_) => {
                 ErrorKind::Unsupported
             }
-            Error::CorruptStructure { .. } | Error::CorruptBlock { .. } => ErrorKind::Corrupt,
+            Error::CorruptStructure { .. }
+            | Error::CorruptBlock { .. }
+            | Error::Decode { .. }
+            | Error::Decrypt(_) => ErrorKind::Corrupt,
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Error::WrongPassword | Error::PasswordRequired(_) => ErrorKind::Password,
             Error::Signature(_) => ErrorKind::Signature,

@@ -60,6 +60,19 @@ pub enum Kdf {
 
 /// Default PBKDF2 iteration count (OWASP 2023 recommendation for PBKDF2-HMAC-SHA256).
 pub const DEFAULT_PBKDF2_ITERATIONS: u32 = 600_000;
+/// Most PBKDF2 iterations a reader accepts from a header or key file (about 17 times the
+/// default: a few seconds), so a hostile header cannot make opening hang.
+pub const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
+/// Most Argon2id memory (KiB) a reader accepts: 1 GiB, so a hostile header cannot make
+/// opening allocate without bound.
+pub const MAX_ARGON2_KIB: u32 = 1024 * 1024;
+/// Most Argon2id passes a reader accepts.
+pub const MAX_ARGON2_PASSES: u32 = 16;
+/// Most Argon2id lanes a reader accepts.
+pub const MAX_ARGON2_LANES: u32 = 16;
+/// Most Argon2id work (memory in KiB × passes) a reader accepts: 4 GiB-passes, e.g. 1 GiB
+/// with 4 passes or 256 MiB with 16.
+pub const MAX_ARGON2_WORK_KIB: u64 = 4 * 1024 * 1024;
 /// Smallest PBKDF2 iteration count accepted when writing.
 pub const MIN_PBKDF2_ITERATIONS: u32 = 600_000;
 
@@ -90,15 +103,20 @@ impl Kdf {
     }
 
     /// Decodes header parameters, refusing values a hostile header could use to make opening
-    /// hang or exhaust memory.
+    /// hang or exhaust memory: at most [`MAX_PBKDF2_ITERATIONS`] PBKDF2 iterations; Argon2id
+    /// at most [`MAX_ARGON2_KIB`] of memory, [`MAX_ARGON2_PASSES`] passes,
+    /// [`MAX_ARGON2_LANES`] lanes and [`MAX_ARGON2_WORK_KIB`] memory × passes.
     pub fn from_params(id: u8, p1: u32, p2: u32, p3: u32) -> Result<Self> {
         let bad = |what: String| Error::corrupt("header key-derivation parameters", what);
         match id {
-            1 if (1..=100_000_000).contains(&p1) => Ok(Kdf::Pbkdf2 { iterations: p1 }),
-            1 => Err(bad(format!("PBKDF2 iteration count {p1} out of range"))),
-            2 if (8..=4 * 1024 * 1024).contains(&p1)
-                && (1..=64).contains(&p2)
-                && (1..=64).contains(&p3) =>
+            1 if (1..=MAX_PBKDF2_ITERATIONS).contains(&p1) => Ok(Kdf::Pbkdf2 { iterations: p1 }),
+            1 => Err(bad(format!(
+                "PBKDF2 iteration count {p1} out of range (1..={MAX_PBKDF2_ITERATIONS})"
+            ))),
+            2 if (1..=MAX_ARGON2_LANES).contains(&p3)
+                && (8 * p3..=MAX_ARGON2_KIB).contains(&p1)
+                && (1..=MAX_ARGON2_PASSES).contains(&p2)
+                && p1 as u64 * p2 as u64 <= MAX_ARGON2_WORK_KIB =>
             {
                 Ok(Kdf::Argon2id {
                     m_kib: p1,
@@ -107,7 +125,9 @@ impl Kdf {
                 })
             }
             2 => Err(bad(format!(
-                "Argon2id parameters m={p1} KiB t={p2} p={p3} out of range"
+                "Argon2id parameters m={p1} KiB t={p2} p={p3} out of range (memory 8 KiB per \
+                 lane..={MAX_ARGON2_KIB} KiB, passes 1..={MAX_ARGON2_PASSES}, lanes \
+                 1..={MAX_ARGON2_LANES}, memory x passes <= {MAX_ARGON2_WORK_KIB} KiB)"
             ))),
             other => Err(bad(format!("unknown key-derivation function id {other}"))),
         }
@@ -218,6 +238,9 @@ mod imp {
             }
         }
         let (id, p1, p2, p3) = kdf.to_params();
+        // Never write a header that readers would refuse.
+        Kdf::from_params(id, p1, p2, p3)
+            .map_err(|e| Error::InvalidArgument(format!("key derivation: {e}")))?;
         let mut kw = KeyWrap {
             kdf: id,
             param1: p1,
@@ -335,7 +358,7 @@ mod imp {
             out: &mut Vec<u8>,
         ) -> Result<()> {
             let fail = || {
-                Error::InvalidArgument(
+                Error::Decrypt(
                     "authentication failed: the block was tampered with, moved, or comes from \
                      another archive"
                         .into(),
@@ -403,9 +426,7 @@ mod imp {
                     &self.index_aad(master, stream, offset),
                     buf,
                 )
-                .map_err(|_| {
-                    Error::InvalidArgument("authentication failed (tampered or wrong key)".into())
-                })
+                .map_err(|_| Error::Decrypt("authentication failed (tampered or wrong key)".into()))
         }
     }
 }

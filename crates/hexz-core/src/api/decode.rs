@@ -138,7 +138,7 @@ impl File {
             };
             self.decoder(e.codec)?
                 .decompress_into(compressed, dst)
-                .map_err(|err| corrupt(format!("cannot decode {} data: {err}", e.codec)))
+                .map_err(|err| corrupt(err.to_string()))
         })?;
         if verify == Verify::Content {
             let h = match self.inner.ciphers[0].as_deref() {

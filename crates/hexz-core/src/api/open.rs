@@ -61,6 +61,32 @@ impl File {
         Self::open_chain(backend, compressor, options, &mut Vec::new(), None)
     }
 
+    /// Opens an ancestor: `open_chain` one level deeper. Every [`ANCESTORS_PER_THREAD`]
+    /// levels the recursion continues on a fresh thread with its own stack, so a chain of
+    /// the maximum depth opens from any caller's stack (a 255-deep chain overflowed a 1 MiB
+    /// stack in debug builds); shallow chains never start a thread.
+    fn open_ancestor(
+        backend: Arc<dyn StorageBackend>,
+        options: OpenOptions,
+        seen: &mut Vec<[u8; 16]>,
+        chain_key: Option<&DataKey>,
+    ) -> Result<File> {
+        if seen.len() % ANCESTORS_PER_THREAD != 0 {
+            return Self::open_chain(backend, None, options, seen, chain_key);
+        }
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("hexz-open-chain".into())
+                .stack_size(4 << 20)
+                .spawn_scoped(s, || {
+                    Self::open_chain(backend, None, options, seen, chain_key)
+                })
+                .map_err(|e| Error::io("starting a thread to open a deep parent chain", e))?
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    }
+
     pub(super) fn open_chain(
         backend: Arc<dyn StorageBackend>,
         compressor: Option<Box<dyn Compressor>>,
@@ -254,7 +280,7 @@ impl File {
                 };
                 // An encrypted chain shares one data key: the child's key opens its
                 // ancestors, whatever password each of them is wrapped with.
-                Self::open_chain(pb, None, popts, seen, chain_key).map_err(|e| match e {
+                Self::open_ancestor(pb, popts, seen, chain_key).map_err(|e| match e {
                     Error::Io { context, err } => Error::Io {
                         context: format!(
                             "opening parent archive '{path}' of {} (expected archive id {want_id}): {context}",
@@ -444,3 +470,6 @@ fn read_structures(
         tail,
     })
 }
+
+/// Chain levels opened on one thread's stack before the recursion moves to a new thread.
+const ANCESTORS_PER_THREAD: usize = 16;

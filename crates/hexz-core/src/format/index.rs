@@ -68,9 +68,10 @@ impl BlockEntry {
         self.flags & ENTRY_FLAG_ZERO != 0
     }
 
-    /// Logical end offset (exclusive).
+    /// Logical end offset (exclusive). Decoded entries never overflow (checked by the
+    /// decoder); for hand-built ones the sum saturates instead of wrapping or panicking.
     pub fn logical_end(&self) -> u64 {
-        self.logical_offset + self.logical_len as u64
+        self.logical_offset.saturating_add(self.logical_len as u64)
     }
 
     /// Appends the 64-byte encoding to `out`.
@@ -111,6 +112,15 @@ impl BlockEntry {
             return Err(Error::corrupt(
                 what(),
                 format!("logical length {} out of range", e.logical_len),
+            ));
+        }
+        if e.logical_offset.checked_add(e.logical_len as u64).is_none() {
+            return Err(Error::corrupt(
+                what(),
+                format!(
+                    "logical offset {} plus length {} overflows",
+                    e.logical_offset, e.logical_len
+                ),
             ));
         }
         if e.is_zero() {

@@ -73,6 +73,14 @@ fn replace_header(path: &Path, header: &Header, check: &dyn Fn(&Path) -> Result<
     out.commit()
 }
 
+/// Opens `file` (a rewritten copy, possibly unnamed) as if it were `name`, so a thin
+/// snapshot finds its parent beside `name`.
+#[cfg(any(feature = "signing", feature = "encryption"))]
+fn open_as(file: &Path, name: &Path, o: OpenOptions) -> Result<()> {
+    let b = crate::store::local::FileBackend::open_as(file, name)?;
+    File::open_backend(std::sync::Arc::new(b), None, o).map(|_| ())
+}
+
 /// Signs the archive at `path` with the Ed25519 secret `seed` (replacing any earlier
 /// signature). Encrypted archives need their `password`: the signature covers the decrypted
 /// index digest.
@@ -98,7 +106,7 @@ pub fn sign(path: &Path, seed: &[u8; 32], password: Option<Password>, how: Rewri
             require_signer: Some(public),
             ..opts.clone()
         };
-        File::open_with(tmp, o).map(|_| ())
+        open_as(tmp, path, o)
     };
     match how {
         Rewrite::Copy => replace_header(path, &h, &check),
@@ -145,7 +153,7 @@ pub fn change_password(
             password: Some(new.clone()),
             ..OpenOptions::default()
         };
-        File::open_with(tmp, o).map(|_| ())
+        open_as(tmp, path, o)
     };
     match how {
         Rewrite::Copy => replace_header(path, &nh, &check),

@@ -33,6 +33,17 @@ impl FileBackend {
     }
 }
 
+impl FileBackend {
+    /// Opens the file at `file` but names it, and resolves related archives (a thin
+    /// snapshot's parent) against, `name`: for checking a file that is not yet in place
+    /// (an unnamed temporary reached through `/proc/self/fd`).
+    pub fn open_as(file: &Path, name: &Path) -> Result<Self> {
+        let mut b = Self::new(file)?;
+        b.path = name.to_path_buf();
+        Ok(b)
+    }
+}
+
 impl StorageBackend for FileBackend {
     fn len(&self) -> u64 {
         self.len
@@ -174,10 +185,14 @@ pub fn sibling(base: &Path, rel: &str) -> PathBuf {
 
 /// Memory-maps an archive: block reads decode straight from the page cache, no copy.
 ///
-/// As with any mapping, truncating the file while it is mapped makes later reads fault; use
-/// [`FileBackend`] for archives that other processes may rewrite in place.
+/// If the file shrinks while it is mapped (truncated or rewritten by another program), reads
+/// of the vanished part fail with an error instead of killing the process with `SIGBUS`
+/// (see `store/sigbus.rs`): the first such read reports the block's checksum failure, later
+/// ones that the archive shrank while mapped.
 #[derive(Debug)]
 pub struct MmapBackend {
+    // Declared before `map`: unregistered before the mapping goes away.
+    guard: super::sigbus::Guard,
     map: memmap2::Mmap,
     path: PathBuf,
 }
@@ -187,14 +202,31 @@ impl MmapBackend {
     pub fn new(path: &Path) -> Result<Self> {
         let file = fs::File::open(path)
             .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-        // SAFETY: the map is read-only; hexz never writes an archive in place (writes go to a
-        // temporary file that is renamed), so the mapped bytes do not change under us.
+        // SAFETY: the map is read-only. hexz replaces archives by renaming new files over them
+        // (the mapped inode is unchanged); `sign`/`passwd --in-place` rewrite only the header,
+        // which a reader has already decoded. A file shrunk by another program faults; the
+        // SIGBUS guard registered below turns that into an error.
         let map = unsafe { memmap2::Mmap::map(&file) }
             .map_err(|e| Error::io(format!("cannot mmap {}", path.display()), e))?;
+        let guard = super::sigbus::register(map.as_ptr(), map.len());
         Ok(MmapBackend {
+            guard,
             map,
             path: path.to_path_buf(),
         })
+    }
+}
+
+impl MmapBackend {
+    fn shrank(&self) -> Error {
+        Error::io(
+            format!(
+                "reading {}: the file shrank while mapped (truncated or rewritten by another \
+                 program)",
+                self.path.display()
+            ),
+            std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+        )
     }
 }
 
@@ -208,6 +240,9 @@ impl StorageBackend for MmapBackend {
         match end {
             Some(end) if end <= self.map.len() as u64 => {
                 buf.copy_from_slice(&self.map[offset as usize..end as usize]);
+                if self.guard.faulted_before(end as usize) {
+                    return Err(self.shrank());
+                }
                 Ok(())
             }
             _ => Err(Error::io(
@@ -231,7 +266,8 @@ impl StorageBackend for MmapBackend {
     }
 
     fn as_slice(&self) -> Option<&[u8]> {
-        Some(&self.map)
+        // After a fault, reads take the copying path, which reports it.
+        (!self.guard.faulted()).then_some(&self.map[..])
     }
 
     fn describe(&self) -> String {

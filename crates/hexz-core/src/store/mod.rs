@@ -28,6 +28,7 @@ pub mod net;
 pub mod retry;
 #[cfg(feature = "s3")]
 pub mod s3;
+mod sigbus;
 #[doc(hidden)]
 pub mod testing;
 

@@ -31,13 +31,15 @@ impl Compressor for Lz4Compressor {
     }
 
     fn decompress_into(&self, input: &[u8], out: &mut [u8]) -> Result<()> {
-        let n = lz4_flex::block::decompress_into(input, out)
-            .map_err(|e| Error::InvalidArgument(format!("lz4 decode error: {e}")))?;
+        let n = lz4_flex::block::decompress_into(input, out).map_err(|e| Error::Decode {
+            codec: Codec::Lz4,
+            detail: e.to_string(),
+        })?;
         if n != out.len() {
-            return Err(Error::InvalidArgument(format!(
-                "lz4 block decoded to {n} bytes, expected {}",
-                out.len()
-            )));
+            return Err(Error::Decode {
+                codec: Codec::Lz4,
+                detail: format!("block decoded to {n} bytes, expected {}", out.len()),
+            });
         }
         Ok(())
     }

@@ -60,11 +60,14 @@ impl Compressor for NoCompression {
     }
     fn decompress_into(&self, input: &[u8], out: &mut [u8]) -> Result<()> {
         if input.len() != out.len() {
-            return Err(Error::InvalidArgument(format!(
-                "stored block is {} bytes, expected {}",
-                input.len(),
-                out.len()
-            )));
+            return Err(Error::Decode {
+                codec: Codec::None,
+                detail: format!(
+                    "stored block is {} bytes, expected {}",
+                    input.len(),
+                    out.len()
+                ),
+            });
         }
         out.copy_from_slice(input);
         Ok(())

@@ -75,12 +75,15 @@ impl Compressor for ZstdCompressor {
             let dc = d.as_mut().expect("initialised above");
             let n = dc
                 .decompress_to_buffer(input, out)
-                .map_err(|e| zerr("decode error", e))?;
+                .map_err(|e| Error::Decode {
+                    codec: Codec::Zstd,
+                    detail: e.to_string(),
+                })?;
             if n != out.len() {
-                return Err(Error::InvalidArgument(format!(
-                    "zstd block decoded to {n} bytes, expected {}",
-                    out.len()
-                )));
+                return Err(Error::Decode {
+                    codec: Codec::Zstd,
+                    detail: format!("block decoded to {n} bytes, expected {}", out.len()),
+                });
             }
             Ok(())
         })
