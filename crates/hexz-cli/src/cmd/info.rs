@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Archive to describe.
+    /// Archive to describe: a path, or an http(s):// or s3:// URL.
     archive: PathBuf,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -18,9 +18,18 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<std::process::ExitCode> {
     let f = crate::secret::open(&a.archive, Default::default(), &a.open)?;
-    let size = std::fs::metadata(&a.archive)
-        .with_context(|| format!("stat {}", a.archive.display()))?
-        .len();
+    let remote = a
+        .archive
+        .to_str()
+        .is_some_and(|s| hexz_core::store::Location::parse(s).is_ok_and(|l| l.is_remote()));
+    let size = if remote {
+        // The master index is the last structure of an archive.
+        f.header().master_offset + u64::from(f.header().master_len)
+    } else {
+        std::fs::metadata(&a.archive)
+            .with_context(|| format!("stat {}", a.archive.display()))?
+            .len()
+    };
     let i = inspect(&f, size);
     let chain = if f.parent().is_some() {
         hexz_core::ops::inspect::chain(&f)?

@@ -7,4 +7,6 @@ pub mod flatten;
 pub mod info;
 pub mod keys;
 pub mod pack;
+pub mod pull;
+pub mod push;
 pub mod verify;

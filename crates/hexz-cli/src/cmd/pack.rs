@@ -41,7 +41,9 @@ pub struct Args {
     max: Option<u64>,
     /// Make a thin snapshot: blocks already in this archive (or its ancestors) are stored as
     /// references to it.
-    #[arg(long, value_name = "PARENT.hxz")]
+    /// The base may be a URL (the child then records its file name: keep the child beside
+    /// it).
+    #[arg(long, value_name = "PARENT.hxz|URL")]
     base: Option<PathBuf>,
     /// Encrypt blocks and index with AES-256-GCM under a password (HEXZ_PASSWORD,
     /// --password-file, or a prompt).
@@ -62,6 +64,8 @@ pub struct Args {
     /// Print the result summary as JSON on standard output.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    remote: crate::remote::RemoteArgs,
 }
 
 fn source(p: &std::path::Path) -> PackSource {
@@ -121,6 +125,7 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
         dedup: !a.no_dedup,
         threads: a.threads,
         base: a.base.clone(),
+        remote: a.remote.options(),
         encryption: if a.encrypt {
             Some(hexz_core::ops::pack::EncryptOptions {
                 password: crate::secret::get_password(

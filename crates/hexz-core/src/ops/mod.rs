@@ -1,4 +1,4 @@
-//! High-level operations on archives: pack, verify, inspect.
+//! High-level operations on archives: pack, verify, inspect, transfer (push and pull).
 
 pub mod atomic;
 pub mod diff;
@@ -6,6 +6,7 @@ pub mod flatten;
 pub mod inspect;
 pub mod pack;
 pub mod rewrite;
+pub mod transfer;
 pub mod verify;
 
 pub use diff::{diff, DiffReport, StreamDiff};

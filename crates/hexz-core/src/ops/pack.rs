@@ -112,6 +112,8 @@ pub struct PackOptions {
     /// child of an encrypted base must be encrypted too (it shares the base's data key, and
     /// `password` must open the base).
     pub encryption: Option<EncryptOptions>,
+    /// Options for a `base` given by URL (timeouts, restricted addresses, disk cache).
+    pub remote: crate::store::RemoteOptions,
 }
 
 /// Password and key-derivation settings for an encrypted archive.
@@ -135,6 +137,7 @@ impl Default for PackOptions {
             threads: 0,
             base: None,
             encryption: None,
+            remote: crate::store::RemoteOptions::default(),
         }
     }
 }
@@ -243,7 +246,7 @@ struct StoredLoc {
 
 /// Output state shared by the streams of one archive.
 struct Writer {
-    w: std::io::BufWriter<std::fs::File>,
+    w: std::io::BufWriter<Box<dyn Write + Send>>,
     pos: u64,
     dedup: HashMap<[u8; 32], StoredLoc>,
     /// Blocks held by the parent chain, by content hash.
@@ -477,6 +480,33 @@ pub fn pack(
     opts: &PackOptions,
     progress: Option<&(dyn Fn(&PackProgress) + Sync)>,
 ) -> Result<PackStats> {
+    let mut atomic = AtomicFile::create(output)?;
+    let file = atomic
+        .file()
+        .try_clone()
+        .map_err(|e| Error::io("duplicating output handle", e))?;
+    let (stats, header) = pack_into(input, Box::new(file), Some(output), opts, progress)?;
+    atomic
+        .file()
+        .seek(SeekFrom::Start(0))
+        .and_then(|_| atomic.file().write_all(&header))
+        .map_err(|e| Error::io("writing header", e))?;
+    atomic.commit()?;
+    Ok(stats)
+}
+
+/// Packs into any sequential sink: the archive's bytes from offset [`HEADER_SIZE`] on are
+/// written to `out` in order, after [`HEADER_SIZE`] zero bytes; the header, known only at
+/// the end, is returned for the caller to put at offset 0 (see "Streaming upload" in
+/// docs/FORMAT.md). `output` is the local path the archive will have, if any: a base is
+/// recorded relative to it, and may not be it.
+pub fn pack_into(
+    input: PackInput,
+    out: Box<dyn Write + Send>,
+    output: Option<&Path>,
+    opts: &PackOptions,
+    progress: Option<&(dyn Fn(&PackProgress) + Sync)>,
+) -> Result<(PackStats, Vec<u8>)> {
     let started = Instant::now();
     if input.disk.is_none() && input.memory.is_none() {
         return Err(Error::InvalidArgument(
@@ -505,6 +535,7 @@ pub fn pack(
             output,
             opts.dedup_max_entries,
             password.clone(),
+            &opts.remote,
         )?),
         None => None,
     };
@@ -520,13 +551,8 @@ pub fn pack(
     let archive_id = hash::random_bytes::<16>()?;
     let (cipher, key_wrap) =
         setup_encryption(opts.encryption.as_ref(), base.as_ref(), &archive_id)?;
-    let mut atomic = AtomicFile::create(output)?;
-    let file = atomic
-        .file()
-        .try_clone()
-        .map_err(|e| Error::io("duplicating output handle", e))?;
     let mut w = Writer {
-        w: std::io::BufWriter::with_capacity(1 << 20, file),
+        w: std::io::BufWriter::with_capacity(1 << 20, out),
         pos: 0,
         dedup: HashMap::new(),
         parent: HashMap::new(),
@@ -628,18 +654,18 @@ pub fn pack(
     let mut f =
         w.w.into_inner()
             .map_err(|e| Error::io("flushing archive", e.into_error()))?;
-    f.seek(SeekFrom::Start(0))
-        .and_then(|_| f.write_all(&header.encode()))
-        .map_err(|e| Error::io("writing header", e))?;
+    f.flush().map_err(|e| Error::io("flushing archive", e))?;
     drop(f);
-    atomic.commit()?;
     let [disk, memory] = stats;
-    Ok(PackStats {
-        disk,
-        memory,
-        archive_bytes,
-        elapsed: started.elapsed(),
-    })
+    Ok((
+        PackStats {
+            disk,
+            memory,
+            archive_bytes,
+            elapsed: started.elapsed(),
+        },
+        header.encode().to_vec(),
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -888,20 +914,28 @@ struct Base {
 }
 
 /// Opens the base archive (checking its own chain), indexes its blocks by content hash, and
-/// works out the path to record: relative to the output's directory when possible.
+/// works out the path to record: relative to the output's directory when possible. A base
+/// given by URL is recorded by its file name: the child is meant to sit beside it (`hexz
+/// push` puts it there; `hexz pull --with-parents` brings the base next to the child).
 fn open_base(
     path: &Path,
-    output: &Path,
+    output: Option<&Path>,
     max_entries: usize,
     password: Option<Password>,
+    remote: &crate::store::RemoteOptions,
 ) -> Result<Base> {
-    let file = File::open_with(
-        path,
-        crate::api::OpenOptions {
-            password,
-            ..Default::default()
-        },
-    )?;
+    let url = path
+        .to_str()
+        .filter(|s| crate::store::Location::parse(s).is_ok_and(|l| l.is_remote()));
+    let open_opts = crate::api::OpenOptions {
+        password,
+        remote: remote.clone(),
+        ..Default::default()
+    };
+    let file = match url {
+        Some(u) => File::open_location(u, open_opts)?,
+        None => File::open_with(path, open_opts)?,
+    };
     if file.chain_len() > MAX_CHAIN_DEPTH {
         return Err(Error::InvalidArgument(format!(
             "{} already has {} ancestors; the limit is {MAX_CHAIN_DEPTH} (flatten it first)",
@@ -909,19 +943,21 @@ fn open_base(
             file.chain_len() - 1
         )));
     }
-    // The output must not replace the base or any of its ancestors.
-    let target = canonical_target(output)?;
-    let mut cur = Some(&file);
-    while let Some(f) = cur {
-        if std::fs::canonicalize(f.describe()).is_ok_and(|p| p == target) {
-            return Err(Error::InvalidArgument(format!(
-                "the output {} is the base archive or one of its ancestors ({}); write the \
-                 child to a new file",
-                output.display(),
-                f.describe()
-            )));
+    // A local output must not replace the base or any of its ancestors.
+    if let Some(output) = output {
+        let target = canonical_target(output)?;
+        let mut cur = Some(&file);
+        while let Some(f) = cur {
+            if std::fs::canonicalize(f.describe()).is_ok_and(|p| p == target) {
+                return Err(Error::InvalidArgument(format!(
+                    "the output {} is the base archive or one of its ancestors ({}); write \
+                     the child to a new file",
+                    output.display(),
+                    f.describe()
+                )));
+            }
+            cur = f.parent();
         }
-        cur = f.parent();
     }
     // Index every block the chain holds, nearest archive first: content the base no longer
     // uses but an ancestor still stores is found too.
@@ -954,9 +990,26 @@ fn open_base(
             archive_id: file.header().archive_id,
             index_digest: file.master().digest,
         },
-        recorded_path: relative_path(path, output)?,
+        recorded_path: match (url, output) {
+            (Some(u), _) => remote_file_name(u)?,
+            (None, Some(output)) => relative_path(path, output)?,
+            // A remote output: the base is expected beside it, under its file name.
+            (None, None) => remote_file_name(&path.to_string_lossy())?,
+        },
         table,
     })
+}
+
+/// The last path segment of a URL (without query) or path, as the parent path a child
+/// records.
+fn remote_file_name(url: &str) -> Result<String> {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    match path.rsplit('/').next() {
+        Some(n) if !n.is_empty() && n != ".." && n != "." => Ok(n.to_string()),
+        _ => Err(Error::InvalidArgument(format!(
+            "{url}: the base URL names no file"
+        ))),
+    }
 }
 
 /// The canonical path `output` will have (its directory resolved; the file need not exist).
