@@ -1,5 +1,5 @@
 # Common tasks. `make test` is what CI runs (via .ci/run).
-.PHONY: build test lint fmt bench quickstart clean
+.PHONY: build test lint fmt bench quickstart clean wheel test-py bench-py
 
 build:
 	cargo build --release --workspace
@@ -16,6 +16,16 @@ fmt:
 
 bench:
 	scripts/bench.sh
+
+# The Python package: an abi3 wheel in target/wheels/, its pytest suite, its benchmarks.
+wheel:
+	scripts/wheel.sh
+
+test-py:
+	scripts/test-py.sh
+
+bench-py:
+	scripts/bench-py.sh
 
 quickstart:
 	scripts/quickstart.sh

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin:/sbin"
-scripts/deps.sh test
+scripts/deps.sh quick
 cargo build --release --locked -p hexz-cli
 hexz=target/release/hexz
 work=${QUICKSTART_DIR:-target/quickstart}

@@ -37,47 +37,7 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
         Vec::new()
     };
     if a.json {
-        let streams: Vec<_> = i
-            .streams
-            .iter()
-            .map(|s| {
-                serde_json::json!({
-                    "stream": s.stream.name(), "logical_size": s.logical_size, "blocks": s.blocks,
-                    "zero_blocks": s.zero_blocks, "stored_bytes": s.stored_bytes,
-                    "index_pages": s.index_pages,
-                })
-            })
-            .collect();
-        let v = serde_json::json!({
-            "path": a.archive.display().to_string(),
-            "format_version": i.version,
-            "archive_id": i.archive_id,
-            "created_unix": i.created_unix,
-            "compression": i.codec.name(),
-            "level": i.level,
-            "chunking": i.chunking,
-            "block_size": i.block_size,
-            "cdc_min": i.cdc_min,
-            "cdc_max": i.cdc_max,
-            "flags": i.flags,
-            "encryption": f.header().is_encrypted().then(|| kdf_name(f.header())),
-            "signed": f.header().flags & hexz_core::format::header::FLAG_SIGNED != 0,
-            "archive_bytes": i.archive_bytes,
-            "logical_bytes": i.logical_bytes,
-            "ratio": i.ratio(),
-            "master_index_bytes": i.master_index_bytes,
-            "streams": streams,
-        });
-        let mut v = v;
-        if !chain.is_empty() {
-            v["chain"] = serde_json::json!(chain
-                .iter()
-                .map(|c| serde_json::json!({
-                    "depth": c.depth, "location": c.location, "archive_id": c.archive_id,
-                    "supplied_bytes": c.supplied_bytes,
-                }))
-                .collect::<Vec<_>>());
-        }
+        let v = hexz_core::ops::inspect::info_json(&f, &a.archive.display().to_string())?;
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(std::process::ExitCode::SUCCESS);
     }
@@ -144,7 +104,5 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
 }
 
 fn kdf_name(h: &hexz_core::format::Header) -> String {
-    let k = &h.key_wrap;
-    hexz_core::algo::encryption::Kdf::from_params(k.kdf, k.param1, k.param2, k.param3)
-        .map_or_else(|e| e.to_string(), |kdf| kdf.name())
+    hexz_core::ops::inspect::kdf_name(h)
 }

@@ -15,8 +15,8 @@ pub struct Args {
     /// Raw memory image to pack ('-' for standard input).
     #[arg(long, value_name = "FILE")]
     memory: Option<PathBuf>,
-    /// Output archive.
-    #[arg(short = 'o', long = "output", value_name = "OUT.hxz")]
+    /// Output archive: a path, or s3://BUCKET/KEY to stream it up (appears only when complete).
+    #[arg(short = 'o', long = "output", value_name = "OUT.hxz|s3://…")]
     output: PathBuf,
     /// Block codec: lz4 (fast), zstd (smaller) or none.
     #[arg(long, default_value = "lz4", value_name = "lz4|zstd|none")]
@@ -147,8 +147,24 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
     };
     let bars = crate::util::StreamBars::default();
     let on_progress = |p: &PackProgress| bars.update(p);
-    let stats = pack(input, &a.output, &opts, Some(&on_progress))
-        .with_context(|| format!("packing {}", a.output.display()))?;
+    let remote_out = a
+        .output
+        .to_str()
+        .filter(|o| hexz_core::store::Location::parse(o).is_ok_and(|l| l.is_remote()));
+    let stats = match remote_out {
+        Some(url) => {
+            // Stream the archive up; Ctrl-C aborts the upload instead of orphaning it.
+            let topts = hexz_core::ops::transfer::TransferOptions {
+                remote: a.remote.options(),
+                cancel: Some(crate::interrupt::install()),
+                ..Default::default()
+            };
+            hexz_core::ops::transfer::pack_to_url(input, url, &opts, &topts, Some(&on_progress))
+                .map(|(stats, _)| stats)
+        }
+        None => pack(input, &a.output, &opts, Some(&on_progress)),
+    }
+    .with_context(|| format!("packing {}", a.output.display()))?;
     bars.finish();
     let logical: u64 = [&stats.disk, &stats.memory]
         .iter()

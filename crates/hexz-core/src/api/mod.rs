@@ -1,10 +1,21 @@
 //! The public reading API: [`File`] over any storage backend, stream selection, and a
 //! `Read + Seek` adapter.
+//!
+//! [`file`] holds the `File` type and its public methods; the rest is split by concept:
+//! opening and chain resolution (`open`), unlocking (`unlock`), index pages (`index`), the
+//! read path (`read`), decoding one block (`decode`) and the `Read + Seek` reader
+//! ([`reader`]).
 
+mod decode;
 pub mod file;
+mod index;
+mod open;
+mod read;
 pub mod reader;
+mod unlock;
 
-pub use file::{Entries, File, OpenOptions};
+pub use file::{File, OpenOptions};
+pub use index::Entries;
 pub use reader::StreamReader;
 
 /// Re-exported from [`crate::format`], where the stream ids are defined.

@@ -159,3 +159,61 @@ pub fn chain(file: &File) -> crate::error::Result<Vec<ChainLink>> {
     }
     Ok(out)
 }
+
+/// Name of the key-derivation function an encrypted archive's key is wrapped with (or why it
+/// cannot be named).
+pub fn kdf_name(h: &crate::format::Header) -> String {
+    let k = &h.key_wrap;
+    crate::algo::encryption::Kdf::from_params(k.kdf, k.param1, k.param2, k.param3)
+        .map_or_else(|e| e.to_string(), |kdf| kdf.name())
+}
+
+/// Everything `hexz info --json` prints about `file`, as one JSON object: `path` is how the
+/// caller named the archive. Shared by the CLI and the Python bindings (`Archive.info()`) so
+/// both report the same fields. Reads every index page when `file` is a thin snapshot (for
+/// its `chain`).
+pub fn info_json(file: &File, path: &str) -> crate::error::Result<serde_json::Value> {
+    let i = inspect(file, file.archive_len());
+    let streams: Vec<_> = i
+        .streams
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "stream": s.stream.name(), "logical_size": s.logical_size, "blocks": s.blocks,
+                "zero_blocks": s.zero_blocks, "stored_bytes": s.stored_bytes,
+                "index_pages": s.index_pages,
+            })
+        })
+        .collect();
+    let h = file.header();
+    let mut v = serde_json::json!({
+        "path": path,
+        "format_version": i.version,
+        "archive_id": i.archive_id,
+        "created_unix": i.created_unix,
+        "compression": i.codec.name(),
+        "level": i.level,
+        "chunking": i.chunking,
+        "block_size": i.block_size,
+        "cdc_min": i.cdc_min,
+        "cdc_max": i.cdc_max,
+        "flags": i.flags,
+        "encryption": h.is_encrypted().then(|| kdf_name(h)),
+        "signed": h.flags & FLAG_SIGNED != 0,
+        "archive_bytes": i.archive_bytes,
+        "logical_bytes": i.logical_bytes,
+        "ratio": i.ratio(),
+        "master_index_bytes": i.master_index_bytes,
+        "streams": streams,
+    });
+    if file.parent().is_some() {
+        v["chain"] = serde_json::json!(chain(file)?
+            .iter()
+            .map(|c| serde_json::json!({
+                "depth": c.depth, "location": c.location, "archive_id": c.archive_id,
+                "supplied_bytes": c.supplied_bytes,
+            }))
+            .collect::<Vec<_>>());
+    }
+    Ok(v)
+}

@@ -36,7 +36,7 @@ pub struct TransferOptions<'a> {
     pub progress: Option<&'a (dyn Fn(&str, u64, u64) + Sync)>,
     /// Set by the caller (e.g. on Ctrl-C) to stop: the transfer fails cleanly, leaving no
     /// partial file, object or multipart upload behind.
-    pub cancel: Option<&'a AtomicBool>,
+    pub cancel: Option<&'static AtomicBool>,
 }
 
 /// One archive moved.
@@ -262,9 +262,349 @@ pub fn push(archive: &Path, url: &str, opts: &TransferOptions<'_>) -> Result<Vec
 }
 
 /// Uploads one local file to an `s3://` URL; returns its size.
+#[cfg(not(feature = "s3"))]
 fn upload_file(path: &Path, url: &str, opts: &TransferOptions<'_>) -> Result<u64> {
-    let _ = (path, url, opts);
+    let _ = (path, opts);
     Err(Error::Unsupported(format!(
-        "{url}: uploading needs the s3 backend, which this build lacks"
+        "{url}: this build of hexz has no S3 support (cargo feature `s3`)"
     )))
+}
+
+/// Uploads one local file to an `s3://` URL; returns its size. Small files go up in one PUT;
+/// larger ones as a multipart upload with a few parts in flight, completed only when every
+/// part is stored (dropping the upload on any error or cancel aborts it).
+#[cfg(feature = "s3")]
+fn upload_file(path: &Path, url: &str, opts: &TransferOptions<'_>) -> Result<u64> {
+    use std::sync::atomic::AtomicU64;
+    let (client, key) = s3::client_for(url, opts)?;
+    let file = std::fs::File::open(path)
+        .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))?
+        .len();
+    let read = |off: u64, n: usize| -> Result<Vec<u8>> {
+        let mut b = vec![0u8; n];
+        file.read_exact_at(&mut b, off)
+            .map_err(|e| Error::io(format!("reading {} at {off}", path.display()), e))?;
+        Ok(b)
+    };
+    let what = path.display().to_string();
+    if len <= s3::PART_SIZE {
+        let data = read(0, len as usize)?;
+        opts.check_cancel()?;
+        client.put_object(&key, &data)?;
+        if let Some(p) = opts.progress {
+            p(&what, len, len);
+        }
+        return Ok(len);
+    }
+    let part = s3::PART_SIZE.max(len.div_ceil(u64::from(crate::store::s3::MAX_PARTS)));
+    let parts = len.div_ceil(part);
+    let upload = client.create_multipart_upload(&key)?;
+    let next = AtomicU64::new(0);
+    let done = AtomicU64::new(0);
+    let failed = AtomicBool::new(false);
+    let first_err = std::sync::Mutex::new(None::<Error>);
+    std::thread::scope(|sc| {
+        for _ in 0..s3::UPLOAD_THREADS {
+            sc.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= parts || failed.load(Ordering::SeqCst) {
+                    return;
+                }
+                let off = i * part;
+                let n = (len - off).min(part) as usize;
+                let r = opts
+                    .check_cancel()
+                    .and_then(|_| read(off, n))
+                    .and_then(|b| upload.upload_part((i + 1) as u16, &b));
+                if let Err(e) = r {
+                    failed.store(true, Ordering::SeqCst);
+                    first_err
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert(e);
+                    return;
+                }
+                let d = done.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
+                if let Some(p) = opts.progress {
+                    p(&what, d, len);
+                }
+            });
+        }
+    });
+    if let Some(e) = first_err.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        drop(upload); // aborts
+        return Err(e);
+    }
+    opts.check_cancel()?;
+    upload.complete()?;
+    Ok(len)
+}
+
+/// Packs `input` straight into the object at `url` (`s3://`), holding a bounded buffer: the
+/// archive streams up as a multipart upload whose part 1, holding the header that is known
+/// only at the end, is uploaded last (docs/FORMAT.md, "Streaming upload"). A failure or
+/// cancel aborts the upload: no object, no orphaned parts.
+#[cfg(feature = "s3")]
+pub fn pack_to_url(
+    input: super::PackInput,
+    url: &str,
+    opts: &super::PackOptions,
+    topts: &TransferOptions<'_>,
+    progress: Option<&(dyn Fn(&super::PackProgress) + Sync)>,
+) -> Result<(super::PackStats, Transferred)> {
+    let (client, key) = s3::client_for(url, topts)?;
+    let sink = s3::StreamingUpload::new(client, key, topts.cancel);
+    let (stats, header) =
+        super::pack::pack_into(input, Box::new(sink.writer()), None, opts, progress)?;
+    topts.check_cancel()?;
+    let bytes = sink.finish(&header)?;
+    Ok((
+        stats,
+        Transferred {
+            from: "pack".into(),
+            to: url.to_string(),
+            bytes,
+        },
+    ))
+}
+
+/// Without the `s3` feature there is nowhere to stream to.
+#[cfg(not(feature = "s3"))]
+pub fn pack_to_url(
+    _input: super::PackInput,
+    url: &str,
+    _opts: &super::PackOptions,
+    _topts: &TransferOptions<'_>,
+    _progress: Option<&(dyn Fn(&super::PackProgress) + Sync)>,
+) -> Result<(super::PackStats, Transferred)> {
+    Err(Error::Unsupported(format!(
+        "{url}: this build of hexz has no S3 support (cargo feature `s3`)"
+    )))
+}
+
+#[cfg(feature = "s3")]
+mod s3 {
+    use super::TransferOptions;
+    use crate::error::{Error, Result};
+    use crate::store::s3::{MultipartUpload, S3Client, S3Config, MIN_PART_SIZE};
+    use crate::store::Location;
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    /// Size of an upload part (and the largest archive sent with one PUT).
+    pub const PART_SIZE: u64 = 8 << 20;
+    /// Parts in flight at once.
+    pub const UPLOAD_THREADS: usize = 4;
+    const _: () = assert!(PART_SIZE >= MIN_PART_SIZE as u64);
+
+    /// The client and key of an `s3://` URL.
+    pub fn client_for(url: &str, opts: &TransferOptions<'_>) -> Result<(Arc<S3Client>, String)> {
+        match Location::parse(url)? {
+            Location::S3 { bucket, key } => {
+                let config = S3Config::from_env()?;
+                Ok((Arc::new(S3Client::new(&bucket, &config, &opts.remote)?), key))
+            }
+            _ => Err(Error::InvalidArgument(format!(
+                "{url}: uploads go to s3://BUCKET/KEY URLs"
+            ))),
+        }
+    }
+
+    /// Size of part `n` (1-based): 8 MiB, doubling every 2,000 parts so that the 10,000
+    /// parts S3 allows hold about 500 GB.
+    fn part_size(n: u16) -> usize {
+        (PART_SIZE as usize) << (usize::from(n.saturating_sub(1)) / 2000).min(6)
+    }
+
+    struct State {
+        client: Arc<S3Client>,
+        key: String,
+        /// Part 1, held until the header is known.
+        first: Vec<u8>,
+        /// The part being filled (number `next`).
+        cur: Vec<u8>,
+        next: u16,
+        upload: Option<Arc<MultipartUpload>>,
+        tx: Option<crossbeam_channel::Sender<(u16, Vec<u8>)>>,
+        workers: Vec<std::thread::JoinHandle<()>>,
+        error: Arc<Mutex<Option<Error>>>,
+        total: u64,
+    }
+
+    /// A multipart upload fed sequentially, part 1 held back (see [`super::pack_to_url`]).
+    pub struct StreamingUpload {
+        state: Arc<Mutex<State>>,
+        cancel: Option<&'static AtomicBool>,
+    }
+
+    /// The `Write` end handed to the packer.
+    pub struct Writer {
+        state: Arc<Mutex<State>>,
+        cancel: Option<&'static AtomicBool>,
+    }
+
+    fn cancelled() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::Interrupted, "upload cancelled")
+    }
+
+    impl StreamingUpload {
+        pub fn new(
+            client: Arc<S3Client>,
+            key: String,
+            cancel: Option<&'static AtomicBool>,
+        ) -> StreamingUpload {
+            StreamingUpload {
+                state: Arc::new(Mutex::new(State {
+                    client,
+                    key,
+                    first: Vec::new(),
+                    cur: Vec::new(),
+                    next: 1,
+                    upload: None,
+                    tx: None,
+                    workers: Vec::new(),
+                    error: Arc::new(Mutex::new(None)),
+                    total: 0,
+                })),
+                cancel,
+            }
+        }
+
+        pub fn writer(&self) -> Writer {
+            Writer {
+                state: self.state.clone(),
+                cancel: self.cancel,
+            }
+        }
+
+        /// Writes `header` over the first bytes, uploads part 1 and completes the upload (or
+        /// PUTs the whole archive when it fits in one part). Returns the archive size.
+        pub fn finish(self, header: &[u8]) -> Result<u64> {
+            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let total = s.total;
+            if s.upload.is_none() {
+                let mut all = std::mem::take(&mut s.first);
+                if all.len() < header.len() {
+                    return Err(Error::InvalidArgument("archive shorter than its header".into()));
+                }
+                all[..header.len()].copy_from_slice(header);
+                s.client.put_object(&s.key, &all)?;
+                return Ok(total);
+            }
+            if !s.cur.is_empty() {
+                let (n, part) = (s.next, std::mem::take(&mut s.cur));
+                s.send(n, part)?;
+            }
+            drop(s.tx.take());
+            for w in std::mem::take(&mut s.workers) {
+                let _ = w.join();
+            }
+            if let Some(e) = s.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                return Err(e);
+            }
+            let mut first = std::mem::take(&mut s.first);
+            first[..header.len()].copy_from_slice(header);
+            let upload = s.upload.take().ok_or_else(|| {
+                Error::InvalidArgument("multipart upload vanished".into())
+            })?;
+            upload.upload_part(1, &first)?;
+            let upload = Arc::try_unwrap(upload).map_err(|_| {
+                Error::InvalidArgument("multipart upload still shared at completion".into())
+            })?;
+            upload.complete()?;
+            Ok(total)
+        }
+    }
+
+    impl State {
+        /// Hands part `n` to the uploaders (starting the upload and its threads on first use).
+        fn send(&mut self, n: u16, part: Vec<u8>) -> Result<()> {
+            if let Some(e) = self.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                return Err(e);
+            }
+            if self.upload.is_none() {
+                let up = Arc::new(self.client.create_multipart_upload(&self.key)?);
+                let (tx, rx) = crossbeam_channel::bounded::<(u16, Vec<u8>)>(1);
+                for _ in 0..2 {
+                    let (rx, up, err) = (rx.clone(), up.clone(), self.error.clone());
+                    self.workers.push(std::thread::spawn(move || {
+                        for (n, data) in rx {
+                            if err.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+                                continue;
+                            }
+                            if let Err(e) = up.upload_part(n, &data) {
+                                err.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                            }
+                        }
+                    }));
+                }
+                self.upload = Some(up);
+                self.tx = Some(tx);
+            }
+            let tx = self.tx.as_ref().ok_or_else(|| {
+                Error::InvalidArgument("upload channel closed".into())
+            })?;
+            tx.send((n, part))
+                .map_err(|_| Error::InvalidArgument("uploaders stopped".into()))
+        }
+    }
+
+    impl Drop for StreamingUpload {
+        fn drop(&mut self) {
+            // Not finished: stop the uploaders; dropping the last handle of the upload aborts it.
+            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            drop(s.tx.take());
+            for w in std::mem::take(&mut s.workers) {
+                let _ = w.join();
+            }
+            s.upload = None;
+        }
+    }
+
+    impl Write for Writer {
+        fn write(&mut self, mut buf: &[u8]) -> std::io::Result<usize> {
+            if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                return Err(cancelled());
+            }
+            let n = buf.len();
+            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            s.total += n as u64;
+            while !buf.is_empty() {
+                if s.next == 1 {
+                    let room = part_size(1) - s.first.len();
+                    let take = room.min(buf.len());
+                    s.first.extend_from_slice(&buf[..take]);
+                    buf = &buf[take..];
+                    if s.first.len() == part_size(1) {
+                        s.next = 2;
+                    }
+                    continue;
+                }
+                let size = part_size(s.next);
+                let take = (size - s.cur.len()).min(buf.len());
+                s.cur.extend_from_slice(&buf[..take]);
+                buf = &buf[take..];
+                if s.cur.len() == size {
+                    let (num, part) = (s.next, std::mem::replace(&mut s.cur, Vec::with_capacity(size)));
+                    if num >= crate::store::s3::MAX_PARTS {
+                        return Err(std::io::Error::other(format!(
+                            "the archive needs more than {} upload parts",
+                            crate::store::s3::MAX_PARTS
+                        )));
+                    }
+                    s.send(num, part).map_err(std::io::Error::other)?;
+                    s.next = num + 1;
+                }
+            }
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
 }

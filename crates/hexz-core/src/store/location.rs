@@ -120,9 +120,24 @@ pub fn open_location(
     match Location::parse(location)? {
         Location::Local(p) if mmap => Ok(Arc::new(MmapBackend::new(&p)?)),
         Location::Local(p) => Ok(Arc::new(FileBackend::new(&p)?)),
-        Location::Http(_) | Location::S3 { .. } => Err(Error::Unsupported(format!(
-            "{location}: remote archives are not supported by this build"
-        ))),
+        #[cfg(feature = "http")]
+        Location::Http(url) => Ok(Arc::new(super::http::HttpBackend::open(&url, options)?)),
+        #[cfg(feature = "s3")]
+        Location::S3 { bucket, key } => Ok(Arc::new(super::s3::S3Backend::open(
+            &bucket, &key, options,
+        )?)),
+        #[allow(unreachable_patterns)]
+        Location::Http(_) | Location::S3 { .. } => {
+            let _ = options;
+            Err(Error::Unsupported(format!(
+                "{location}: this build of hexz has no {} support (cargo features `http`, `s3`)",
+                if location.to_ascii_lowercase().starts_with("s3:") {
+                    "S3"
+                } else {
+                    "HTTP"
+                }
+            )))
+        }
     }
 }
 

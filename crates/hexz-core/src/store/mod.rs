@@ -8,9 +8,26 @@
 //! multiplies the latency. [`StorageBackend::read_batch`] hands the backend every range a
 //! read needs at once, so a remote backend can merge neighbours and issue the rest in
 //! parallel, while a local backend simply reads them in turn.
+//!
+//! # Remote backends
+//! With the `http` feature, [`http::HttpBackend`] reads `http(s)://` URLs with checked range
+//! requests; with `s3`, [`s3::S3Backend`] reads `s3://BUCKET/KEY` with presigned requests
+//! through the same client. Both share [`retry`] (what is retried, how long),
+//! [`coalesce`] (merging and parallel fetching of a batch) and [`net`] (restricted
+//! addresses). [`open_location`] picks the backend from the string the user gave.
 
+#[cfg(feature = "http")]
+pub mod coalesce;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod local;
 pub mod location;
+#[cfg(feature = "http")]
+pub mod net;
+#[cfg(feature = "http")]
+pub mod retry;
+#[cfg(feature = "s3")]
+pub mod s3;
 
 pub use location::{open_location, Location, RemoteOptions};
 

@@ -1,0 +1,374 @@
+//! Opening an archive: the header and master index, the codec, signature checks, and the
+//! chain of a thin snapshot (each ancestor opened and checked against what the child expects).
+
+use super::file::{hex, File, Inner, OpenOptions, MAX_CHAIN_DEPTH};
+use super::unlock::unlock;
+use super::SnapshotStream;
+use crate::algo::compression::Compressor;
+use crate::algo::encryption::{ArchiveCipher, DataKey, Password};
+use crate::cache::{ReadAhead, ShardedLru};
+use crate::error::{Error, Result};
+use crate::format::header::{FLAG_HAS_PARENT, HEADER_SIZE};
+use crate::format::index::{IndexPage, MasterIndex, MAX_MASTER_LEN, META_PARENT_PATH};
+use crate::format::{BlockEntry, Codec, Header};
+use crate::store::local::FileBackend;
+use crate::store::StorageBackend;
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+impl File {
+    /// Opens the archive at `path` with positional reads, choosing the decompressor from the
+    /// header.
+    pub fn open(path: impl AsRef<Path>) -> Result<File> {
+        Self::open_with(path, OpenOptions::default())
+    }
+
+    /// Opens the archive at `path` with explicit options.
+    pub fn open_with(path: impl AsRef<Path>, options: OpenOptions) -> Result<File> {
+        let path = path.as_ref();
+        let backend: Arc<dyn StorageBackend> = if options.mmap {
+            Arc::new(crate::store::local::MmapBackend::new(path)?)
+        } else {
+            Arc::new(FileBackend::new(path)?)
+        };
+        Self::open_backend(backend, None, options)
+    }
+
+    /// Opens the archive at `location`: a local path, or an `http(s)://` or `s3://` URL.
+    pub fn open_location(location: &str, options: OpenOptions) -> Result<File> {
+        let backend = crate::store::open_location(location, &options.remote, options.mmap)?;
+        Self::open_backend(backend, None, options)
+    }
+
+    /// Opens an archive held by `backend`. `compressor` must match the codec recorded in the
+    /// header (an LZ4 compressor for an LZ4 archive, …); `None` options mean defaults.
+    pub fn new(
+        backend: Arc<dyn StorageBackend>,
+        compressor: Box<dyn Compressor>,
+        options: Option<OpenOptions>,
+    ) -> Result<File> {
+        Self::open_backend(backend, Some(compressor), options.unwrap_or_default())
+    }
+
+    /// Opens an archive from any backend, picking the codec from the header when `compressor`
+    /// is `None`.
+    pub fn open_backend(
+        backend: Arc<dyn StorageBackend>,
+        compressor: Option<Box<dyn Compressor>>,
+        options: OpenOptions,
+    ) -> Result<File> {
+        Self::open_chain(backend, compressor, options, &mut Vec::new(), None)
+    }
+
+    pub(super) fn open_chain(
+        backend: Arc<dyn StorageBackend>,
+        compressor: Option<Box<dyn Compressor>>,
+        mut options: OpenOptions,
+        seen: &mut Vec<[u8; 16]>,
+        chain_key: Option<&DataKey>,
+    ) -> Result<File> {
+        let opened =
+            read_header_and_master(backend.as_ref(), options.password.as_ref(), chain_key)?;
+        let (header, master) = (opened.header, opened.master);
+        if let Some(pk) = &options.require_signer {
+            crate::algo::signing::check_archive_signature(
+                &header,
+                &master,
+                pk,
+                &backend.describe(),
+            )?;
+            options.verify_hashes = true;
+        }
+        let compressor = match compressor {
+            Some(c) => {
+                if header.codec != Codec::None && c.codec() != header.codec {
+                    return Err(Error::InvalidArgument(format!(
+                        "{} is compressed with {}, but a {} compressor was supplied \
+                         (File::open picks the codec from the header)",
+                        backend.describe(),
+                        header.codec,
+                        c.codec()
+                    )));
+                }
+                c
+            }
+            None => crate::algo::compression::compressor_for(
+                header.codec,
+                (header.level as i32).clamp(1, 22),
+            )?,
+        };
+        if seen.contains(&header.archive_id) {
+            return Err(Error::corrupt(
+                "parent chain",
+                format!(
+                    "archive id {} appears twice in the chain ending at {}: the chain loops",
+                    hex(&header.archive_id),
+                    backend.describe()
+                ),
+            ));
+        }
+        seen.push(header.archive_id);
+        let supplied = options.parent.take();
+        let parent = if header.flags & FLAG_HAS_PARENT != 0 {
+            if seen.len() > MAX_CHAIN_DEPTH {
+                return Err(Error::corrupt(
+                    "parent chain",
+                    format!("more than {MAX_CHAIN_DEPTH} ancestors"),
+                ));
+            }
+            Some(Self::open_parent(
+                &backend,
+                &header,
+                &master,
+                supplied,
+                &options,
+                seen,
+                opened.data_key.as_ref(),
+            )?)
+        } else {
+            if supplied.is_some() {
+                return Err(Error::InvalidArgument(format!(
+                    "a parent was supplied, but {} is not a thin snapshot",
+                    backend.describe()
+                )));
+            }
+            None
+        };
+        let mut archives = vec![backend];
+        let mut ciphers = vec![opened.cipher];
+        if let Some(p) = &parent {
+            if p.header().is_encrypted() != header.is_encrypted() {
+                return Err(Error::InvalidArgument(format!(
+                    "{} and its parent {} differ in encryption; a chain is encrypted as a whole",
+                    archives[0].describe(),
+                    p.describe()
+                )));
+            }
+            archives.extend(p.inner.archives.iter().cloned());
+            ciphers.extend(p.inner.ciphers.iter().cloned());
+        }
+        // Shard the caches only as far as each shard still holds several of the largest
+        // values, so that small budgets still cache.
+        let max_block = header.block_size.max(header.cdc_max) as usize + 64;
+        let shards_for = |budget: usize, item: usize| (budget / (4 * item)).clamp(1, 16);
+        let page_item =
+            crate::format::index::MAX_ENTRIES_PER_PAGE * std::mem::size_of::<BlockEntry>();
+        Ok(File {
+            inner: Arc::new(Inner {
+                header,
+                master,
+                archives,
+                parent,
+                ciphers,
+                data_key: opened.data_key,
+                compressor,
+                #[cfg(feature = "compression-zstd")]
+                zstd: Default::default(),
+                blocks: ShardedLru::new(
+                    options.cache_bytes,
+                    shards_for(options.cache_bytes, max_block),
+                    |v: &Arc<Vec<u8>>| v.len() + 64,
+                ),
+                pages: ShardedLru::new(
+                    options.index_cache_bytes,
+                    shards_for(options.index_cache_bytes, page_item),
+                    |p: &Arc<IndexPage>| p.entries.len() * std::mem::size_of::<BlockEntry>() + 64,
+                ),
+                read_ahead: [
+                    ReadAhead::new(options.read_ahead),
+                    ReadAhead::new(options.read_ahead),
+                ],
+                inflight: Mutex::new(HashSet::new()),
+                verify_hashes: options.verify_hashes,
+            }),
+        })
+    }
+
+    /// Opens (or takes) the parent of a thin snapshot and checks it is the archive the child
+    /// was made against: same archive id and same index digest.
+    fn open_parent(
+        child: &Arc<dyn StorageBackend>,
+        header: &Header,
+        master: &MasterIndex,
+        supplied: Option<File>,
+        options: &OpenOptions,
+        seen: &mut Vec<[u8; 16]>,
+        chain_key: Option<&DataKey>,
+    ) -> Result<File> {
+        let want_id = hex(&header.parent.archive_id);
+        let parent = match supplied {
+            Some(p) => {
+                for id in p.chain_ids() {
+                    if seen.contains(&id) {
+                        return Err(Error::corrupt(
+                            "parent chain",
+                            format!(
+                                "archive id {} appears twice in the chain: the chain loops",
+                                hex(&id)
+                            ),
+                        ));
+                    }
+                }
+                p
+            }
+            None => {
+                let path = master.meta(META_PARENT_PATH).ok_or_else(|| {
+                    Error::corrupt(
+                        format!("thin snapshot {}", child.describe()),
+                        format!(
+                            "no parent path recorded; supply the parent (archive id {want_id}) explicitly"
+                        ),
+                    )
+                })?;
+                let path = std::str::from_utf8(path)
+                    .map_err(|_| Error::corrupt("master index", "parent path is not UTF-8"))?;
+                let pb = child.open_relative(path).map_err(|e| {
+                    Error::InvalidArgument(format!(
+                        "cannot open parent archive '{path}' of {} (expected archive id {want_id}): {e}",
+                        child.describe()
+                    ))
+                })?;
+                let popts = OpenOptions {
+                    cache_bytes: 0,
+                    index_cache_bytes: 1 << 20,
+                    read_ahead: 0,
+                    verify_hashes: options.verify_hashes,
+                    mmap: options.mmap,
+                    parent: None,
+                    password: options.password.clone(),
+                    require_signer: None,
+                    remote: options.remote.clone(),
+                };
+                // An encrypted chain shares one data key: the child's key opens its
+                // ancestors, whatever password each of them is wrapped with.
+                Self::open_chain(pb, None, popts, seen, chain_key).map_err(|e| match e {
+                    Error::Io { context, err } => Error::Io {
+                        context: format!(
+                            "opening parent archive '{path}' of {} (expected archive id {want_id}): {context}",
+                            child.describe()
+                        ),
+                        err,
+                    },
+                    other => other,
+                })?
+            }
+        };
+        let ph = parent.header();
+        if ph.archive_id != header.parent.archive_id {
+            return Err(Error::InvalidArgument(format!(
+                "{} is not the parent of {}: its archive id is {}, the child expects {want_id}",
+                parent.describe(),
+                child.describe(),
+                hex(&ph.archive_id)
+            )));
+        }
+        if parent.master().digest != header.parent.index_digest {
+            return Err(Error::InvalidArgument(format!(
+                "parent archive {} (id {want_id}) was modified after {} was made from it: its index \
+                 digest is {}, the child expects {}",
+                parent.describe(),
+                child.describe(),
+                hex(&parent.master().digest),
+                hex(&header.parent.index_digest)
+            )));
+        }
+        Ok(parent)
+    }
+}
+
+/// What opening an archive's header and master index yields.
+pub(crate) struct Opened {
+    pub(crate) header: Header,
+    pub(crate) master: MasterIndex,
+    pub(crate) cipher: Option<Arc<ArchiveCipher>>,
+    pub(crate) data_key: Option<DataKey>,
+}
+
+/// Reads and validates the header and master index of the archive in `backend`, unwrapping
+/// the key and decrypting the master index of an encrypted archive with `password`.
+/// Every structural error names the archive it comes from (a chain has several).
+pub(crate) fn read_header_and_master(
+    backend: &dyn StorageBackend,
+    password: Option<&Password>,
+    chain_key: Option<&DataKey>,
+) -> Result<Opened> {
+    read_structures(backend, password, chain_key).map_err(|e| match e {
+        Error::CorruptStructure { structure, detail } => Error::CorruptStructure {
+            structure: format!("{structure} of {}", backend.describe()),
+            detail,
+        },
+        Error::NotAnArchive(d) => Error::NotAnArchive(format!("{}: {d}", backend.describe())),
+        other => other,
+    })
+}
+
+/// Reads and decodes the header of the archive in `backend` (errors name the archive).
+pub(crate) fn read_header(backend: &dyn StorageBackend) -> Result<Header> {
+    let len = backend.len();
+    let mut hb = vec![0u8; (len.min(HEADER_SIZE as u64)) as usize];
+    backend.read_exact_at(0, &mut hb)?;
+    Header::decode(&hb, len)
+}
+
+fn read_structures(
+    backend: &dyn StorageBackend,
+    password: Option<&Password>,
+    chain_key: Option<&DataKey>,
+) -> Result<Opened> {
+    let len = backend.len();
+    let header = read_header(backend)?;
+    if header.master_len > MAX_MASTER_LEN {
+        return Err(Error::corrupt(
+            "header",
+            format!(
+                "master index length {} exceeds the {MAX_MASTER_LEN}-byte limit",
+                header.master_len
+            ),
+        ));
+    }
+    let (cipher, data_key) = unlock(&header, password, chain_key, backend)?;
+    let mut mb = vec![0u8; header.master_len as usize];
+    backend.read_exact_at(header.master_offset, &mut mb)?;
+    let mut overhead = 0;
+    if let Some(c) = &cipher {
+        c.open_index(true, 0, header.master_offset, &mut mb)
+            .map_err(|e| match chain_key {
+                Some(_) => Error::InvalidArgument(format!(
+                    "{} is not encrypted with the key of the chain it belongs to (or its master \
+                     index is damaged): {e}",
+                    backend.describe()
+                )),
+                None => Error::corrupt("master index", e),
+            })?;
+        overhead = crate::algo::encryption::TAG_LEN as u32;
+    }
+    let master = MasterIndex::decode(&mb, len, overhead)?;
+    for stream in SnapshotStream::ALL {
+        if header.is_encrypted() {
+            // Sizes and streams live only in the encrypted master index.
+            break;
+        }
+        let in_header = header.has_stream_bit(stream.header_bit());
+        let size = match stream {
+            SnapshotStream::Disk => header.disk_size,
+            SnapshotStream::Memory => header.memory_size,
+        };
+        match master.stream(stream) {
+            Some(rec) if in_header && rec.logical_size == size => {}
+            None if !in_header && size == 0 => {}
+            _ => {
+                return Err(Error::corrupt(
+                    "master index",
+                    format!("{stream} stream does not match the header (presence or size {size})"),
+                ))
+            }
+        }
+    }
+    Ok(Opened {
+        header,
+        master,
+        cipher,
+        data_key,
+    })
+}

@@ -1,0 +1,59 @@
+"""hexz: seekable, deduplicated, compressed snapshot archives (``.hxz``) from Python.
+
+>>> import hexz
+>>> with hexz.open("snapshot.hxz") as a:          # doctest: +SKIP
+...     header = a.read(0, 512)                     # bytes of the disk stream
+...     n = a.readinto(numpy_array, 1 << 20)        # straight into a numpy array
+...     info = a.info()                             # what `hexz info --json` says
+
+Reads release the GIL (threads scale with cores), an :class:`Archive` pickles as its
+location and options and reopens lazily in the process that uses it (DataLoader workers
+under fork, spawn or forkserver), and every error is a :class:`HexzError` subclass.
+PyTorch datasets are in :mod:`hexz.torch` (``pip install hexz[torch]``).
+"""
+
+from ._errors import (
+    ArchiveChanged,
+    ArchiveIOError,
+    ArchiveNotFound,
+    CorruptArchive,
+    HexzError,
+    InvalidArgument,
+    NoSuchStream,
+    PasswordRequired,
+    RemoteError,
+    SignatureError,
+    UnsupportedArchive,
+    WrongPassword,
+)
+from ._hexz import (
+    DEFAULT_CACHE_SIZE,
+    WORKER_CACHE_SIZE,
+    Archive,
+    __version__,
+    open,
+    pack,
+)
+from ._stream import ArchiveStream
+
+__all__ = [
+    "Archive",
+    "ArchiveStream",
+    "open",
+    "pack",
+    "DEFAULT_CACHE_SIZE",
+    "WORKER_CACHE_SIZE",
+    "__version__",
+    "HexzError",
+    "ArchiveNotFound",
+    "ArchiveIOError",
+    "CorruptArchive",
+    "UnsupportedArchive",
+    "InvalidArgument",
+    "WrongPassword",
+    "PasswordRequired",
+    "SignatureError",
+    "NoSuchStream",
+    "RemoteError",
+    "ArchiveChanged",
+]

@@ -1,0 +1,451 @@
+//! [`Archive`]: an open archive as a Python object (`hexz.Archive`), and `hexz.open`.
+
+use crate::buffer::WritableBuffer;
+use crate::errors::to_py;
+use hexz_core::algo::encryption::Password;
+use hexz_core::{Error, File, OpenOptions, SnapshotStream};
+use pyo3::exceptions::{PyNotImplementedError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// Block cache of a reader opened in the process that called `hexz.open` (the core default).
+pub const DEFAULT_CACHE_SIZE: usize = 256 << 20;
+/// Block cache of a reader reopened in another process (a DataLoader worker), unless
+/// `cache_size` was given: N workers must not each take the full default.
+pub const WORKER_CACHE_SIZE: usize = 32 << 20;
+/// Read-ahead window of a worker's reader (the core default is 8 MiB).
+const WORKER_READ_AHEAD: u64 = 2 << 20;
+
+/// How an archive was opened: enough to open it again in another process.
+#[derive(Clone)]
+struct Config {
+    location: String,
+    password: Option<Vec<u8>>,
+    pubkey: Option<[u8; 32]>,
+    cache_size: Option<usize>,
+    cache_dir: Option<PathBuf>,
+    allow_restricted: bool,
+}
+
+impl Config {
+    fn options(&self, worker: bool) -> OpenOptions {
+        let mut o = OpenOptions {
+            remote: hexz_core::store::RemoteOptions::from_env(),
+            ..OpenOptions::default()
+        };
+        o.cache_bytes = match (self.cache_size, worker) {
+            (Some(n), _) => n,
+            (None, false) => DEFAULT_CACHE_SIZE,
+            (None, true) => WORKER_CACHE_SIZE,
+        };
+        if worker {
+            o.read_ahead = o.read_ahead.min(WORKER_READ_AHEAD);
+        }
+        o.password = self.password.clone().map(Password::new);
+        o.require_signer = self.pubkey;
+        if let Some(d) = &self.cache_dir {
+            o.remote.cache_dir = Some(d.clone());
+        }
+        o.remote.allow_restricted |= self.allow_restricted;
+        o
+    }
+}
+
+/// The reader and the process it belongs to.
+struct Opened {
+    pid: u32,
+    file: File,
+}
+
+/// An open hexz archive: random-access reads of its streams, info, verification.
+///
+/// Thread-safe (reads from many threads run in parallel, without the GIL), a context
+/// manager, and picklable: it pickles as its location and options and reopens lazily in the
+/// process that unpickles it, so it can be handed to DataLoader workers (fork, spawn,
+/// forkserver).
+#[pyclass(frozen, module = "hexz._hexz", subclass)]
+pub struct Archive {
+    config: Config,
+    /// The process that opened (or asked to open) the archive; others are workers.
+    owner_pid: Option<u32>,
+    /// Locked only with the GIL held and never across a blocking call, so a fork (which
+    /// happens with the GIL held) cannot leave it locked in the child.
+    state: Mutex<Option<Opened>>,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+fn stream_of(name: &str) -> PyResult<SnapshotStream> {
+    match name {
+        "disk" => Ok(SnapshotStream::Disk),
+        "memory" => Ok(SnapshotStream::Memory),
+        o => Err(PyValueError::new_err(format!(
+            "unknown stream '{o}': an archive has a 'disk' and/or a 'memory' stream"
+        ))),
+    }
+}
+
+/// Text or bytes (passwords).
+fn secret_bytes(v: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if let Ok(s) = v.extract::<String>() {
+        return Ok(s.into_bytes());
+    }
+    if let Ok(b) = v.cast::<PyBytes>() {
+        return Ok(b.as_bytes().to_vec());
+    }
+    Err(pyo3::exceptions::PyTypeError::new_err(
+        "password must be str or bytes",
+    ))
+}
+
+/// A public key: 32 raw bytes, or the path of a `NAME.pub` file made by `hexz keygen`.
+fn pubkey_of(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<[u8; 32]> {
+    if let Ok(b) = v.cast::<PyBytes>() {
+        return b.as_bytes().try_into().map_err(|_| {
+            PyValueError::new_err(format!(
+                "pubkey as bytes must be the 32-byte Ed25519 public key, not {} bytes",
+                b.as_bytes().len()
+            ))
+        });
+    }
+    let path: PathBuf = v.extract()?;
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        to_py(
+            py,
+            Error::io(format!("reading public key {}", path.display()), e),
+            None,
+        )
+    })?;
+    hexz_core::algo::signing::parse_public_key(&text)
+        .map_err(|e| to_py(py, e, Some(&format!("in {}", path.display()))))
+}
+
+/// A path or URL as a string.
+fn location_of(v: &Bound<'_, PyAny>) -> PyResult<String> {
+    if let Ok(s) = v.extract::<String>() {
+        return Ok(s);
+    }
+    let p: PathBuf = v.extract()?;
+    p.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| PyValueError::new_err(format!("path {} is not valid UTF-8", p.display())))
+}
+
+impl Archive {
+    /// The reader of this process, opening it if this process has none yet.
+    fn file(&self, py: Python<'_>) -> PyResult<File> {
+        let pid = std::process::id();
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(PyValueError::new_err(format!(
+                "I/O operation on closed archive {}",
+                self.config.location
+            )));
+        }
+        if let Some(o) = self.lock().as_ref() {
+            if o.pid == pid {
+                return Ok(o.file.clone());
+            }
+        }
+        let worker = self.owner_pid != Some(pid);
+        let opts = self.config.options(worker);
+        let loc = self.config.location.clone();
+        let file = py
+            .detach(|| File::open_location(&loc, opts))
+            .map_err(|e| to_py(py, e, Some(&format!("opening {loc}"))))?;
+        let mut g = self.lock();
+        match g.as_ref() {
+            Some(o) if o.pid == pid => Ok(o.file.clone()),
+            _ => {
+                // A reader inherited through fork is never used nor dropped here: its
+                // pools and connections belong to the parent (dropping could wait for
+                // threads that do not exist in this process).
+                if let Some(old) = g.take() {
+                    std::mem::forget(old);
+                }
+                *g = Some(Opened {
+                    pid,
+                    file: file.clone(),
+                });
+                Ok(file)
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Opened>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stream_file(&self, py: Python<'_>, stream: &str) -> PyResult<(File, SnapshotStream)> {
+        let s = stream_of(stream)?;
+        let f = self.file(py)?;
+        if !f.has_stream(s) {
+            return Err(to_py(py, Error::NoSuchStream(s), Some(&f.describe())));
+        }
+        Ok((f, s))
+    }
+
+    fn new_unopened(config: Config, owner_pid: Option<u32>) -> Archive {
+        Archive {
+            config,
+            owner_pid,
+            state: Mutex::new(None),
+            closed: Default::default(),
+        }
+    }
+}
+
+fn no_trees(what: &str) -> PyErr {
+    PyNotImplementedError::new_err(format!(
+        "Archive.{what}: file-tree archives are not supported yet (hexz issue #11); \
+         this archive holds raw streams only"
+    ))
+}
+
+#[pymethods]
+impl Archive {
+    /// Opens an archive; see `hexz.open`.
+    #[new]
+    #[pyo3(signature = (path_or_url, *, password=None, pubkey=None, cache_size=None,
+                        cache_dir=None, allow_restricted=false))]
+    fn py_new(
+        py: Python<'_>,
+        path_or_url: &Bound<'_, PyAny>,
+        password: Option<&Bound<'_, PyAny>>,
+        pubkey: Option<&Bound<'_, PyAny>>,
+        cache_size: Option<usize>,
+        cache_dir: Option<PathBuf>,
+        allow_restricted: bool,
+    ) -> PyResult<Archive> {
+        let config = Config {
+            location: location_of(path_or_url)?,
+            password: password.map(secret_bytes).transpose()?,
+            pubkey: pubkey.map(|k| pubkey_of(py, k)).transpose()?,
+            cache_size,
+            cache_dir,
+            allow_restricted,
+        };
+        let a = Archive::new_unopened(config, Some(std::process::id()));
+        a.file(py)?;
+        Ok(a)
+    }
+
+    /// Where the archive lives, as given to `hexz.open` (path or URL).
+    #[getter]
+    fn location(&self) -> &str {
+        &self.config.location
+    }
+
+    /// Names of the streams the archive holds (`"disk"`, `"memory"`).
+    #[getter]
+    fn streams(&self, py: Python<'_>) -> PyResult<Vec<&'static str>> {
+        Ok(self.file(py)?.streams().iter().map(|s| s.name()).collect())
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Logical size in bytes of `stream` ("disk" or "memory").
+    #[pyo3(signature = (stream="disk"))]
+    fn size(&self, py: Python<'_>, stream: &str) -> PyResult<u64> {
+        let (f, s) = self.stream_file(py, stream)?;
+        Ok(f.size(s))
+    }
+
+    /// Reads `length` bytes of `stream` at `offset` (fewer only past the end of the stream;
+    /// empty at or past it). The bytes are decoded straight into the returned object.
+    #[pyo3(signature = (offset, length, stream="disk"))]
+    fn read<'py>(
+        &self,
+        py: Python<'py>,
+        offset: u64,
+        length: u64,
+        stream: &str,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let (f, s) = self.stream_file(py, stream)?;
+        let n = f.size(s).saturating_sub(offset).min(length);
+        let n = usize::try_from(n)
+            .map_err(|_| PyValueError::new_err(format!("read of {n} bytes is too large")))?;
+        PyBytes::new_with(py, n, |buf| {
+            py.detach(|| f.read_at_into(s, offset, buf))
+                .map_err(|e| to_py(py, e, None))?;
+            Ok(())
+        })
+    }
+
+    /// Fills `buffer` (any writable contiguous buffer: bytearray, memoryview, numpy array)
+    /// with the bytes of `stream` at `offset`, without an intermediate copy. Returns the
+    /// number of bytes written: `len(buffer)` in bytes unless the stream ends first.
+    #[pyo3(signature = (buffer, offset, stream="disk"))]
+    fn readinto(
+        &self,
+        py: Python<'_>,
+        buffer: &Bound<'_, PyAny>,
+        offset: u64,
+        stream: &str,
+    ) -> PyResult<usize> {
+        let (f, s) = self.stream_file(py, stream)?;
+        let mut wb = WritableBuffer::get(buffer)?;
+        py.detach(|| f.read_at_into(s, offset, wb.as_mut_slice()))
+            .map_err(|e| to_py(py, e, None))
+    }
+
+    /// A seekable binary file object (`io.RawIOBase`) over stream `name`.
+    #[pyo3(signature = (name="disk"))]
+    fn stream<'py>(slf: &Bound<'py, Self>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        slf.get().stream_file(py, name)?;
+        py.import("hexz._stream")?
+            .getattr("ArchiveStream")?
+            .call1((slf, name))
+    }
+
+    /// What `hexz info --json` reports, as a dict.
+    fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let f = self.file(py)?;
+        let loc = self.config.location.clone();
+        let v = py
+            .detach(|| hexz_core::ops::inspect::info_json(&f, &loc))
+            .map_err(|e| to_py(py, e, None))?;
+        py.import("json")?.call_method1("loads", (v.to_string(),))
+    }
+
+    /// Checks every index page and block (CRC32 and BLAKE3), ancestors included; raises
+    /// `CorruptArchive` naming the first bad block. Returns counts of what was checked.
+    fn verify<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        let f = self.file(py)?;
+        let r = py
+            .detach(|| hexz_core::ops::verify(&f, None))
+            .map_err(|e| to_py(py, e, Some(&format!("verifying {}", f.describe()))))?;
+        let d = pyo3::types::PyDict::new(py);
+        d.set_item("pages", r.pages)?;
+        d.set_item("blocks", r.blocks)?;
+        d.set_item("bytes", r.bytes)?;
+        d.set_item("archives", r.archives)?;
+        Ok(d)
+    }
+
+    /// File-tree archives only (hexz issue #11, not implemented yet).
+    fn namelist(&self) -> PyResult<Vec<String>> {
+        Err(no_trees("namelist"))
+    }
+
+    /// File-tree archives only (hexz issue #11, not implemented yet).
+    fn stat(&self, path: &str) -> PyResult<()> {
+        let _ = path;
+        Err(no_trees("stat"))
+    }
+
+    /// File-tree archives only (hexz issue #11, not implemented yet).
+    fn read_file(&self, path: &str) -> PyResult<()> {
+        let _ = path;
+        Err(no_trees("read_file"))
+    }
+
+    /// File-tree archives only (hexz issue #11, not implemented yet).
+    fn open_file(&self, path: &str) -> PyResult<()> {
+        let _ = path;
+        Err(no_trees("open_file"))
+    }
+
+    /// Drops this process's reader (its caches); later reads raise `ValueError`.
+    fn close(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        let mut g = self.lock();
+        if let Some(o) = g.take() {
+            if o.pid != std::process::id() {
+                std::mem::forget(o);
+            }
+        }
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> bool {
+        self.close();
+        false
+    }
+
+    /// Pickles as the location and options; the copy opens its own reader when first used.
+    /// A password given to `hexz.open` is part of the pickle.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let py = slf.py();
+        let c = &slf.get().config;
+        let f = py.import("hexz._hexz")?.getattr("_unpickle")?;
+        let args = (
+            c.location.clone(),
+            c.password.as_deref().map(|p| PyBytes::new(py, p)),
+            c.pubkey.map(|k| PyBytes::new(py, &k)),
+            c.cache_size,
+            c.cache_dir.clone(),
+            c.allow_restricted,
+        );
+        PyTuple::new(py, [f, args.into_pyobject(py)?.into_any()])
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<hexz.Archive {:?}>", self.config.location)
+    }
+}
+
+/// Rebuilds a pickled [`Archive`] without opening it (it opens on first use).
+#[pyfunction]
+#[pyo3(signature = (location, password, pubkey, cache_size, cache_dir, allow_restricted))]
+pub fn _unpickle(
+    location: String,
+    password: Option<&Bound<'_, PyBytes>>,
+    pubkey: Option<&Bound<'_, PyBytes>>,
+    cache_size: Option<usize>,
+    cache_dir: Option<PathBuf>,
+    allow_restricted: bool,
+) -> PyResult<Archive> {
+    let pubkey = match pubkey {
+        Some(k) => Some(
+            <[u8; 32]>::try_from(k.as_bytes())
+                .map_err(|_| PyValueError::new_err("pickled public key is not 32 bytes"))?,
+        ),
+        None => None,
+    };
+    Ok(Archive::new_unopened(
+        Config {
+            location,
+            password: password.map(|p| p.as_bytes().to_vec()),
+            pubkey,
+            cache_size,
+            cache_dir,
+            allow_restricted,
+        },
+        None,
+    ))
+}
+
+/// Opens the archive at `path_or_url` (a path, or an http(s):// or s3:// URL).
+#[pyfunction]
+#[pyo3(signature = (path_or_url, *, password=None, pubkey=None, cache_size=None,
+                    cache_dir=None, allow_restricted=false))]
+pub fn open(
+    py: Python<'_>,
+    path_or_url: &Bound<'_, PyAny>,
+    password: Option<&Bound<'_, PyAny>>,
+    pubkey: Option<&Bound<'_, PyAny>>,
+    cache_size: Option<usize>,
+    cache_dir: Option<PathBuf>,
+    allow_restricted: bool,
+) -> PyResult<Archive> {
+    Archive::py_new(
+        py,
+        path_or_url,
+        password,
+        pubkey,
+        cache_size,
+        cache_dir,
+        allow_restricted,
+    )
+}

@@ -1,0 +1,193 @@
+"""hexz.torch datasets with real DataLoader workers (fork and spawn), DistributedSampler and
+ShardedIterable sharding, shuffling and resuming."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch.utils.data import DataLoader, DistributedSampler  # noqa: E402
+
+import hexz  # noqa: E402
+from hexz.torch import FileDataset, IndexDataset, RecordDataset, ShardedIterable  # noqa: E402
+from conftest import NRECORDS, RECORD  # noqa: E402
+
+
+def record_no(item) -> int:
+    arr = item.numpy() if hasattr(item, "numpy") else np.asarray(item)
+    return int(arr[:8].view(np.uint64)[0])
+
+
+def as_list(batch):
+    """collate_fn keeping numpy items (module level: picklable for spawn workers)."""
+    return batch
+
+
+def expected(data: bytes, i: int) -> bytes:
+    return data[i * RECORD : (i + 1) * RECORD]
+
+
+def test_record_dataset_basics(records):
+    path, data = records
+    ds = RecordDataset(path, RECORD)
+    assert len(ds) == NRECORDS
+    item = ds[17]
+    assert isinstance(item, np.ndarray) and item.dtype == np.uint8 and item.shape == (RECORD,)
+    assert item.tobytes() == expected(data, 17)
+    assert ds[-1].tobytes() == expected(data, NRECORDS - 1)
+    with pytest.raises(IndexError):
+        ds[NRECORDS]
+    odd = RecordDataset(path, 5000)  # trailing partial record is not an item
+    assert len(odd) == len(data) // 5000
+    t = RecordDataset(hexz.open(path), RECORD, transform=lambda a: int(a[8]))
+    assert t[3] == data[3 * RECORD + 8]
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_dataloader_two_workers_every_record_once(records, method):
+    path, data = records
+    ds = RecordDataset(path, RECORD)
+    ds[0]  # the parent reads (and starts its pools) before the workers exist
+    hexz.open(path).read(0, 1 << 20)
+    dl = DataLoader(ds, batch_size=32, num_workers=2, multiprocessing_context=method,
+                    collate_fn=as_list, shuffle=True,
+                    generator=torch.Generator().manual_seed(1))
+    seen = np.zeros(NRECORDS, dtype=np.int64)
+    for batch in dl:
+        for item in batch:
+            i = record_no(item)
+            assert item.tobytes() == expected(data, i)
+            seen[i] += 1
+    assert (seen == 1).all(), np.flatnonzero(seen != 1)[:10]
+
+
+def test_default_collate_gives_tensors(records):
+    path, data = records
+    dl = DataLoader(RecordDataset(path, RECORD), batch_size=8, num_workers=2)
+    first = next(iter(dl))
+    assert isinstance(first, torch.Tensor) and first.shape == (8, RECORD)
+    assert first.dtype == torch.uint8
+    assert first.numpy().tobytes() == data[: 8 * RECORD]
+
+
+def test_index_dataset_variable_lengths(records):
+    path, data = records
+    rng = np.random.default_rng(4)
+    offs = rng.integers(0, len(data) - 200_000, 500)
+    lens = rng.integers(1, 150_000, 500)
+    index = np.stack([offs, lens], axis=1)
+    ds = IndexDataset(path, index)
+    assert len(ds) == 500
+    dl = DataLoader(ds, batch_size=None, num_workers=2)
+    for i, item in enumerate(dl):
+        o, n = int(offs[i]), int(lens[i])
+        assert item.numpy().tobytes() == data[o : o + n]
+    as_pairs = IndexDataset(path, [(0, 10), (RECORD, 8)])
+    assert as_pairs[1].tobytes() == expected(data, 1)[:8]
+    with pytest.raises(ValueError, match="runs past the end"):
+        IndexDataset(path, [(len(data) - 5, 10)])
+    with pytest.raises(ValueError, match="pairs"):
+        IndexDataset(path, [1, 2, 3])
+
+
+def test_distributed_sampler_two_ranks_cover_once(records):
+    path, data = records
+    ds = RecordDataset(path, RECORD)
+    seen = np.zeros(NRECORDS, dtype=np.int64)
+    for rank in range(2):
+        sampler = DistributedSampler(ds, num_replicas=2, rank=rank, shuffle=True, seed=3)
+        dl = DataLoader(ds, batch_size=16, sampler=sampler, num_workers=2, collate_fn=as_list)
+        for batch in dl:
+            for item in batch:
+                i = record_no(item)
+                assert item.tobytes() == expected(data, i)
+                seen[i] += 1
+    assert (seen == 1).all()  # 3000 divides evenly: no padding
+
+
+def collect(ds, workers, batch_size=1, method="fork"):
+    dl = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=as_list,
+                    multiprocessing_context=method if workers else None)
+    return [record_no(x) for b in dl for x in b]
+
+
+def test_sharded_iterable_ranks_and_workers_cover_once(records):
+    path, data = records
+    got = []
+    for rank in range(2):
+        ds = ShardedIterable(path, RECORD, seed=7, rank=rank, world_size=2, batch_size=16)
+        assert len(ds) == NRECORDS // 2
+        order = collect(ds, workers=2, batch_size=16)
+        # With the DataLoader's batch size, batches arrive in exactly the rank's order.
+        assert order == ds.rank_order().tolist()
+        got += order
+    assert sorted(got) == list(range(NRECORDS))
+    ds = ShardedIterable(path, RECORD, seed=7, batch_size=16)
+    item = next(iter(ds))
+    assert item.tobytes() == expected(data, record_no(item))
+
+
+def test_sharded_iterable_shuffle_is_deterministic_and_local(records):
+    path, _ = records
+    a = ShardedIterable(path, RECORD, seed=1)
+    b = ShardedIterable(path, RECORD, seed=1)
+    assert (a.order() == b.order()).all()
+    assert sorted(a.order().tolist()) == list(range(NRECORDS))
+    assert (a.order() != np.arange(NRECORDS)).any()
+    a.set_epoch(1)
+    assert (a.order() != b.order()).any()
+    c = ShardedIterable(path, RECORD, seed=2)
+    assert (c.order() != b.order()).any()
+    # Nearby records stay together: each run of 64 comes from one block of 64 records.
+    o = b.order()
+    for k in range(0, NRECORDS - 64, 64):
+        assert len({int(r) // 64 for r in o[k : k + 64]}) == 1
+    plain = ShardedIterable(path, RECORD, shuffle=False)
+    assert plain.order().tolist() == list(range(NRECORDS))
+    padded = ShardedIterable(path, RECORD, world_size=7, rank=6, shuffle=False)
+    assert len(padded) == -(-NRECORDS // 7) and len(padded.rank_order()) == len(padded)
+
+
+def test_sharded_iterable_resumes_with_other_worker_count(records):
+    path, _ = records
+    full = ShardedIterable(path, RECORD, seed=5, rank=1, world_size=2, batch_size=8)
+    full.set_epoch(3)
+    want = full.rank_order().tolist()
+    ds = ShardedIterable(path, RECORD, seed=5, rank=1, world_size=2, batch_size=8)
+    ds.set_epoch(3)
+    dl = DataLoader(ds, batch_size=8, num_workers=2, collate_fn=as_list)
+    first = []
+    for batch in dl:
+        first += [record_no(x) for x in batch]
+        if len(first) >= 400:
+            break
+    state = ds.state_dict(consumed=len(first))
+    assert state == {"seed": 5, "epoch": 3, "consumed": 400}
+    resumed = ShardedIterable(path, RECORD, seed=5, rank=1, world_size=2, batch_size=8)
+    resumed.load_state_dict(state)
+    rest = collect(resumed, workers=3, batch_size=8)
+    assert first + rest == want
+    # Without workers the dataset counts what it yielded itself.
+    solo = ShardedIterable(path, RECORD, seed=5, rank=1, world_size=2)
+    solo.load_state_dict(state)
+    it = iter(solo)
+    for _ in range(10):
+        next(it)
+    assert solo.state_dict()["consumed"] == 410
+    with pytest.raises(ValueError, match="seed"):
+        ShardedIterable(path, RECORD, seed=6).load_state_dict(state)
+
+
+def test_sharded_iterable_over_index(records):
+    path, data = records
+    index = [(i * RECORD, RECORD) for i in range(0, NRECORDS, 3)]
+    ds = ShardedIterable(path, index=index, seed=0, block_records=4)
+    items = list(ds)
+    assert len(items) == len(index)
+    assert sorted(record_no(x) for x in items) == list(range(0, NRECORDS, 3))
+
+
+def test_file_dataset_waits_for_file_trees(records):
+    with pytest.raises(NotImplementedError, match="#11"):
+        FileDataset(records[0], suffix=".jpg")
