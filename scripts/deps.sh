@@ -51,6 +51,10 @@ pkgs=()
 for m in maturin pytest numpy PIL torch; do
   "$venv/bin/python" -c "import $m" >/dev/null 2>&1 || pkgs+=("$([ $m = PIL ] && echo pillow || echo $m)")
 done
+# The Python benchmarks compare against litdata (docs/BENCHMARKS.md, "Python").
+if [ "$mode" = bench ]; then
+  "$venv/bin/python" -c "import litdata" >/dev/null 2>&1 || pkgs+=(litdata)
+fi
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "deps: pip installing ${pkgs[*]} into $venv" >&2
   $SUDO "$venv/bin/pip" install -q --disable-pip-version-check "${pkgs[@]}"

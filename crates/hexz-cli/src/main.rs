@@ -43,6 +43,18 @@ enum Command {
     Pull(cmd::pull::Args),
     /// Upload an archive to s3:// (optionally with its parent chain); appears only when complete.
     Push(cmd::push::Args),
+    /// Mount an archive's streams as files (`disk`, `memory`) with FUSE.
+    #[cfg(feature = "mount")]
+    Mount(cmd::mount::Args),
+    /// Unmount a `hexz mount` and wait for it to finish.
+    #[cfg(feature = "mount")]
+    Unmount(cmd::mount::UnmountArgs),
+    /// Serve an archive's streams over NBD (exports `disk` and `memory`).
+    #[cfg(feature = "mount")]
+    Serve(cmd::serve::Args),
+    /// Turn a writable overlay into a thin child archive of its base.
+    #[cfg(feature = "mount")]
+    Commit(cmd::commit::Args),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +93,14 @@ fn main() -> ExitCode {
         Command::Passwd(a) => cmd::keys::passwd(a),
         Command::Pull(a) => cmd::pull::run(a),
         Command::Push(a) => cmd::push::run(a),
+        #[cfg(feature = "mount")]
+        Command::Mount(a) => cmd::mount::run(a),
+        #[cfg(feature = "mount")]
+        Command::Unmount(a) => cmd::mount::unmount(a),
+        #[cfg(feature = "mount")]
+        Command::Serve(a) => cmd::serve::run(a),
+        #[cfg(feature = "mount")]
+        Command::Commit(a) => cmd::commit::run(a),
     };
     match r {
         Ok(code) => code,

@@ -78,6 +78,16 @@ pub fn open(location: impl AsRef<OsStr>, mut opts: OpenOptions, a: &OpenArgs) ->
     let location = location.as_ref();
     let path = Path::new(location);
     opts.remote = a.remote.options();
+    let remote = location
+        .to_str()
+        .is_some_and(|l| hexz_core::store::Location::parse(l).is_ok_and(|l| l.is_remote()));
+    if remote && opts.read_ahead == 0 {
+        // Remote reads need read-ahead to keep several large requests in flight, and a
+        // block cache that holds what was read ahead until it is used.
+        let d = OpenOptions::default();
+        opts.read_ahead = d.read_ahead;
+        opts.cache_bytes = opts.cache_bytes.max(d.cache_bytes);
+    }
     let open_with = |o: OpenOptions| match location.to_str() {
         Some(l) => File::open_location(l, o),
         None => File::open_with(path, o),

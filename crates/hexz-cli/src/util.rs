@@ -95,6 +95,18 @@ impl StreamBars {
     }
 }
 
+/// Open options for reading whole streams front to back (extract, cat, flatten): positional
+/// reads instead of a memory map and a small block cache, so resident memory stays bounded by
+/// the chunks in flight; no read-ahead (the readers ask for large chunks themselves).
+pub fn streaming_open_options() -> hexz_core::OpenOptions {
+    hexz_core::OpenOptions {
+        mmap: false,
+        cache_bytes: 8 << 20,
+        read_ahead: 0,
+        ..hexz_core::OpenOptions::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

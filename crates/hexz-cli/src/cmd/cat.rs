@@ -1,7 +1,9 @@
-//! `hexz cat`.
+//! `hexz cat`: a stream (or a range of it) to standard output, decoded in parallel ahead of
+//! the writes with bounded memory (`ops::extract`).
 
 use anyhow::Result;
-use hexz_core::{OpenOptions, SnapshotStream};
+use hexz_core::ops::extract::extract_range_to_writer;
+use hexz_core::SnapshotStream;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -22,16 +24,8 @@ pub struct Args {
     open: crate::secret::OpenArgs,
 }
 
-/// Chunk size of each parallel read.
-const CHUNK: usize = 8 << 20;
-
 pub fn run(a: Args) -> Result<std::process::ExitCode> {
-    let opts = OpenOptions {
-        mmap: true,
-        cache_bytes: 64 << 20,
-        ..OpenOptions::default()
-    };
-    let f = crate::secret::open(&a.archive, opts, &a.open)?;
+    let f = crate::secret::open(&a.archive, crate::util::streaming_open_options(), &a.open)?;
     if !f.has_stream(a.stream) {
         anyhow::bail!("{} has no {} stream", a.archive.display(), a.stream);
     }
@@ -39,37 +33,8 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
     let start = a.offset.min(size);
     let end = a.length.map_or(size, |l| start.saturating_add(l).min(size));
     let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    // Decode the next chunk while the previous one is being written.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>>>(1);
-    let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    let reader = {
-        let f = f.clone();
-        let stream = a.stream;
-        std::thread::spawn(move || {
-            let mut pos = start;
-            while pos < end {
-                let n = ((end - pos) as usize).min(CHUNK);
-                let mut buf = back_rx.try_recv().unwrap_or_default();
-                buf.resize(n, 0);
-                let r = f
-                    .read_at_into(stream, pos, &mut buf)
-                    .map(|_| buf)
-                    .map_err(anyhow::Error::from);
-                let failed = r.is_err();
-                if tx.send(r).is_err() || failed {
-                    return;
-                }
-                pos += n as u64;
-            }
-        })
-    };
-    for r in rx {
-        let buf = r?;
-        out.write_all(&buf)?;
-        let _ = back_tx.send(buf);
-    }
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    extract_range_to_writer(&f, a.stream, start, end, &mut out, None)?;
     out.flush()?;
-    let _ = reader.join();
     Ok(std::process::ExitCode::SUCCESS)
 }

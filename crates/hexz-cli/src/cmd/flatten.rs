@@ -18,7 +18,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let f = crate::secret::open(&a.archive, Default::default(), &a.open)?;
+    let f = crate::secret::open(&a.archive, crate::util::streaming_open_options(), &a.open)?;
     // An encrypted archive flattens into one encrypted under the same password.
     let encryption = if f.header().is_encrypted() {
         Some(hexz_core::ops::pack::EncryptOptions {

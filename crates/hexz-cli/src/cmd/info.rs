@@ -1,7 +1,7 @@
 //! `hexz info`.
 
 use crate::util::human;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use hexz_core::ops::inspect;
 use std::path::PathBuf;
 
@@ -18,18 +18,8 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<std::process::ExitCode> {
     let f = crate::secret::open(&a.archive, Default::default(), &a.open)?;
-    let remote = a
-        .archive
-        .to_str()
-        .is_some_and(|s| hexz_core::store::Location::parse(s).is_ok_and(|l| l.is_remote()));
-    let size = if remote {
-        // The master index is the last structure of an archive.
-        f.header().master_offset + u64::from(f.header().master_len)
-    } else {
-        std::fs::metadata(&a.archive)
-            .with_context(|| format!("stat {}", a.archive.display()))?
-            .len()
-    };
+    // The backend's length: a file's size, a remote object's Content-Range total.
+    let size = f.archive_len();
     let i = inspect(&f, size);
     let chain = if f.parent().is_some() {
         hexz_core::ops::inspect::chain(&f)?

@@ -154,6 +154,15 @@ mod imp {
                 32,
             >()?)))
         }
+
+        /// A key for `context` bound to one archive (BLAKE3 key derivation over the data key
+        /// and `archive_id`), for data kept outside the archive, such as a writable overlay.
+        pub fn derive(&self, context: &str, archive_id: &[u8; 16]) -> Zeroizing<[u8; 32]> {
+            let mut material = Zeroizing::new([0u8; 48]);
+            material[..32].copy_from_slice(&*self.0);
+            material[32..].copy_from_slice(archive_id);
+            Zeroizing::new(blake3::derive_key(context, &*material))
+        }
     }
 
     fn kek(password: &Password, kdf: Kdf, salt: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>> {
@@ -411,6 +420,12 @@ mod stub {
     /// The archive data key (uninhabited without the `encryption` feature).
     #[derive(Clone)]
     pub enum DataKey {}
+    impl DataKey {
+        /// Derives a key for `context` (unreachable without the `encryption` feature).
+        pub fn derive(&self, _: &str, _: &[u8; 16]) -> zeroize::Zeroizing<[u8; 32]> {
+            match *self {}
+        }
+    }
     /// Per-archive cipher (uninhabited without the `encryption` feature).
     pub enum ArchiveCipher {}
     impl ArchiveCipher {

@@ -1,5 +1,10 @@
-//! Checking and decoding one stored block: CRC32 of the stored bytes, decryption, the codec,
-//! and the BLAKE3 of the decoded bytes.
+//! Checking and decoding one stored block.
+//!
+//! [`File::decode_stored`] is the one function that turns a block's stored bytes (as
+//! fetched, compressed and perhaps encrypted) into its content, checking on the way: CRC32
+//! of the stored bytes, the AEAD tag when encrypted, the exact decoded length, and (unless
+//! disabled) the BLAKE3 of the content. Whatever fetched the bytes (a batched read, a
+//! read-ahead, a disk cache) calls it, so a new way of checking goes here and nowhere else.
 
 use super::file::File;
 use super::SnapshotStream;
@@ -8,14 +13,67 @@ use crate::algo::hash;
 use crate::error::{Error, Result};
 use crate::format::header::HEADER_SIZE;
 use crate::format::{BlockEntry, Codec};
+use crate::store::StorageBackend;
 use std::cell::RefCell;
 
 thread_local! {
-    /// Per-thread buffers for stored bytes and decrypted bytes of the block being decoded.
+    /// Per-thread buffers: stored bytes of a block read on its own, and decrypted bytes.
     static SCRATCH: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
+/// How much of a block's integrity to check when decoding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verify {
+    /// CRC32 of the stored bytes (and the AEAD tag) only.
+    Stored,
+    /// Also the BLAKE3 of the decoded content against the index.
+    Content,
+}
+
 impl File {
+    /// The error for block `block_no` of `stream` described by `e`.
+    pub(super) fn corrupt_block(
+        stream: SnapshotStream,
+        block_no: u64,
+        e: &BlockEntry,
+        detail: String,
+    ) -> Error {
+        Error::CorruptBlock {
+            stream,
+            block: block_no,
+            offset: e.logical_offset,
+            detail,
+        }
+    }
+
+    /// The backend holding the stored bytes of `e`, after checking they lie inside it.
+    pub(super) fn stored_source(
+        &self,
+        stream: SnapshotStream,
+        block_no: u64,
+        e: &BlockEntry,
+    ) -> Result<&dyn StorageBackend> {
+        let corrupt = |d: String| Self::corrupt_block(stream, block_no, e, d);
+        let backend = self
+            .inner
+            .archives
+            .get(e.source as usize)
+            .ok_or_else(|| corrupt(format!("refers to missing ancestor {}", e.source)))?
+            .as_ref();
+        let start = e.stored_offset;
+        let len = e.stored_len as u64;
+        if start < HEADER_SIZE as u64
+            || start.checked_add(len).is_none_or(|end| end > backend.len())
+        {
+            return Err(corrupt(format!(
+                "stored bytes at archive offset {start} (length {len}) lie outside the {}-byte \
+                 archive",
+                backend.len()
+            )));
+        }
+        Ok(backend)
+    }
+
     fn decoder(&self, codec: Codec) -> Result<&dyn Compressor> {
         static NONE: NoCompression = NoCompression;
         static LZ4: Lz4Compressor = Lz4Compressor;
@@ -34,50 +92,42 @@ impl File {
         }
     }
 
-    /// Reads, checks and decodes one non-zero block into `dst` (exactly its logical length).
-    pub(super) fn decode_block(
+    /// Checks and decodes the stored bytes of one non-zero block into `dst` (exactly its
+    /// logical length). This is the seam every decoded block passes through.
+    pub(super) fn decode_stored(
         &self,
         stream: SnapshotStream,
         block_no: u64,
         e: &BlockEntry,
+        stored: &[u8],
         dst: &mut [u8],
-        verify_hash: bool,
+        verify: Verify,
     ) -> Result<()> {
-        let corrupt = |detail: String| Error::CorruptBlock {
-            stream,
-            block: block_no,
-            offset: e.logical_offset,
-            detail,
-        };
-        let backend = self
-            .inner
-            .archives
-            .get(e.source as usize)
-            .ok_or_else(|| corrupt(format!("refers to missing ancestor {}", e.source)))?
-            .as_ref();
+        let corrupt = |d: String| Self::corrupt_block(stream, block_no, e, d);
         let start = e.stored_offset;
-        let len = e.stored_len as usize;
-        if start < HEADER_SIZE as u64
-            || start
-                .checked_add(len as u64)
-                .is_none_or(|end| end > backend.len())
-        {
+        if stored.len() != e.stored_len as usize {
             return Err(corrupt(format!(
-                "stored bytes at archive offset {start} (length {len}) lie outside the {}-byte \
-                 archive",
-                backend.len()
+                "got {} stored bytes at archive offset {start}, expected {}",
+                stored.len(),
+                e.stored_len
             )));
         }
-        let cipher = self.inner.ciphers[e.source as usize].as_deref();
-        let decode = |stored: &[u8], dst: &mut [u8], plain: &mut Vec<u8>| -> Result<()> {
-            let crc = hash::crc32(stored);
-            if crc != e.crc32 {
-                return Err(corrupt(format!(
-                    "CRC32 mismatch in stored bytes at archive offset {start} (expected {:08x}, \
-                     computed {crc:08x})",
-                    e.crc32
-                )));
-            }
+        let crc = hash::crc32(stored);
+        if crc != e.crc32 {
+            return Err(corrupt(format!(
+                "CRC32 mismatch in stored bytes at archive offset {start} (expected {:08x}, \
+                 computed {crc:08x})",
+                e.crc32
+            )));
+        }
+        let cipher = self
+            .inner
+            .ciphers
+            .get(e.source as usize)
+            .and_then(|c| c.as_deref());
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            let plain = &mut s.1;
             let compressed = match cipher {
                 Some(c) => {
                     c.open_block_into(start, e.logical_len, e.codec, stored, plain)
@@ -88,30 +138,54 @@ impl File {
             };
             self.decoder(e.codec)?
                 .decompress_into(compressed, dst)
-                .map_err(|err| corrupt(format!("cannot decode {} data: {err}", e.codec)))?;
-            if verify_hash {
-                let h = match self.inner.ciphers[0].as_deref() {
-                    Some(c) => c.content_hash(dst),
-                    None => hash::blake3(dst),
-                };
-                if h != e.hash {
-                    return Err(corrupt(
-                        "BLAKE3 hash of decoded content does not match the index".into(),
-                    ));
-                }
+                .map_err(|err| corrupt(format!("cannot decode {} data: {err}", e.codec)))
+        })?;
+        if verify == Verify::Content {
+            let h = match self.inner.ciphers[0].as_deref() {
+                Some(c) => c.content_hash(dst),
+                None => hash::blake3(dst),
+            };
+            if h != e.hash {
+                return Err(corrupt(
+                    "BLAKE3 hash of decoded content does not match the index".into(),
+                ));
             }
-            Ok(())
-        };
-        SCRATCH.with(|s| {
-            let mut s = s.borrow_mut();
-            let (raw, plain) = &mut *s;
-            if let Some(all) = backend.as_slice() {
-                return decode(&all[start as usize..start as usize + len], dst, plain);
-            }
-            raw.clear();
-            raw.resize(len, 0);
-            backend.read_exact_at(start, raw)?;
-            decode(raw, dst, plain)
-        })
+        }
+        Ok(())
+    }
+
+    /// The verification level reads use.
+    pub(super) fn read_verify(&self) -> Verify {
+        if self.inner.verify_hashes {
+            Verify::Content
+        } else {
+            Verify::Stored
+        }
+    }
+
+    /// Reads (one backend call, or none when mapped), checks and decodes one non-zero block
+    /// into `dst`, bypassing cache and batching: verification and fallbacks use it.
+    pub(super) fn decode_block(
+        &self,
+        stream: SnapshotStream,
+        block_no: u64,
+        e: &BlockEntry,
+        dst: &mut [u8],
+        verify: Verify,
+    ) -> Result<()> {
+        let backend = self.stored_source(stream, block_no, e)?;
+        let (start, len) = (e.stored_offset as usize, e.stored_len as usize);
+        if let Some(all) = backend.as_slice() {
+            return self.decode_stored(stream, block_no, e, &all[start..start + len], dst, verify);
+        }
+        // Take the buffer out of the thread-local: decode_stored uses the other half.
+        let mut raw = SCRATCH.with(|s| std::mem::take(&mut s.borrow_mut().0));
+        raw.clear();
+        raw.resize(len, 0);
+        let r = backend
+            .read_exact_at(e.stored_offset, &mut raw)
+            .and_then(|()| self.decode_stored(stream, block_no, e, &raw, dst, verify));
+        SCRATCH.with(|s| s.borrow_mut().0 = raw);
+        r
     }
 }

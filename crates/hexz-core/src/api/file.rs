@@ -9,7 +9,9 @@
 //! before decoding, decoded bytes BLAKE3-checked after), so corruption is an error naming
 //! the block, never wrong bytes.
 
+use super::flight::Flights;
 pub use super::index::Entries;
+#[cfg(feature = "encryption")]
 pub(crate) use super::open::read_header;
 use super::reader::StreamReader;
 use super::SnapshotStream;
@@ -20,8 +22,7 @@ use crate::error::{Error, Result};
 use crate::format::index::{IndexPage, MasterIndex, StreamRecord};
 use crate::format::{BlockEntry, Header};
 use crate::store::StorageBackend;
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// Tuning knobs for opening an archive. `Default` gives sensible values.
 #[derive(Debug, Clone)]
@@ -31,7 +32,9 @@ pub struct OpenOptions {
     /// Byte budget of the index-page cache (default 32 MiB, about 500 pages or 32 GiB of
     /// 64 KiB blocks).
     pub index_cache_bytes: usize,
-    /// Largest read-ahead window for sequential access (default 8 MiB; 0 disables it).
+    /// Largest read-ahead window of a sequential reader (default 8 MiB; 0 disables it).
+    /// Remote archives use eight times this (64 MiB by default), split into several
+    /// requests in flight. Only readers ([`File::reader`]) read ahead, each on its own.
     pub read_ahead: u64,
     /// Check each decoded block's BLAKE3 hash against the index (default on). The CRC32 of
     /// the stored bytes is always checked.
@@ -90,8 +93,16 @@ pub(super) struct Inner {
     pub(super) zstd: crate::algo::compression::zstd::ZstdCompressor,
     pub(super) blocks: ShardedLru<BlockKey, Arc<Vec<u8>>>,
     pub(super) pages: ShardedLru<PageKey, Arc<IndexPage>>,
-    pub(super) read_ahead: [ReadAhead; 2],
-    pub(super) inflight: Mutex<HashSet<BlockKey>>,
+    /// Blocks being fetched right now, so concurrent readers share one fetch.
+    pub(super) block_flights: Flights<BlockKey, Arc<Vec<u8>>>,
+    /// Index pages being fetched right now.
+    pub(super) page_flights: Flights<PageKey, Arc<IndexPage>>,
+    /// Largest read-ahead window of a local reader ([`OpenOptions::read_ahead`]).
+    pub(super) read_ahead: u64,
+    /// Background read-ahead jobs not finished yet, tagged with the process id (a forked
+    /// child does not wait for its parent's).
+    pub(super) pending: Mutex<(u32, usize)>,
+    pub(super) pending_done: Condvar,
     pub(super) verify_hashes: bool,
 }
 
@@ -146,6 +157,17 @@ impl File {
     #[cfg_attr(not(feature = "encryption"), allow(dead_code))]
     pub(crate) fn data_key(&self) -> Option<&DataKey> {
         self.inner.data_key.as_ref()
+    }
+
+    /// A 32-byte key derived from an encrypted archive's data key for `context` and bound to
+    /// this archive's id, so tools that keep this archive's data elsewhere (the mount's
+    /// writable overlay) can encrypt it without a second password. `None` when the archive is
+    /// not encrypted. `context` must be unique to its use (BLAKE3 key-derivation context).
+    pub fn derive_key(&self, context: &str) -> Option<zeroize::Zeroizing<[u8; 32]>> {
+        self.inner
+            .data_key
+            .as_ref()
+            .map(|k| k.derive(context, &self.inner.header.archive_id))
     }
 
     /// Identifies the key of the content hashes in the index: all zero for plain BLAKE3,
@@ -215,7 +237,9 @@ impl File {
 
     /// Fills `buf` with the bytes of `stream` at `offset` and returns how many were read:
     /// `buf.len()` unless the stream ends first (0 at or past the end). Cached blocks are
-    /// copied straight into `buf`; blocks a large read covers whole are decoded into it.
+    /// copied straight into `buf`; the others are fetched in one batch and decoded in
+    /// parallel, straight into `buf` when covered whole. It does not read ahead: sequential
+    /// readers use a [`StreamReader`] ([`File::reader`]), which does.
     pub fn read_at_into(
         &self,
         stream: SnapshotStream,
@@ -228,16 +252,10 @@ impl File {
         }
         let n = (rec.logical_size - offset).min(buf.len() as u64) as usize;
         self.read_range(rec, offset, &mut buf[..n])?;
-        if let Some((from, to)) =
-            self.inner.read_ahead[stream.id() as usize].on_read(offset, n as u64)
-        {
-            let f = self.clone();
-            rayon::spawn(move || f.prefetch(stream, from, to));
-        }
         Ok(n)
     }
 
-    /// A `Read + Seek` adapter over `stream`, starting at offset 0.
+    /// A `Read + Seek` adapter over `stream`, starting at offset 0, with its own read-ahead.
     pub fn reader(&self, stream: SnapshotStream) -> Result<StreamReader> {
         self.stream_record(stream)?;
         Ok(StreamReader::new(self.clone(), stream))
@@ -279,7 +297,7 @@ impl File {
             dst.fill(0);
             return Ok(());
         }
-        self.decode_block(stream, block_no, entry, dst, true)
+        self.decode_block(stream, block_no, entry, dst, super::decode::Verify::Content)
     }
 
     pub(super) fn stream_record(&self, stream: SnapshotStream) -> Result<&StreamRecord> {
@@ -287,5 +305,69 @@ impl File {
             .master
             .stream(stream)
             .ok_or(Error::NoSuchStream(stream))
+    }
+
+    /// Whether the archive is read over a network (its backend says so).
+    pub fn is_remote(&self) -> bool {
+        self.inner.archives[0].is_remote()
+    }
+
+    /// A fresh read-ahead detector sized for this archive (see [`OpenOptions::read_ahead`]).
+    pub fn new_read_ahead(&self) -> ReadAhead {
+        let remote = self.is_remote();
+        let max = if remote {
+            self.inner.read_ahead.saturating_mul(8)
+        } else {
+            self.inner.read_ahead
+        };
+        ReadAhead::new(max, remote)
+    }
+
+    /// Blocks until every read-ahead started so far (by any reader of this archive) has
+    /// finished. Tests use it to observe read-ahead deterministically.
+    pub fn wait_for_read_ahead(&self) {
+        let pid = std::process::id();
+        let mut g = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+        while g.0 == pid && g.1 > 0 {
+            g = self
+                .inner
+                .pending_done
+                .wait(g)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Counts a read-ahead job as started; dropping the guard counts it as finished.
+    pub(super) fn read_ahead_started(&self) -> ReadAheadGuard {
+        let pid = std::process::id();
+        let mut g = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if g.0 != pid {
+            *g = (pid, 0);
+        }
+        g.1 += 1;
+        ReadAheadGuard(self.clone())
+    }
+}
+
+/// One running read-ahead job of a [`File`]; see [`File::wait_for_read_ahead`].
+pub(super) struct ReadAheadGuard(File);
+
+impl ReadAheadGuard {
+    /// The archive being read ahead.
+    pub(super) fn file(&self) -> &File {
+        &self.0
+    }
+}
+
+impl Drop for ReadAheadGuard {
+    fn drop(&mut self) {
+        let inner = &self.0.inner;
+        let mut g = inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if g.0 == std::process::id() {
+            g.1 = g.1.saturating_sub(1);
+            if g.1 == 0 {
+                inner.pending_done.notify_all();
+            }
+        }
     }
 }

@@ -1,28 +1,28 @@
-//! Index pages: loaded lazily (one backend read each), checked against the master index,
-//! and kept in a byte-bounded cache; locating the block that holds a logical offset.
+//! Index pages: fetched lazily, several in one batched backend call when a read needs more
+//! than one, checked against the master index, kept in a byte-bounded cache, and shared
+//! between concurrent readers (one fetch per page however many threads want it).
 
 use super::file::File;
+use super::flight::Claim;
 use super::SnapshotStream;
 use crate::error::{Error, Result};
 use crate::format::index::{IndexPage, StreamRecord};
 use crate::format::BlockEntry;
+use crate::store::ReadRequest;
+use std::ops::Range;
 use std::sync::Arc;
 
 impl File {
-    pub(super) fn page(&self, rec: &StreamRecord, page_no: usize) -> Result<Arc<IndexPage>> {
-        let key = (rec.stream.id(), page_no as u32);
-        if let Some(p) = self.inner.pages.get(&key) {
-            return Ok(p);
-        }
-        let r = rec.pages.get(page_no).ok_or_else(|| {
-            Error::corrupt(
-                "index",
-                format!("{} stream has no page {page_no}", rec.stream),
-            )
-        })?;
+    /// Checks and decodes the stored bytes of page `page_no` of `rec` (decrypting them first
+    /// for an encrypted archive).
+    pub(super) fn decode_page(
+        &self,
+        rec: &StreamRecord,
+        page_no: usize,
+        mut bytes: Vec<u8>,
+    ) -> Result<IndexPage> {
+        let r = &rec.pages[page_no];
         let name = format!("index page {page_no} of {} stream", rec.stream);
-        let mut bytes = vec![0u8; r.len as usize];
-        self.inner.archives[0].read_exact_at(r.offset, &mut bytes)?;
         if let Some(c) = &self.inner.ciphers[0] {
             c.open_index(false, rec.stream.id(), r.offset, &mut bytes)
                 .map_err(|e| Error::corrupt(&name, e))?;
@@ -56,31 +56,136 @@ impl File {
                 ));
             }
         }
-        let page = Arc::new(page);
-        self.inner.pages.insert(key, page.clone());
         Ok(page)
     }
 
-    /// Finds the page and entry index holding logical `offset` (which must be < size).
-    pub(super) fn locate(
+    /// Index pages `range` of `rec`: cached ones from the cache, the rest in one batched
+    /// backend call (pages another thread is fetching are waited for, not fetched again).
+    pub(super) fn pages(
         &self,
         rec: &StreamRecord,
-        offset: u64,
-    ) -> Result<(usize, Arc<IndexPage>, usize)> {
-        let page_no = rec
+        range: Range<usize>,
+    ) -> Result<Vec<Arc<IndexPage>>> {
+        if range.end > rec.pages.len() {
+            return Err(Error::corrupt(
+                "index",
+                format!("{} stream has no page {}", rec.stream, range.end - 1),
+            ));
+        }
+        let sid = rec.stream.id();
+        let mut out: Vec<Option<Arc<IndexPage>>> = vec![None; range.len()];
+        let mut leads = Vec::new();
+        let mut waits = Vec::new();
+        for (i, page_no) in range.clone().enumerate() {
+            let key = (sid, page_no as u32);
+            if let Some(p) = self.inner.pages.get(&key) {
+                out[i] = Some(p);
+                continue;
+            }
+            match self.inner.page_flights.claim(key) {
+                Claim::Lead(l) => {
+                    // Someone may have finished it between the cache lookup and the claim.
+                    if let Some(p) = self.inner.pages.get(&key) {
+                        l.finish(|| p.clone());
+                        out[i] = Some(p);
+                    } else {
+                        leads.push((i, page_no, l));
+                    }
+                }
+                Claim::Wait(s) => waits.push((i, page_no, s)),
+            }
+        }
+        if !leads.is_empty() {
+            let mut bufs: Vec<Vec<u8>> = leads
+                .iter()
+                .map(|(_, p, _)| vec![0u8; rec.pages[*p].len as usize])
+                .collect();
+            let mut reqs: Vec<ReadRequest<'_>> = leads
+                .iter()
+                .zip(bufs.iter_mut())
+                .map(|((_, p, _), b)| ReadRequest {
+                    offset: rec.pages[*p].offset,
+                    buf: b,
+                })
+                .collect();
+            self.inner.archives[0].read_batch(&mut reqs)?;
+            drop(reqs);
+            for ((i, page_no, lead), bytes) in leads.into_iter().zip(bufs) {
+                let page = Arc::new(self.decode_page(rec, page_no, bytes)?);
+                self.inner.pages.insert((sid, page_no as u32), page.clone());
+                lead.finish(|| page.clone());
+                out[i] = Some(page);
+            }
+        }
+        for (i, page_no, slot) in waits {
+            out[i] = Some(match slot.wait() {
+                Some(p) => p,
+                None => self.fetch_page(rec, page_no)?,
+            });
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    /// Fetches one page on its own (a fallback when the thread fetching it failed).
+    fn fetch_page(&self, rec: &StreamRecord, page_no: usize) -> Result<Arc<IndexPage>> {
+        let r = &rec.pages[page_no];
+        let mut bytes = vec![0u8; r.len as usize];
+        self.inner.archives[0].read_exact_at(r.offset, &mut bytes)?;
+        let page = Arc::new(self.decode_page(rec, page_no, bytes)?);
+        self.inner
             .pages
+            .insert((rec.stream.id(), page_no as u32), page.clone());
+        Ok(page)
+    }
+
+    /// Index page `page_no` of `rec`, from the cache or the archive.
+    pub(super) fn page(&self, rec: &StreamRecord, page_no: usize) -> Result<Arc<IndexPage>> {
+        let mut v = self.pages(rec, page_no..page_no + 1)?;
+        v.pop()
+            .ok_or_else(|| Error::corrupt("index", format!("{} stream page {page_no}", rec.stream)))
+    }
+
+    /// Number of the page holding logical `offset` (which must be < the stream size).
+    pub(super) fn page_of(rec: &StreamRecord, offset: u64) -> usize {
+        rec.pages
             .partition_point(|p| p.first_logical <= offset)
-            .saturating_sub(1);
-        let page = self.page(rec, page_no)?;
+            .saturating_sub(1)
+    }
+
+    /// Index of the entry of `page` holding logical `offset` (which the page must cover).
+    pub(super) fn entry_of(page: &IndexPage, offset: u64) -> usize {
         // Fixed-size blocks: the entry index is a division away; verify, else binary search
         // (content-defined blocks, or the short last block).
         let first = &page.entries[0];
-        let guess = ((offset - first.logical_offset) / first.logical_len as u64) as usize;
-        let idx = match page.entries.get(guess) {
+        let guess = (offset.saturating_sub(first.logical_offset) / first.logical_len.max(1) as u64)
+            as usize;
+        match page.entries.get(guess) {
             Some(e) if e.logical_offset <= offset && offset < e.logical_end() => guess,
             _ => page.entries.partition_point(|e| e.logical_end() <= offset),
-        };
-        Ok((page_no, page, idx))
+        }
+    }
+
+    /// Decodes the pages that lie wholly inside `tail` (bytes read at archive offset
+    /// `tail_offset` while opening) into the page cache, so the first reads near the end of
+    /// the archive need no fetch. Damaged pages are skipped: the read that needs them reports.
+    pub(super) fn prime_pages(&self, tail_offset: u64, tail: &[u8]) {
+        for rec in &self.inner.master.streams {
+            for (page_no, r) in rec.pages.iter().enumerate() {
+                let Some(start) = r.offset.checked_sub(tail_offset) else {
+                    continue;
+                };
+                let end = start + r.len as u64;
+                if end > tail.len() as u64 {
+                    continue;
+                }
+                let bytes = tail[start as usize..end as usize].to_vec();
+                if let Ok(p) = self.decode_page(rec, page_no, bytes) {
+                    self.inner
+                        .pages
+                        .insert((rec.stream.id(), page_no as u32), Arc::new(p));
+                }
+            }
+        }
     }
 }
 
@@ -93,7 +198,6 @@ pub struct Entries<'a> {
     pub(super) page: Option<Arc<IndexPage>>,
     pub(super) idx: usize,
 }
-
 impl Iterator for Entries<'_> {
     type Item = Result<BlockEntry>;
 

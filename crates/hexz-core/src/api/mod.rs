@@ -3,13 +3,16 @@
 //!
 //! [`file`] holds the `File` type and its public methods; the rest is split by concept:
 //! opening and chain resolution (`open`), unlocking (`unlock`), index pages (`index`), the
-//! read path (`read`), decoding one block (`decode`) and the `Read + Seek` reader
-//! ([`reader`]).
+//! read path (`read`: plan, one batched fetch, parallel decode), decoding one block
+//! (`decode`), single-flight fetches (`flight`), the crate-owned thread pools (`pool`) and
+//! the `Read + Seek` reader with its own read-ahead ([`reader`]).
 
 mod decode;
 pub mod file;
+mod flight;
 mod index;
 mod open;
+mod pool;
 mod read;
 pub mod reader;
 mod unlock;

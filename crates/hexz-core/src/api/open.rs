@@ -2,20 +2,20 @@
 //! chain of a thin snapshot (each ancestor opened and checked against what the child expects).
 
 use super::file::{hex, File, Inner, OpenOptions, MAX_CHAIN_DEPTH};
+use super::flight::Flights;
 use super::unlock::unlock;
 use super::SnapshotStream;
 use crate::algo::compression::Compressor;
 use crate::algo::encryption::{ArchiveCipher, DataKey, Password};
-use crate::cache::{ReadAhead, ShardedLru};
+use crate::cache::ShardedLru;
 use crate::error::{Error, Result};
 use crate::format::header::{FLAG_HAS_PARENT, HEADER_SIZE};
 use crate::format::index::{IndexPage, MasterIndex, MAX_MASTER_LEN, META_PARENT_PATH};
 use crate::format::{BlockEntry, Codec, Header};
 use crate::store::local::FileBackend;
-use crate::store::StorageBackend;
-use std::collections::HashSet;
+use crate::store::{ReadRequest, StorageBackend};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 impl File {
     /// Opens the archive at `path` with positional reads, choosing the decompressor from the
@@ -154,7 +154,8 @@ impl File {
         let shards_for = |budget: usize, item: usize| (budget / (4 * item)).clamp(1, 16);
         let page_item =
             crate::format::index::MAX_ENTRIES_PER_PAGE * std::mem::size_of::<BlockEntry>();
-        Ok(File {
+        let (tail_offset, tail) = (opened.tail_offset, opened.tail);
+        let file = File {
             inner: Arc::new(Inner {
                 header,
                 master,
@@ -175,14 +176,18 @@ impl File {
                     shards_for(options.index_cache_bytes, page_item),
                     |p: &Arc<IndexPage>| p.entries.len() * std::mem::size_of::<BlockEntry>() + 64,
                 ),
-                read_ahead: [
-                    ReadAhead::new(options.read_ahead),
-                    ReadAhead::new(options.read_ahead),
-                ],
-                inflight: Mutex::new(HashSet::new()),
+                block_flights: Flights::new(),
+                page_flights: Flights::new(),
+                read_ahead: options.read_ahead,
+                pending: Mutex::new((std::process::id(), 0)),
+                pending_done: Condvar::new(),
                 verify_hashes: options.verify_hashes,
             }),
-        })
+        };
+        if options.index_cache_bytes > 0 {
+            file.prime_pages(tail_offset, &tail);
+        }
+        Ok(file)
     }
 
     /// Opens (or takes) the parent of a thin snapshot and checks it is the archive the child
@@ -223,11 +228,18 @@ impl File {
                 })?;
                 let path = std::str::from_utf8(path)
                     .map_err(|_| Error::corrupt("master index", "parent path is not UTF-8"))?;
-                let pb = child.open_relative(path).map_err(|e| {
-                    Error::InvalidArgument(format!(
-                        "cannot open parent archive '{path}' of {} (expected archive id {want_id}): {e}",
-                        child.describe()
-                    ))
+                // A missing or unreadable parent stays an I/O error (so callers can tell
+                // "not found" apart); anything else is an argument problem.
+                let what = format!(
+                    "cannot open parent archive '{path}' of {} (expected archive id {want_id})",
+                    child.describe()
+                );
+                let pb = child.open_relative(path).map_err(|e| match e {
+                    Error::Io { context, err } => Error::Io {
+                        context: format!("{what}: {context}"),
+                        err,
+                    },
+                    e => Error::InvalidArgument(format!("{what}: {e}")),
                 })?;
                 let popts = OpenOptions {
                     cache_bytes: 0,
@@ -283,6 +295,52 @@ pub(crate) struct Opened {
     pub(crate) master: MasterIndex,
     pub(crate) cipher: Option<Arc<ArchiveCipher>>,
     pub(crate) data_key: Option<DataKey>,
+    /// Archive offset of `tail`.
+    pub(crate) tail_offset: u64,
+    /// The last bytes of the archive, read with the header (index pages in them need no
+    /// fetch of their own).
+    pub(crate) tail: Vec<u8>,
+}
+
+/// Bytes read from the end of a local archive together with the header: the master index
+/// and, usually, the last index page come with it.
+pub const OPEN_TAIL_LOCAL: u64 = 64 << 10;
+
+/// Bytes read from the end of a remote archive together with the header: a round trip costs
+/// more than these bytes, and they hold the master index and the last few index pages.
+pub const OPEN_TAIL_REMOTE: u64 = 512 << 10;
+
+/// The header bytes and the tail of the archive in `backend`, in one backend call (the whole
+/// archive when it is small). Returns `(header bytes, tail offset, tail)`.
+fn read_head_and_tail(backend: &dyn StorageBackend) -> Result<(Vec<u8>, u64, Vec<u8>)> {
+    let len = backend.len();
+    let tail_len = if backend.is_remote() {
+        OPEN_TAIL_REMOTE
+    } else {
+        OPEN_TAIL_LOCAL
+    };
+    let head_len = len.min(HEADER_SIZE as u64) as usize;
+    if len <= HEADER_SIZE as u64 + tail_len {
+        let mut all = vec![0u8; len as usize];
+        backend.read_batch(&mut [ReadRequest {
+            offset: 0,
+            buf: &mut all,
+        }])?;
+        return Ok((all[..head_len].to_vec(), 0, all));
+    }
+    let mut head = vec![0u8; head_len];
+    let mut tail = vec![0u8; tail_len as usize];
+    backend.read_batch(&mut [
+        ReadRequest {
+            offset: 0,
+            buf: &mut head,
+        },
+        ReadRequest {
+            offset: len - tail_len,
+            buf: &mut tail,
+        },
+    ])?;
+    Ok((head, len - tail_len, tail))
 }
 
 /// Reads and validates the header and master index of the archive in `backend`, unwrapping
@@ -304,6 +362,7 @@ pub(crate) fn read_header_and_master(
 }
 
 /// Reads and decodes the header of the archive in `backend` (errors name the archive).
+#[cfg_attr(not(feature = "encryption"), allow(dead_code))]
 pub(crate) fn read_header(backend: &dyn StorageBackend) -> Result<Header> {
     let len = backend.len();
     let mut hb = vec![0u8; (len.min(HEADER_SIZE as u64)) as usize];
@@ -317,7 +376,8 @@ fn read_structures(
     chain_key: Option<&DataKey>,
 ) -> Result<Opened> {
     let len = backend.len();
-    let header = read_header(backend)?;
+    let (head, tail_offset, tail) = read_head_and_tail(backend)?;
+    let header = Header::decode(&head, len)?;
     if header.master_len > MAX_MASTER_LEN {
         return Err(Error::corrupt(
             "header",
@@ -328,8 +388,18 @@ fn read_structures(
         ));
     }
     let (cipher, data_key) = unlock(&header, password, chain_key, backend)?;
-    let mut mb = vec![0u8; header.master_len as usize];
-    backend.read_exact_at(header.master_offset, &mut mb)?;
+    let (m_start, m_len) = (header.master_offset, header.master_len as u64);
+    let mut mb = match m_start.checked_sub(tail_offset) {
+        Some(s) if s + m_len <= tail.len() as u64 => {
+            tail[s as usize..(s + m_len) as usize].to_vec()
+        }
+        _ => {
+            // A master index larger than the tail: one more call.
+            let mut mb = vec![0u8; m_len as usize];
+            backend.read_exact_at(m_start, &mut mb)?;
+            mb
+        }
+    };
     let mut overhead = 0;
     if let Some(c) = &cipher {
         c.open_index(true, 0, header.master_offset, &mut mb)
@@ -370,5 +440,7 @@ fn read_structures(
         master,
         cipher,
         data_key,
+        tail_offset,
+        tail,
     })
 }

@@ -1,51 +1,89 @@
-//! The read path: split a read into per-block pieces, serve them from the block cache or
-//! decode them (in parallel when there are several), and prefetch ahead of sequential readers.
+//! The read path: plan, fetch in one batch, decode in parallel.
+//!
+//! A read first *plans*: it loads every index page it spans (cached pages from the cache,
+//! the others in one batched backend call) and splits the caller's buffer into one piece per
+//! block. Pieces are served from the block cache when they can be; for the rest the reader
+//! either *leads* the block (nobody else is fetching it) or *waits* for whoever does (see
+//! [`flight`](super::flight)). Then the led blocks' stored bytes are *fetched* with one
+//! [`read_batch`](crate::store::StorageBackend::read_batch) per archive of the chain, which a
+//! remote backend coalesces and issues in parallel, and *decoded* in parallel on the
+//! crate's decode pool, straight into the caller's buffer when a block is covered whole.
+//! An 8 MiB read of a cold remote archive thus costs two round trips (index page, blocks)
+//! instead of one per block.
+//!
+//! Read-ahead runs the same machinery on the IO pool, for blocks only (into the cache); it is
+//! driven by each reader's own sequential detector (see [`StreamReader`](super::StreamReader)).
 
-use super::file::File;
+use super::file::{BlockKey, File};
+use super::flight::{Claim, Lead, Slot};
+use super::pool::pools;
 use super::SnapshotStream;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::index::StreamRecord;
 use crate::format::BlockEntry;
+use crate::store::ReadRequest;
 use rayon::prelude::*;
 use std::sync::Arc;
 
-/// One block's share of a multi-block read.
-struct Piece<'a> {
+/// Most stored bytes one batch holds in memory: a larger read is fetched in several batches.
+const MAX_BATCH_STORED: u64 = 32 << 20;
+
+/// Smallest read-ahead request sent to a remote backend on its own.
+const MIN_REMOTE_CHUNK: u64 = 1 << 20;
+
+/// Most read-ahead requests one trigger puts in flight for a remote backend.
+const MAX_REMOTE_CHUNKS: u64 = 4;
+
+type BlockLead<'a> = Lead<'a, BlockKey, Arc<Vec<u8>>>;
+
+/// A piece waiting for a block someone else fetches.
+type Waiting<'b> = (Piece<'b>, Arc<Slot<Arc<Vec<u8>>>>);
+
+/// One block's share of a read.
+struct Piece<'b> {
     entry: BlockEntry,
     block_no: u64,
     offset_in_block: usize,
-    dst: &'a mut [u8],
+    dst: &'b mut [u8],
+}
+
+/// A block this reader leads: fetch it, decode it into `dst` (if any) and the cache.
+struct Fetch<'a, 'b> {
+    entry: BlockEntry,
+    block_no: u64,
+    /// The caller's piece; `None` for read-ahead (cache only).
+    dst: Option<(usize, &'b mut [u8])>,
+    lead: BlockLead<'a>,
 }
 
 impl File {
+    /// Fills `buf` with the bytes of `rec`'s stream at `offset` (the range lies inside it).
     pub(super) fn read_range(&self, rec: &StreamRecord, offset: u64, buf: &mut [u8]) -> Result<()> {
         let stream = rec.stream;
         let end = offset + buf.len() as u64;
-        let (mut page_no, mut page, mut idx) = self.locate(rec, offset)?;
-        let first = page.entries[idx];
-        if end <= first.logical_end() {
-            // Fast path: the whole read lies in one block.
-            let block_no = rec.pages[page_no].first_block + idx as u64;
-            return self.fill(
-                stream,
-                Piece {
-                    entry: first,
-                    block_no,
-                    offset_in_block: (offset - first.logical_offset) as usize,
-                    dst: buf,
-                },
-            );
-        }
+        let first = Self::page_of(rec, offset);
+        let last = Self::page_of(rec, end - 1);
+        let pages = self.pages(rec, first..last + 1)?;
         let mut pieces = Vec::new();
         let mut rest = buf;
         let mut pos = offset;
-        loop {
-            while idx < page.entries.len() && pos < end {
-                let e = page.entries[idx];
+        for (k, page) in pages.iter().enumerate() {
+            let page_no = first + k;
+            let mut idx = if k == 0 { Self::entry_of(page, pos) } else { 0 };
+            while pos < end {
+                let Some(e) = page.entries.get(idx) else {
+                    break;
+                };
+                if !(e.logical_offset <= pos && pos < e.logical_end()) {
+                    return Err(Error::corrupt(
+                        format!("index page {page_no} of {stream} stream"),
+                        format!("no block covers logical offset {pos}"),
+                    ));
+                }
                 let take = (e.logical_end().min(end) - pos) as usize;
                 let (head, tail) = std::mem::take(&mut rest).split_at_mut(take);
                 pieces.push(Piece {
-                    entry: e,
+                    entry: *e,
                     block_no: rec.pages[page_no].first_block + idx as u64,
                     offset_in_block: (pos - e.logical_offset) as usize,
                     dst: head,
@@ -54,46 +92,82 @@ impl File {
                 pos += take as u64;
                 idx += 1;
             }
-            if pos >= end {
-                break;
+        }
+        if pos < end {
+            return Err(Error::corrupt(
+                format!("index of {stream} stream"),
+                format!("no block covers logical offset {pos}"),
+            ));
+        }
+        // Fetch in batches of bounded stored size, so a huge read holds little at once.
+        let mut batch = Vec::new();
+        let mut stored = 0u64;
+        for p in pieces {
+            let s = if p.entry.is_zero() {
+                0
+            } else {
+                p.entry.stored_len as u64
+            };
+            if !batch.is_empty() && stored + s > MAX_BATCH_STORED {
+                self.read_pieces(stream, std::mem::take(&mut batch))?;
+                stored = 0;
             }
-            page_no += 1;
-            page = self.page(rec, page_no)?;
-            idx = 0;
+            stored += s;
+            batch.push(p);
         }
-        let work = pieces.iter().filter(|p| !p.entry.is_zero()).count();
-        if work >= 2 {
-            pieces
-                .into_par_iter()
-                .try_for_each(|p| self.fill(stream, p))
-        } else {
-            pieces.into_iter().try_for_each(|p| self.fill(stream, p))
-        }
+        self.read_pieces(stream, batch)
     }
 
-    fn fill(&self, stream: SnapshotStream, p: Piece<'_>) -> Result<()> {
-        let e = &p.entry;
-        if e.is_zero() {
-            p.dst.fill(0);
-            return Ok(());
+    /// Serves `pieces`: zeros and cache hits at once, the rest led (fetched in one batch and
+    /// decoded) or waited for.
+    fn read_pieces(&self, stream: SnapshotStream, pieces: Vec<Piece<'_>>) -> Result<()> {
+        let mut leads: Vec<Fetch<'_, '_>> = Vec::new();
+        let mut waits: Vec<Waiting<'_>> = Vec::new();
+        for p in pieces {
+            let e = &p.entry;
+            if e.is_zero() {
+                p.dst.fill(0);
+                continue;
+            }
+            let key = (e.source, e.stored_offset);
+            if let Some(b) = self.inner.blocks.get(&key) {
+                copy_piece(&b, p.offset_in_block, p.dst);
+                continue;
+            }
+            match self.inner.block_flights.claim(key) {
+                Claim::Lead(lead) => {
+                    // Someone may have finished it between the cache lookup and the claim.
+                    if let Some(b) = self.inner.blocks.get(&key) {
+                        copy_piece(&b, p.offset_in_block, p.dst);
+                        lead.finish(|| b.clone());
+                        continue;
+                    }
+                    leads.push(Fetch {
+                        entry: p.entry,
+                        block_no: p.block_no,
+                        dst: Some((p.offset_in_block, p.dst)),
+                        lead,
+                    });
+                }
+                Claim::Wait(slot) => waits.push((p, slot)),
+            }
         }
-        let key = (e.source, e.stored_offset);
-        if let Some(b) = self.inner.blocks.get(&key) {
-            p.dst
-                .copy_from_slice(&b[p.offset_in_block..p.offset_in_block + p.dst.len()]);
-            return Ok(());
+        // Finish every lead before waiting for anyone else's (no waiting while leading).
+        self.fetch_and_decode(stream, leads)?;
+        for (p, slot) in waits {
+            match slot.wait() {
+                Some(b) => copy_piece(&b, p.offset_in_block, p.dst),
+                None => {
+                    // The leader failed: try on our own (and report our own error).
+                    let b = self.load_block(stream, p.block_no, &p.entry)?;
+                    copy_piece(&b, p.offset_in_block, p.dst);
+                }
+            }
         }
-        if p.offset_in_block == 0 && p.dst.len() == e.logical_len as usize {
-            // Covered whole: decode in place, no intermediate buffer.
-            return self.decode_block(stream, p.block_no, e, p.dst, self.inner.verify_hashes);
-        }
-        let b = self.load_block(stream, p.block_no, e)?;
-        p.dst
-            .copy_from_slice(&b[p.offset_in_block..p.offset_in_block + p.dst.len()]);
         Ok(())
     }
 
-    /// Returns the decoded block, from the cache or freshly decoded (and then cached).
+    /// Returns the decoded block, from the cache or read and decoded on its own (and cached).
     fn load_block(
         &self,
         stream: SnapshotStream,
@@ -105,58 +179,180 @@ impl File {
             return Ok(b);
         }
         let mut v = vec![0u8; e.logical_len as usize];
-        self.decode_block(stream, block_no, e, &mut v, self.inner.verify_hashes)?;
+        self.decode_block(stream, block_no, e, &mut v, self.read_verify())?;
         let v = Arc::new(v);
         self.inner.blocks.insert(key, v.clone());
         Ok(v)
     }
 
+    /// Fetches the stored bytes of `leads` (one `read_batch` per archive of the chain; none
+    /// for mapped archives) and decodes them, in parallel when there are several.
+    fn fetch_and_decode(&self, stream: SnapshotStream, leads: Vec<Fetch<'_, '_>>) -> Result<()> {
+        if leads.is_empty() {
+            return Ok(());
+        }
+        let mut mapped = Vec::with_capacity(leads.len());
+        for f in &leads {
+            let b = self.stored_source(stream, f.block_no, &f.entry)?;
+            mapped.push(b.as_slice().is_some());
+        }
+        let mut stored: Vec<Vec<u8>> = leads
+            .iter()
+            .zip(&mapped)
+            .map(|(f, &m)| {
+                if m {
+                    Vec::new()
+                } else {
+                    vec![0u8; f.entry.stored_len as usize]
+                }
+            })
+            .collect();
+        let mut sources: Vec<u16> = leads.iter().map(|f| f.entry.source).collect();
+        sources.sort_unstable();
+        sources.dedup();
+        for src in sources {
+            let backend = &self.inner.archives[src as usize];
+            if backend.as_slice().is_some() {
+                continue;
+            }
+            let mut reqs: Vec<ReadRequest<'_>> = leads
+                .iter()
+                .zip(stored.iter_mut())
+                .filter(|(f, _)| f.entry.source == src)
+                .map(|(f, buf)| ReadRequest {
+                    offset: f.entry.stored_offset,
+                    buf,
+                })
+                .collect();
+            backend.read_batch(&mut reqs)?;
+        }
+        let work: Vec<(Fetch<'_, '_>, Vec<u8>)> = leads.into_iter().zip(stored).collect();
+        if work.len() == 1 {
+            let (f, raw) = work.into_iter().next().expect("one item");
+            return self.decode_fetch(stream, f, &raw);
+        }
+        pools().decode(|| {
+            work.into_par_iter()
+                .try_for_each(|(f, raw)| self.decode_fetch(stream, f, &raw))
+        })
+    }
+
+    /// Decodes one fetched block into its piece and/or the cache, and hands it to waiters.
+    fn decode_fetch(&self, stream: SnapshotStream, f: Fetch<'_, '_>, raw: &[u8]) -> Result<()> {
+        let e = f.entry;
+        let all;
+        let stored = if raw.len() == e.stored_len as usize {
+            raw
+        } else {
+            // Mapped archive: decode straight from the mapping.
+            all = self.stored_source(stream, f.block_no, &e)?.as_slice();
+            let s = e.stored_offset as usize;
+            match all {
+                Some(a) => &a[s..s + e.stored_len as usize],
+                None => raw,
+            }
+        };
+        let verify = self.read_verify();
+        match f.dst {
+            Some((0, dst)) if dst.len() == e.logical_len as usize => {
+                // Covered whole: decode in place; copy out for waiters, and into the cache
+                // when the next fetch would cost a round trip.
+                self.decode_stored(stream, f.block_no, &e, stored, dst, verify)?;
+                if self.inner.archives[e.source as usize].is_remote() {
+                    let v = Arc::new(dst.to_vec());
+                    self.inner
+                        .blocks
+                        .insert((e.source, e.stored_offset), v.clone());
+                    f.lead.finish(|| v);
+                } else {
+                    f.lead.finish(|| Arc::new(dst.to_vec()));
+                }
+            }
+            dst => {
+                let mut v = vec![0u8; e.logical_len as usize];
+                self.decode_stored(stream, f.block_no, &e, stored, &mut v, verify)?;
+                if let Some((off, dst)) = dst {
+                    copy_piece(&v, off, dst);
+                }
+                let v = Arc::new(v);
+                self.inner
+                    .blocks
+                    .insert((e.source, e.stored_offset), v.clone());
+                f.lead.finish(|| v);
+            }
+        }
+        Ok(())
+    }
+
     /// Decodes the non-zero, uncached blocks overlapping `[from, to)` of `stream` into the
-    /// cache. Runs on the rayon pool; errors are left for the foreground read to report.
-    pub(super) fn prefetch(&self, stream: SnapshotStream, from: u64, to: u64) {
+    /// cache, skipping blocks someone is already fetching. Runs on the IO pool; errors are
+    /// left for the foreground read to report.
+    fn prefetch(&self, stream: SnapshotStream, from: u64, to: u64) {
         let Ok(rec) = self.stream_record(stream) else {
             return;
         };
         let to = to.min(rec.logical_size);
-        let mut todo = Vec::new();
-        let mut pos = from;
-        while pos < to {
-            let Ok((page_no, page, idx)) = self.locate(rec, pos) else {
-                return;
+        if from >= to {
+            return;
+        }
+        let first = Self::page_of(rec, from);
+        let last = Self::page_of(rec, to - 1);
+        let Ok(pages) = self.pages(rec, first..last + 1) else {
+            return;
+        };
+        let mut leads = Vec::new();
+        for (k, page) in pages.iter().enumerate() {
+            let start = if k == 0 {
+                Self::entry_of(page, from)
+            } else {
+                0
             };
-            let before = pos;
-            for (i, e) in page.entries[idx..].iter().enumerate() {
+            for (i, e) in page.entries.iter().enumerate().skip(start) {
                 if e.logical_offset >= to {
                     break;
                 }
-                pos = e.logical_end();
                 let key = (e.source, e.stored_offset);
                 if e.is_zero() || self.inner.blocks.contains(&key) {
                     continue;
                 }
-                let mut inflight = self
-                    .inner
-                    .inflight
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                if inflight.insert(key) {
-                    todo.push((rec.pages[page_no].first_block + (idx + i) as u64, *e));
+                if let Some(lead) = self.inner.block_flights.try_lead(key) {
+                    leads.push(Fetch {
+                        entry: *e,
+                        block_no: rec.pages[first + k].first_block + i as u64,
+                        dst: None,
+                        lead,
+                    });
                 }
             }
-            if pos == before {
-                break;
-            }
         }
-        todo.par_iter().for_each(|(block_no, e)| {
-            let _ = self.load_block(stream, *block_no, e);
-        });
-        let mut inflight = self
-            .inner
-            .inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        for (_, e) in &todo {
-            inflight.remove(&(e.source, e.stored_offset));
+        let _ = self.fetch_and_decode(stream, leads);
+    }
+
+    /// Starts reading `[from, to)` of `stream` ahead in the background, as several requests
+    /// in flight for a remote archive. See [`File::wait_for_read_ahead`].
+    pub(super) fn spawn_read_ahead(&self, stream: SnapshotStream, from: u64, to: u64) {
+        let len = to.saturating_sub(from);
+        if len == 0 {
+            return;
+        }
+        let chunk = if self.is_remote() {
+            (len / MAX_REMOTE_CHUNKS).max(MIN_REMOTE_CHUNK)
+        } else {
+            len
+        };
+        let mut a = from;
+        while a < to {
+            let b = a.saturating_add(chunk).min(to);
+            let guard = self.read_ahead_started();
+            pools().spawn_io(move || {
+                guard.file().prefetch(stream, a, b);
+                drop(guard);
+            });
+            a = b;
         }
     }
+}
+
+fn copy_piece(block: &[u8], off: usize, dst: &mut [u8]) {
+    dst.copy_from_slice(&block[off..off + dst.len()]);
 }

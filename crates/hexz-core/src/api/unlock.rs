@@ -2,7 +2,7 @@
 //! becomes the archive's cipher.
 
 use crate::algo::encryption::{ArchiveCipher, DataKey, Password};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::Header;
 use crate::store::StorageBackend;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ pub(super) fn unlock(
         let cipher = ArchiveCipher::new(key, &header.archive_id);
         return Ok((Some(Arc::new(cipher)), Some(key.clone())));
     }
-    let pw = password.ok_or_else(|| Error::PasswordRequired(backend.describe()))?;
+    let pw = password.ok_or_else(|| crate::error::Error::PasswordRequired(backend.describe()))?;
     let key = crate::algo::encryption::unwrap_key(&header.key_wrap, pw, &header.archive_id)?;
     let cipher = ArchiveCipher::new(&key, &header.archive_id);
     Ok((Some(Arc::new(cipher)), Some(key)))

@@ -578,8 +578,20 @@ impl CachedBackend {
         if !still.is_empty() {
             self.fetch(idxs, &still, &mut out)?;
         }
+        // Every chunk is present now; a gap would shift chunks onto the wrong offsets.
+        let out = out
+            .into_iter()
+            .zip(idxs)
+            .map(|(c, i)| {
+                c.ok_or_else(|| Error::Remote {
+                    backend: "cache",
+                    url: self.url.clone(),
+                    detail: format!("chunk {i} was neither cached nor fetched"),
+                    transient: false,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let mut m = self.memory.lock().unwrap_or_else(|p| p.into_inner());
-        let out: Vec<Arc<Vec<u8>>> = out.into_iter().flatten().collect();
         for (i, c) in idxs.iter().zip(&out) {
             m.put(*i, c.clone());
         }

@@ -356,19 +356,17 @@ pub fn pack_to_url(
     progress: Option<&(dyn Fn(&super::PackProgress) + Sync)>,
 ) -> Result<(super::PackStats, Transferred)> {
     let (client, key) = s3::client_for(url, topts)?;
-    let sink = s3::StreamingUpload::new(client, key, topts.cancel);
-    let (stats, header) =
-        super::pack::pack_into(input, Box::new(sink.writer()), None, opts, progress)?;
-    topts.check_cancel()?;
-    let bytes = sink.finish(&header)?;
+    let mut sink = s3::StreamingUpload::new(client, key, topts.cancel);
+    let stats = super::pack::pack_to(input, &mut sink, opts, progress)?;
     Ok((
-        stats,
         Transferred {
             from: "pack".into(),
             to: url.to_string(),
-            bytes,
+            bytes: stats.archive_bytes,
         },
+        stats,
     ))
+    .map(|(t, s)| (s, t))
 }
 
 /// Without the `s3` feature there is nowhere to stream to.
@@ -389,9 +387,8 @@ pub fn pack_to_url(
 mod s3 {
     use super::TransferOptions;
     use crate::error::{Error, Result};
-    use crate::store::s3::{MultipartUpload, S3Client, S3Config, MIN_PART_SIZE};
+    use crate::store::s3::{MultipartUpload, S3Client, S3Config, MAX_PARTS, MIN_PART_SIZE};
     use crate::store::Location;
-    use std::io::Write;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
 
@@ -420,112 +417,57 @@ mod s3 {
         (PART_SIZE as usize) << (usize::from(n.saturating_sub(1)) / 2000).min(6)
     }
 
-    struct State {
+    /// A [`PackSink`](crate::ops::pack::PackSink) streaming into one S3 object: part 1 (which
+    /// holds the header) is kept in memory and uploaded last, every later part is uploaded
+    /// as soon as it fills by two uploader threads (one more part may wait for them), so
+    /// memory stays bounded whatever the archive size. Dropped unfinished, it aborts the
+    /// multipart upload.
+    pub struct StreamingUpload {
         client: Arc<S3Client>,
         key: String,
+        cancel: Option<&'static AtomicBool>,
         /// Part 1, held until the header is known.
         first: Vec<u8>,
-        /// The part being filled (number `next`).
+        /// The part being filled (number `next`, 2 or more once `first` is full).
         cur: Vec<u8>,
         next: u16,
         upload: Option<Arc<MultipartUpload>>,
         tx: Option<crossbeam_channel::Sender<(u16, Vec<u8>)>>,
         workers: Vec<std::thread::JoinHandle<()>>,
         error: Arc<Mutex<Option<Error>>>,
-        total: u64,
-    }
-
-    /// A multipart upload fed sequentially, part 1 held back (see [`super::pack_to_url`]).
-    pub struct StreamingUpload {
-        state: Arc<Mutex<State>>,
-        cancel: Option<&'static AtomicBool>,
-    }
-
-    /// The `Write` end handed to the packer.
-    pub struct Writer {
-        state: Arc<Mutex<State>>,
-        cancel: Option<&'static AtomicBool>,
-    }
-
-    fn cancelled() -> std::io::Error {
-        std::io::Error::new(std::io::ErrorKind::Interrupted, "upload cancelled")
     }
 
     impl StreamingUpload {
+        /// A sink for `key` through `client`; `cancel` stops it (the upload is aborted).
         pub fn new(
             client: Arc<S3Client>,
             key: String,
             cancel: Option<&'static AtomicBool>,
         ) -> StreamingUpload {
             StreamingUpload {
-                state: Arc::new(Mutex::new(State {
-                    client,
-                    key,
-                    first: Vec::new(),
-                    cur: Vec::new(),
-                    next: 1,
-                    upload: None,
-                    tx: None,
-                    workers: Vec::new(),
-                    error: Arc::new(Mutex::new(None)),
-                    total: 0,
-                })),
+                client,
+                key,
                 cancel,
+                first: Vec::new(),
+                cur: Vec::new(),
+                next: 1,
+                upload: None,
+                tx: None,
+                workers: Vec::new(),
+                error: Arc::new(Mutex::new(None)),
             }
         }
 
-        pub fn writer(&self) -> Writer {
-            Writer {
-                state: self.state.clone(),
-                cancel: self.cancel,
+        fn take_error(&self) -> Result<()> {
+            match self.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                Some(e) => Err(e),
+                None => Ok(()),
             }
         }
 
-        /// Writes `header` over the first bytes, uploads part 1 and completes the upload (or
-        /// PUTs the whole archive when it fits in one part). Returns the archive size.
-        pub fn finish(self, header: &[u8]) -> Result<u64> {
-            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            let total = s.total;
-            if s.upload.is_none() {
-                let mut all = std::mem::take(&mut s.first);
-                if all.len() < header.len() {
-                    return Err(Error::InvalidArgument("archive shorter than its header".into()));
-                }
-                all[..header.len()].copy_from_slice(header);
-                s.client.put_object(&s.key, &all)?;
-                return Ok(total);
-            }
-            if !s.cur.is_empty() {
-                let (n, part) = (s.next, std::mem::take(&mut s.cur));
-                s.send(n, part)?;
-            }
-            drop(s.tx.take());
-            for w in std::mem::take(&mut s.workers) {
-                let _ = w.join();
-            }
-            if let Some(e) = s.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                return Err(e);
-            }
-            let mut first = std::mem::take(&mut s.first);
-            first[..header.len()].copy_from_slice(header);
-            let upload = s.upload.take().ok_or_else(|| {
-                Error::InvalidArgument("multipart upload vanished".into())
-            })?;
-            upload.upload_part(1, &first)?;
-            let upload = Arc::try_unwrap(upload).map_err(|_| {
-                Error::InvalidArgument("multipart upload still shared at completion".into())
-            })?;
-            upload.complete()?;
-            Ok(total)
-        }
-    }
-
-    impl State {
         /// Hands part `n` to the uploaders (starting the upload and its threads on first use).
         fn send(&mut self, n: u16, part: Vec<u8>) -> Result<()> {
-            if let Some(e) = self.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                return Err(e);
-            }
+            self.take_error()?;
             if self.upload.is_none() {
                 let up = Arc::new(self.client.create_multipart_upload(&self.key)?);
                 let (tx, rx) = crossbeam_channel::bounded::<(u16, Vec<u8>)>(1);
@@ -537,7 +479,9 @@ mod s3 {
                                 continue;
                             }
                             if let Err(e) = up.upload_part(n, &data) {
-                                err.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                                err.lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .get_or_insert(e);
                             }
                         }
                     }));
@@ -545,66 +489,112 @@ mod s3 {
                 self.upload = Some(up);
                 self.tx = Some(tx);
             }
-            let tx = self.tx.as_ref().ok_or_else(|| {
-                Error::InvalidArgument("upload channel closed".into())
+            let tx = self
+                .tx
+                .as_ref()
+                .ok_or_else(|| Error::InvalidArgument("upload already finished".into()))?;
+            tx.send((n, part)).map_err(|_| {
+                Error::InvalidArgument(format!(
+                    "{}: the upload threads stopped",
+                    self.client.display(&self.key)
+                ))
+            })
+        }
+
+        /// Closes the channel and waits for the uploaders.
+        fn join(&mut self) {
+            drop(self.tx.take());
+            for w in std::mem::take(&mut self.workers) {
+                let _ = w.join();
+            }
+        }
+    }
+
+    impl crate::ops::pack::PackSink for StreamingUpload {
+        fn append(&mut self, mut buf: &[u8]) -> Result<()> {
+            if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                return Err(Error::Io {
+                    context: format!("uploading {}", self.client.display(&self.key)),
+                    err: std::io::Error::new(std::io::ErrorKind::Interrupted, "cancelled"),
+                });
+            }
+            while !buf.is_empty() {
+                if self.next == 1 {
+                    let take = (part_size(1) - self.first.len()).min(buf.len());
+                    self.first.extend_from_slice(&buf[..take]);
+                    buf = &buf[take..];
+                    if self.first.len() == part_size(1) {
+                        self.next = 2;
+                    }
+                    continue;
+                }
+                let size = part_size(self.next);
+                let take = (size - self.cur.len()).min(buf.len());
+                self.cur.extend_from_slice(&buf[..take]);
+                buf = &buf[take..];
+                if self.cur.len() == size {
+                    let n = self.next;
+                    if n >= MAX_PARTS {
+                        return Err(Error::InvalidArgument(format!(
+                            "{}: the archive needs more than {MAX_PARTS} upload parts",
+                            self.client.display(&self.key)
+                        )));
+                    }
+                    let part = std::mem::take(&mut self.cur);
+                    self.send(n, part)?;
+                    self.next = n + 1;
+                }
+            }
+            Ok(())
+        }
+
+        fn write_header(&mut self, header: &[u8]) -> Result<()> {
+            if self.first.len() < header.len() {
+                return Err(Error::InvalidArgument(
+                    "the header was written before the archive's first bytes".into(),
+                ));
+            }
+            self.first[..header.len()].copy_from_slice(header);
+            Ok(())
+        }
+
+        fn finish(&mut self) -> Result<()> {
+            if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                return Err(Error::Io {
+                    context: format!("uploading {}", self.client.display(&self.key)),
+                    err: std::io::Error::new(std::io::ErrorKind::Interrupted, "cancelled"),
+                });
+            }
+            if self.upload.is_none() && self.cur.is_empty() {
+                // Small enough for one PUT: the object appears whole or not at all.
+                self.client.put_object(&self.key, &self.first)?;
+                self.first = Vec::new();
+                return Ok(());
+            }
+            if !self.cur.is_empty() {
+                let (n, part) = (self.next, std::mem::take(&mut self.cur));
+                self.send(n, part)?;
+            }
+            self.join();
+            self.take_error()?;
+            let upload = self
+                .upload
+                .take()
+                .ok_or_else(|| Error::InvalidArgument("upload already finished".into()))?;
+            upload.upload_part(1, &self.first)?;
+            let upload = Arc::try_unwrap(upload).map_err(|_| {
+                Error::InvalidArgument("the upload is still in use at completion".into())
             })?;
-            tx.send((n, part))
-                .map_err(|_| Error::InvalidArgument("uploaders stopped".into()))
+            upload.complete()?;
+            Ok(())
         }
     }
 
     impl Drop for StreamingUpload {
         fn drop(&mut self) {
-            // Not finished: stop the uploaders; dropping the last handle of the upload aborts it.
-            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            drop(s.tx.take());
-            for w in std::mem::take(&mut s.workers) {
-                let _ = w.join();
-            }
-            s.upload = None;
-        }
-    }
-
-    impl Write for Writer {
-        fn write(&mut self, mut buf: &[u8]) -> std::io::Result<usize> {
-            if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-                return Err(cancelled());
-            }
-            let n = buf.len();
-            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            s.total += n as u64;
-            while !buf.is_empty() {
-                if s.next == 1 {
-                    let room = part_size(1) - s.first.len();
-                    let take = room.min(buf.len());
-                    s.first.extend_from_slice(&buf[..take]);
-                    buf = &buf[take..];
-                    if s.first.len() == part_size(1) {
-                        s.next = 2;
-                    }
-                    continue;
-                }
-                let size = part_size(s.next);
-                let take = (size - s.cur.len()).min(buf.len());
-                s.cur.extend_from_slice(&buf[..take]);
-                buf = &buf[take..];
-                if s.cur.len() == size {
-                    let (num, part) = (s.next, std::mem::replace(&mut s.cur, Vec::with_capacity(size)));
-                    if num >= crate::store::s3::MAX_PARTS {
-                        return Err(std::io::Error::other(format!(
-                            "the archive needs more than {} upload parts",
-                            crate::store::s3::MAX_PARTS
-                        )));
-                    }
-                    s.send(num, part).map_err(std::io::Error::other)?;
-                    s.next = num + 1;
-                }
-            }
-            Ok(n)
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
+            // Unfinished: stop the uploaders; dropping the last handle aborts the upload.
+            self.join();
+            self.upload = None;
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Local backends: [`FileBackend`] (positional reads, no shared cursor) and [`MmapBackend`]
 //! (memory-mapped, zero-copy).
 
-use super::StorageBackend;
+use super::{ReadRequest, StorageBackend};
 use crate::error::{Error, Result};
 use std::fs;
 use std::os::unix::fs::FileExt;
@@ -51,12 +51,112 @@ impl StorageBackend for FileBackend {
         })
     }
 
+    /// Requests that follow each other in the file are read with one `preadv(2)`, the others
+    /// with one `pread(2)` each.
+    fn read_batch(&self, reqs: &mut [ReadRequest<'_>]) -> Result<()> {
+        let mut items: Vec<(u64, &mut [u8])> =
+            reqs.iter_mut().map(|r| (r.offset, &mut *r.buf)).collect();
+        items.sort_by_key(|(o, _)| *o);
+        let mut i = 0;
+        while i < items.len() {
+            let start = items[i].0;
+            let mut end = start.saturating_add(items[i].1.len() as u64);
+            let mut j = i + 1;
+            while j < items.len() && items[j].0 == end {
+                end = end.saturating_add(items[j].1.len() as u64);
+                j += 1;
+            }
+            if j - i == 1 {
+                self.read_exact_at(start, items[i].1)?;
+            } else {
+                let mut run: Vec<&mut [u8]> =
+                    items[i..j].iter_mut().map(|(_, b)| &mut **b).collect();
+                self.preadv_exact(start, &mut run)?;
+            }
+            i = j;
+        }
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         self.path.display().to_string()
     }
 
     fn open_relative(&self, path: &str) -> Result<Arc<dyn StorageBackend>> {
         Ok(Arc::new(FileBackend::new(&sibling(&self.path, path))?))
+    }
+}
+
+/// Most buffers one `preadv(2)` fills (Linux's `IOV_MAX` is 1024).
+const MAX_IOVECS: usize = 512;
+
+impl FileBackend {
+    fn io_error(&self, offset: u64, len: usize, e: std::io::Error) -> Error {
+        Error::io(
+            format!(
+                "reading {len} bytes at offset {offset} of {}",
+                self.path.display()
+            ),
+            e,
+        )
+    }
+
+    /// Fills `bufs`, which follow each other in the file from `offset`, with `preadv(2)`.
+    fn preadv_exact(&self, offset: u64, bufs: &mut [&mut [u8]]) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        let mut iov: Vec<libc::iovec> = bufs
+            .iter_mut()
+            .filter(|b| !b.is_empty())
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            })
+            .collect();
+        let (mut first, mut done) = (0usize, 0usize);
+        while first < iov.len() {
+            let pos = offset + done as u64;
+            let cnt = (iov.len() - first).min(MAX_IOVECS);
+            // SAFETY: every iovec points into a distinct live `&mut [u8]` of `bufs`, advanced
+            // only within its bounds below.
+            let n = unsafe {
+                libc::preadv(
+                    self.file.as_raw_fd(),
+                    iov[first..].as_ptr(),
+                    cnt as libc::c_int,
+                    pos as libc::off_t,
+                )
+            };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(self.io_error(offset, total, e));
+            }
+            if n == 0 {
+                return Err(self.io_error(
+                    offset,
+                    total,
+                    std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+                ));
+            }
+            let mut n = n as usize;
+            done += n;
+            while n > 0 && first < iov.len() {
+                let v = &mut iov[first];
+                if n >= v.iov_len {
+                    n -= v.iov_len;
+                    first += 1;
+                } else {
+                    // SAFETY: n < iov_len, so the advanced pointer stays inside the buffer.
+                    v.iov_base = unsafe { v.iov_base.cast::<u8>().add(n) }.cast();
+                    v.iov_len -= n;
+                    n = 0;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -119,6 +219,15 @@ impl StorageBackend for MmapBackend {
                 std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
             )),
         }
+    }
+
+    /// Copies each range out of the mapping (readers that can use the mapping directly go
+    /// through [`as_slice`](StorageBackend::as_slice) and fetch nothing).
+    fn read_batch(&self, reqs: &mut [ReadRequest<'_>]) -> Result<()> {
+        for r in reqs.iter_mut() {
+            self.read_exact_at(r.offset, r.buf)?;
+        }
+        Ok(())
     }
 
     fn as_slice(&self) -> Option<&[u8]> {

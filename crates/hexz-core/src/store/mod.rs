@@ -28,6 +28,8 @@ pub mod net;
 pub mod retry;
 #[cfg(feature = "s3")]
 pub mod s3;
+#[doc(hidden)]
+pub mod testing;
 
 pub use location::{open_location, Location, RemoteOptions};
 

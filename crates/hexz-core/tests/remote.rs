@@ -1,0 +1,464 @@
+//! The HTTP backend against real servers on loopback.
+//!
+//! - nginx: plain, CDC, encrypted, signed and thin archives (a chain at the server root and
+//!   one in a subdirectory) read through URLs, every byte compared; opening costs at most two
+//!   requests (counted in nginx's access log); the parent of a thin child is fetched from the
+//!   child's directory; an archive replaced on the server and a missing one give clear errors.
+//! - The fault server ([`servers::fault`]): connections dropped mid-body, truncated bodies,
+//!   500/503/429/SlowDown bursts, 200 instead of 206, wrong Content-Range and length, stalls
+//!   past the read timeout, the object swapped midway (with and without If-Match support),
+//!   redirects, 4xx never retried: each read returns the right bytes or a clear error, and
+//!   returns (no hang).
+//! - Restricted addresses are refused unless allowed; batches are coalesced.
+
+mod common;
+mod servers;
+
+use hexz_core::store::http::HttpBackend;
+use hexz_core::store::{open_location, ReadRequest, RemoteOptions, StorageBackend};
+use hexz_core::{Error, File, OpenOptions, SnapshotStream};
+use servers::archives::{self, test_remote, Archive};
+use servers::fault::{Fault, FaultServer};
+use servers::Nginx;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Runs every case, reporting each, and fails at the end if any failed.
+fn run_cases(cases: Vec<(&str, Box<dyn FnOnce() + '_>)>) {
+    let mut failed = Vec::new();
+    for (name, case) in cases {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(case)) {
+            Ok(()) => eprintln!("case {name}: ok"),
+            Err(e) => {
+                let msg = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                eprintln!("case {name}: FAILED: {msg}");
+                failed.push(name.to_string());
+            }
+        }
+    }
+    assert!(failed.is_empty(), "failed cases: {failed:?}");
+}
+
+fn open_url(url: &str, a: &Archive) -> hexz_core::Result<File> {
+    File::open_location(url, a.options(test_remote()))
+}
+
+#[test]
+fn nginx_reads_every_archive_kind() {
+    let Some(nginx) = Nginx::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let all = archives::build(dir.path());
+    for a in &all {
+        nginx.put_file(&a.name, &a.path);
+    }
+    let mut cases: Vec<(&str, Box<dyn FnOnce()>)> = Vec::new();
+    for a in &all {
+        let nginx = &nginx;
+        cases.push((
+            a.name.as_str(),
+            Box::new(move || {
+                let before = nginx.requests().len();
+                let f = open_url(&nginx.url(&a.name), a)
+                    .unwrap_or_else(|e| panic!("open {}: {e}", a.name));
+                let log = nginx.requests();
+                let opened = &log[before..];
+                // The archive itself costs at most two requests; a thin child's parent
+                // (opened from the child's directory) two more.
+                let own: Vec<_> = opened
+                    .iter()
+                    .filter(|l| l.contains(&format!("/{} ", a.name)))
+                    .collect();
+                assert!(own.len() <= 2, "{}: open made {own:?}", a.name);
+                if a.name.ends_with("thin.hxz") {
+                    assert!(
+                        opened.iter().any(|l| l.starts_with("GET /thinbase.hxz ")),
+                        "parent not fetched from the server root: {opened:?}"
+                    );
+                }
+                if a.name == "chain/child.hxz" {
+                    assert!(
+                        opened.iter().any(|l| l.starts_with("GET /chain/base.hxz ")),
+                        "parent not fetched from the child's directory: {opened:?}"
+                    );
+                }
+                a.check(&f);
+            }),
+        ));
+    }
+    let nginx_ref = &nginx;
+    let all_ref = &all;
+    cases.push((
+        "open costs at most two requests",
+        Box::new(move || {
+            let a = &all_ref[0];
+            let b = Arc::new(HttpBackend::open(&nginx_ref.url(&a.name), &test_remote()).unwrap());
+            let before = nginx_ref.requests().len();
+            let f = File::open_backend(b.clone(), None, OpenOptions::default()).unwrap();
+            let after = nginx_ref.requests().len();
+            assert!(b.requests() <= 2, "{} requests", b.requests());
+            // HttpBackend::open made the first; File::open_backend at most one more.
+            assert!(after - before <= 1, "{} more requests", after - before);
+            assert_eq!(b.len(), std::fs::metadata(&a.path).unwrap().len());
+            assert!(b.identity().unwrap().starts_with("etag:\""));
+            assert!(b.is_remote());
+            a.check(&f);
+        }),
+    ));
+    cases.push((
+        "wrong password over HTTP",
+        Box::new(move || {
+            let a = all_ref.iter().find(|a| a.password.is_some()).unwrap();
+            let opts = OpenOptions {
+                password: Some(hexz_core::algo::encryption::Password::new(b"nope".to_vec())),
+                remote: test_remote(),
+                ..OpenOptions::default()
+            };
+            let e = File::open_location(&nginx_ref.url(&a.name), opts).unwrap_err();
+            assert!(matches!(e, Error::WrongPassword), "{e}");
+        }),
+    ));
+    cases.push((
+        "replaced archive is detected",
+        Box::new(move || {
+            let a = &all_ref[0];
+            nginx_ref.put("replaced.hxz", &std::fs::read(&a.path).unwrap());
+            let f = open_url(&nginx_ref.url("replaced.hxz"), a).unwrap();
+            // Same bytes, other file: nginx's ETag (mtime and size) changes.
+            let other = &all_ref[1];
+            nginx_ref.put("replaced.hxz", &std::fs::read(&other.path).unwrap());
+            let e = f
+                .read_at(SnapshotStream::Disk, 0, a.disk.len())
+                .unwrap_err();
+            assert!(matches!(e, Error::ArchiveChanged { .. }), "{e}");
+            let msg = e.to_string();
+            assert!(msg.contains("archive changed on the server"), "{msg}");
+            assert!(msg.contains(&nginx_ref.url("replaced.hxz")), "{msg}");
+        }),
+    ));
+    cases.push((
+        "missing archive is not found",
+        Box::new(move || {
+            let e = match open_location(&nginx_ref.url("nope.hxz"), &test_remote(), false) {
+                Ok(_) => panic!("opened a missing archive"),
+                Err(e) => e,
+            };
+            assert!(e.is_not_found(), "{e}");
+            assert!(!e.is_transient());
+            assert!(e.to_string().contains("404"), "{e}");
+            assert!(e.to_string().contains("/nope.hxz"), "{e}");
+        }),
+    ));
+    cases.push((
+        "thin child with its parent missing",
+        Box::new(move || {
+            let a = all_ref.iter().find(|a| a.name == "thin.hxz").unwrap();
+            nginx_ref.put("lonely/thin.hxz", &std::fs::read(&a.path).unwrap());
+            let e = open_url(&nginx_ref.url("lonely/thin.hxz"), a).unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains("thinbase.hxz"), "{msg}");
+            assert!(
+                msg.contains(&format!("127.0.0.1:{}/lonely/thinbase.hxz", nginx_ref.port)),
+                "{msg}"
+            );
+        }),
+    ));
+    run_cases(cases);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fault server.
+
+/// A small plain archive and its bytes, shared by the fault tests.
+fn small_archive() -> (tempfile::TempDir, Archive) {
+    let dir = tempfile::tempdir().unwrap();
+    // Incompressible, so the archive is about as large as its data.
+    let mut disk = vec![0u8; 1_200_000];
+    common::Rng::new(5).fill(&mut disk);
+    let (path, _) = common::pack_files(
+        dir.path(),
+        "a.hxz",
+        Some(&disk),
+        None,
+        &hexz_core::ops::PackOptions::default(),
+    );
+    (
+        dir,
+        Archive {
+            name: "a.hxz".into(),
+            path,
+            disk,
+            memory: None,
+            password: None,
+            signer: None,
+        },
+    )
+}
+
+fn fast_remote() -> RemoteOptions {
+    RemoteOptions {
+        read_timeout: Duration::from_millis(500),
+        max_attempts: 3,
+        max_retry_time: Duration::from_secs(10),
+        ..test_remote()
+    }
+}
+
+fn fault_setup() -> (tempfile::TempDir, Archive, FaultServer) {
+    let (dir, a) = small_archive();
+    let srv = FaultServer::start(std::fs::read(&a.path).unwrap());
+    (dir, a, srv)
+}
+
+/// Opens the archive on `srv` as a backend (so reads bypass the block cache by design).
+fn backend(srv: &FaultServer) -> hexz_core::Result<HttpBackend> {
+    HttpBackend::open(&srv.url(), &fast_remote())
+}
+
+fn file_bytes(a: &Archive) -> Vec<u8> {
+    std::fs::read(&a.path).unwrap()
+}
+
+#[test]
+fn fault_open_costs_at_most_two_requests() {
+    let (_d, a, srv) = fault_setup();
+    let f = File::open_location(&srv.url(), a.options(fast_remote())).unwrap();
+    assert!(srv.requests() <= 2, "open made {:?}", srv.ranges());
+    assert_eq!(srv.ranges()[0], "bytes=0-65535");
+    a.check(&f);
+}
+
+#[test]
+fn fault_server_errors_are_retried() {
+    let (_d, a, srv) = fault_setup();
+    srv.push([Fault::Status(500), Fault::Status(503)]);
+    let opts = RemoteOptions {
+        max_attempts: 4,
+        ..fast_remote()
+    };
+    let b = HttpBackend::open(&srv.url(), &opts).unwrap();
+    let raw = file_bytes(&a);
+    srv.push([Fault::SlowDown, Fault::Status(429), Fault::Status(502)]);
+    let mut buf = vec![0u8; 300_000];
+    b.read_exact_at(100_000, &mut buf).unwrap();
+    assert!(buf == raw[100_000..400_000]);
+    assert_eq!(srv.requests(), 2 + 1 + 3 + 1);
+}
+
+#[test]
+fn fault_client_errors_are_not_retried() {
+    let (_d, _a, srv) = fault_setup();
+    for (code, not_found) in [(404, true), (403, false), (400, false)] {
+        let before = srv.requests();
+        srv.push([Fault::Status(code)]);
+        let e = backend(&srv).unwrap_err();
+        assert_eq!(srv.requests() - before, 1, "{code} was retried");
+        assert!(!e.is_transient(), "{e}");
+        assert_eq!(e.is_not_found(), not_found, "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains(&code.to_string()), "{msg}");
+        assert!(msg.contains(&srv.url()), "{msg}");
+    }
+}
+
+#[test]
+fn fault_retries_are_bounded() {
+    let (_d, _a, srv) = fault_setup();
+    srv.always(Some(Fault::Status(503)));
+    let e = backend(&srv).unwrap_err();
+    assert!(e.is_transient(), "{e}");
+    assert!(e.to_string().contains("gave up after 3 attempts"), "{e}");
+    assert_eq!(srv.requests(), 3);
+}
+
+#[test]
+fn fault_dropped_connection_resumes_from_missing_offset() {
+    let (_d, a, srv) = fault_setup();
+    let b = backend(&srv).unwrap();
+    let raw = file_bytes(&a);
+    srv.push([Fault::DropMidBody]);
+    let mut buf = vec![0u8; 400_000];
+    b.read_exact_at(200_000, &mut buf).unwrap();
+    assert!(buf == raw[200_000..600_000]);
+    let r = srv.ranges();
+    assert_eq!(r[1], "bytes=200000-599999");
+    // The retry asked only for what was missing.
+    let resumed: u64 = r[2]
+        .strip_prefix("bytes=")
+        .and_then(|s| s.split('-').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    assert!(resumed > 200_000 && resumed < 600_000, "{r:?}");
+}
+
+#[test]
+fn fault_truncated_body_resumes() {
+    let (_d, a, srv) = fault_setup();
+    // Truncated at open too.
+    srv.push([Fault::Truncate]);
+    let b = backend(&srv).unwrap();
+    let raw = file_bytes(&a);
+    srv.push([Fault::Truncate, Fault::Truncate]);
+    let mut buf = vec![0u8; raw.len() - 70_000];
+    b.read_exact_at(70_000, &mut buf).unwrap();
+    assert!(buf == raw[70_000..]);
+    let f = File::open_backend(Arc::new(b), None, OpenOptions::default()).unwrap();
+    srv.push([Fault::Truncate]);
+    a.check(&f);
+}
+
+#[test]
+fn fault_200_instead_of_206_is_an_error() {
+    let (_d, _a, srv) = fault_setup();
+    srv.push([Fault::Whole200]);
+    let e = backend(&srv).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("200") && msg.contains("206"), "{msg}");
+    let b = backend(&srv).unwrap();
+    srv.push([Fault::Whole200]);
+    let mut buf = vec![0u8; 100_000];
+    let e = b.read_exact_at(100_000, &mut buf).unwrap_err();
+    assert!(e.to_string().contains("200 OK"), "{e}");
+}
+
+#[test]
+fn fault_wrong_content_range_is_an_error() {
+    let (_d, _a, srv) = fault_setup();
+    let b = backend(&srv).unwrap();
+    srv.push([Fault::WrongRange]);
+    let mut buf = vec![0u8; 100_000];
+    let e = b.read_exact_at(100_000, &mut buf).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("Content-Range 'bytes 100001-200000/") && msg.contains("100000-199999"),
+        "{msg}"
+    );
+    srv.push([Fault::WrongLength]);
+    let e = b.read_exact_at(100_000, &mut buf).unwrap_err();
+    assert!(e.to_string().contains("Content-Length 99999"), "{e}");
+}
+
+#[test]
+fn fault_stall_past_timeout_is_retried() {
+    let (_d, a, srv) = fault_setup();
+    let b = backend(&srv).unwrap();
+    let raw = file_bytes(&a);
+    srv.push([Fault::Stall(Duration::from_secs(3))]);
+    let mut buf = vec![0u8; 100_000];
+    b.read_exact_at(300_000, &mut buf).unwrap();
+    assert!(buf == raw[300_000..400_000]);
+    assert_eq!(srv.requests(), 3);
+}
+
+#[test]
+fn fault_stalled_server_gives_up() {
+    let (_d, _a, srv) = fault_setup();
+    let b = backend(&srv).unwrap();
+    srv.always(Some(Fault::Stall(Duration::from_secs(5))));
+    let mut buf = vec![0u8; 100_000];
+    let e = b.read_exact_at(300_000, &mut buf).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("timed out"), "{msg}");
+    assert!(msg.contains("gave up after 3 attempts"), "{msg}");
+}
+
+#[test]
+fn fault_swapped_object_is_detected() {
+    for honor in [true, false] {
+        let (_d, a, srv) = fault_setup();
+        srv.honor_if_match(honor);
+        let f = File::open_location(&srv.url(), a.options(fast_remote())).unwrap();
+        let mut other = file_bytes(&a);
+        other[70_000..80_000].fill(0xAB);
+        srv.push([Fault::Swap(other)]);
+        let e = common::read_all(&f, SnapshotStream::Disk).unwrap_err();
+        assert!(
+            matches!(e, Error::ArchiveChanged { .. }),
+            "honor={honor}: {e}"
+        );
+        let msg = e.to_string();
+        assert!(msg.contains(&srv.url()), "{msg}");
+        if honor {
+            assert!(msg.contains("412"), "{msg}");
+        } else {
+            assert!(msg.contains("ETag \"gen-0\" -> \"gen-1\""), "{msg}");
+        }
+    }
+}
+
+#[test]
+fn fault_redirect_is_followed() {
+    let (_d, a, srv) = fault_setup();
+    srv.push([Fault::Redirect("/elsewhere/a.hxz".into())]);
+    let f = File::open_location(&srv.url(), a.options(fast_remote())).unwrap();
+    a.check(&f);
+}
+
+#[test]
+fn restricted_addresses_are_refused_by_default() {
+    let (_d, _a, srv) = fault_setup();
+    let e = HttpBackend::open(&srv.url(), &RemoteOptions::default()).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("restricted address 127.0.0.1 (loopback)"),
+        "{msg}"
+    );
+    assert!(msg.contains("HEXZ_ALLOW_RESTRICTED=1"), "{msg}");
+    assert!(!e.is_transient());
+    assert_eq!(srv.requests(), 0, "a request reached the server");
+    let e = HttpBackend::open(
+        &format!("http://[::ffff:127.0.0.1]:{}/a.hxz", srv.port),
+        &RemoteOptions::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("restricted address"), "{e}");
+    assert_eq!(srv.requests(), 0);
+    // Allowed explicitly, it works.
+    let mut o = RemoteOptions::default();
+    o.allow_restricted = true;
+    HttpBackend::open(&srv.url(), &o).unwrap();
+}
+
+#[test]
+fn batches_are_coalesced_and_parallel() {
+    let (_d, a, srv) = fault_setup();
+    let b = backend(&srv).unwrap();
+    let raw = file_bytes(&a);
+    let before = srv.requests();
+    // 64 neighbouring 4 KiB ranges with small gaps: one request.
+    let mut bufs: Vec<Vec<u8>> = (0..64).map(|_| vec![0u8; 4096]).collect();
+    let offs: Vec<u64> = (0..64).map(|i| 100_000 + i * 5000).collect();
+    let mut reqs: Vec<ReadRequest<'_>> = bufs
+        .iter_mut()
+        .zip(&offs)
+        .map(|(buf, &offset)| ReadRequest { offset, buf })
+        .collect();
+    b.read_batch(&mut reqs).unwrap();
+    assert_eq!(srv.requests() - before, 1);
+    for (buf, &o) in bufs.iter().zip(&offs) {
+        assert!(buf[..] == raw[o as usize..o as usize + 4096]);
+    }
+    // Far-apart ranges: one request each (fetched in parallel), plus reads inside the
+    // first 64 KiB served from what the open request fetched.
+    let before = srv.requests();
+    let mut bufs: Vec<Vec<u8>> = (0..4).map(|_| vec![0u8; 1000]).collect();
+    let offs = [10u64, 70_000, 1_150_000, 1_000];
+    let mut reqs: Vec<ReadRequest<'_>> = bufs
+        .iter_mut()
+        .zip(&offs)
+        .map(|(buf, &offset)| ReadRequest { offset, buf })
+        .collect();
+    // 70_000 and 1_150_000 are more than the read-through gap apart.
+    b.read_batch(&mut reqs).unwrap();
+    assert_eq!(srv.requests() - before, 2);
+    for (buf, &o) in bufs.iter().zip(&offs) {
+        assert!(buf[..] == raw[o as usize..o as usize + 1000]);
+    }
+    // Past the end: an error, no request.
+    let mut buf = vec![0u8; 10];
+    let e = b.read_exact_at(raw.len() as u64 - 5, &mut buf).unwrap_err();
+    assert!(e.to_string().contains("past the end"), "{e}");
+}

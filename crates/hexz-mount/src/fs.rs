@@ -1,0 +1,260 @@
+//! The stream-as-files view a mount shows: a root directory holding one regular file per
+//! stream of the archive (`disk`, `memory`), sized as the stream. Plain structs and errnos,
+//! no FUSE types, so it is tested without mounting; `fuse.rs` is a thin adapter over it.
+//!
+//! File trees (a file-tree archive showing its own tree) are not handled here yet.
+
+use crate::error::Error;
+use crate::volume::Volume;
+use hexz_core::SnapshotStream;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+/// Inode number of the root directory.
+pub const ROOT_INO: u64 = 1;
+
+/// Inode number of a stream's file (2 for disk, 3 for memory).
+pub fn stream_ino(s: SnapshotStream) -> u64 {
+    2 + s.id() as u64
+}
+
+/// The stream an inode number names, if any.
+pub fn ino_stream(ino: u64) -> Option<SnapshotStream> {
+    ino.checked_sub(2)
+        .and_then(|id| u8::try_from(id).ok())
+        .and_then(SnapshotStream::from_id)
+}
+
+/// Kind of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The root directory.
+    Dir,
+    /// A stream's file.
+    File,
+}
+
+/// Attributes of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attr {
+    /// Inode number.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Directory or file.
+    pub kind: Kind,
+    /// Permission bits.
+    pub perm: u16,
+    /// Link count.
+    pub nlink: u32,
+    /// Modification time (the archive's creation time).
+    pub mtime: SystemTime,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+}
+
+/// An open file: its stream. Each handle is a separate reader, so read-ahead is tracked
+/// per handle.
+#[derive(Debug)]
+struct Handle {
+    stream: SnapshotStream,
+}
+
+/// The filesystem of one mounted archive.
+#[derive(Debug)]
+pub struct ArchiveFs {
+    volume: Arc<Volume>,
+    mtime: SystemTime,
+    uid: u32,
+    gid: u32,
+    handles: Mutex<HashMap<u64, Handle>>,
+    next_fh: AtomicU64,
+}
+
+/// Logs one line on standard error (the mount's log) with a time stamp.
+pub fn log(msg: impl std::fmt::Display) {
+    let t = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    // Never panics: a closed log (stderr pipe gone) must not take the mount down.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "hexz[{}] {t}: {msg}", std::process::id());
+}
+
+impl ArchiveFs {
+    /// A filesystem over `volume`, owned by `uid`/`gid`.
+    pub fn new(volume: Arc<Volume>, uid: u32, gid: u32) -> ArchiveFs {
+        let mtime = SystemTime::UNIX_EPOCH
+            + std::time::Duration::from_secs(volume.file().header().created_unix);
+        ArchiveFs {
+            volume,
+            mtime,
+            uid,
+            gid,
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+        }
+    }
+
+    /// The volume behind the files.
+    pub fn volume(&self) -> &Arc<Volume> {
+        &self.volume
+    }
+
+    fn file_attr(&self, s: SnapshotStream) -> Attr {
+        Attr {
+            ino: stream_ino(s),
+            size: self.volume.size(s),
+            kind: Kind::File,
+            perm: if self.volume.is_writable() {
+                0o644
+            } else {
+                0o444
+            },
+            nlink: 1,
+            mtime: self.mtime,
+            uid: self.uid,
+            gid: self.gid,
+        }
+    }
+
+    /// Attributes of inode `ino`.
+    pub fn getattr(&self, ino: u64) -> Result<Attr, i32> {
+        if ino == ROOT_INO {
+            return Ok(Attr {
+                ino,
+                size: 0,
+                kind: Kind::Dir,
+                perm: 0o555,
+                nlink: 2,
+                mtime: self.mtime,
+                uid: self.uid,
+                gid: self.gid,
+            });
+        }
+        match ino_stream(ino) {
+            Some(s) if self.volume.file().has_stream(s) => Ok(self.file_attr(s)),
+            _ => Err(libc::ENOENT),
+        }
+    }
+
+    /// Looks `name` up in directory `parent`.
+    pub fn lookup(&self, parent: u64, name: &str) -> Result<Attr, i32> {
+        if parent != ROOT_INO {
+            return Err(libc::ENOTDIR);
+        }
+        self.volume
+            .streams()
+            .into_iter()
+            .find(|s| s.name() == name)
+            .map(|s| self.file_attr(s))
+            .ok_or(libc::ENOENT)
+    }
+
+    /// Entries of directory `ino`: `.`, `..` and one file per stream.
+    pub fn readdir(&self, ino: u64) -> Result<Vec<(u64, Kind, String)>, i32> {
+        if ino != ROOT_INO {
+            return Err(libc::ENOTDIR);
+        }
+        let mut v = vec![
+            (ROOT_INO, Kind::Dir, ".".to_string()),
+            (ROOT_INO, Kind::Dir, "..".to_string()),
+        ];
+        for s in self.volume.streams() {
+            v.push((stream_ino(s), Kind::File, s.name().to_string()));
+        }
+        Ok(v)
+    }
+
+    /// Opens inode `ino` (for writing when `write`); returns a new handle.
+    pub fn open(&self, ino: u64, write: bool) -> Result<u64, i32> {
+        if ino == ROOT_INO {
+            return Err(libc::EISDIR);
+        }
+        let stream = match ino_stream(ino) {
+            Some(s) if self.volume.file().has_stream(s) => s,
+            _ => return Err(libc::ENOENT),
+        };
+        if write && !self.volume.is_writable() {
+            return Err(libc::EROFS);
+        }
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles
+            .lock()
+            .map_err(|_| libc::EIO)?
+            .insert(fh, Handle { stream });
+        Ok(fh)
+    }
+
+    /// Closes handle `fh`.
+    pub fn release(&self, fh: u64) {
+        if let Ok(mut h) = self.handles.lock() {
+            h.remove(&fh);
+        }
+    }
+
+    fn stream_of(&self, ino: u64) -> Result<SnapshotStream, i32> {
+        match ino_stream(ino) {
+            Some(s) if self.volume.file().has_stream(s) => Ok(s),
+            _ if ino == ROOT_INO => Err(libc::EISDIR),
+            _ => Err(libc::ENOENT),
+        }
+    }
+
+    /// Reads up to `buf.len()` bytes of inode `ino` at `offset` through handle `fh`; a
+    /// failure is logged (naming the block) and becomes an errno.
+    pub fn read(&self, ino: u64, fh: u64, offset: u64, buf: &mut [u8]) -> Result<usize, i32> {
+        let stream = match self
+            .handles
+            .lock()
+            .ok()
+            .and_then(|h| h.get(&fh).map(|h| h.stream))
+        {
+            Some(s) => s,
+            None => self.stream_of(ino)?,
+        };
+        self.volume
+            .read_at(stream, offset, buf)
+            .map_err(|e| self.fail("read", stream, offset, buf.len(), e))
+    }
+
+    /// Writes `data` at `offset` of inode `ino`.
+    pub fn write(&self, ino: u64, offset: u64, data: &[u8]) -> Result<usize, i32> {
+        let stream = self.stream_of(ino)?;
+        self.volume
+            .write_at(stream, offset, data)
+            .map(|()| data.len())
+            .map_err(|e| self.fail("write", stream, offset, data.len(), e))
+    }
+
+    /// Makes `len` bytes at `offset` read as zeros (punch hole / zero range).
+    pub fn zero(&self, ino: u64, offset: u64, len: u64) -> Result<(), i32> {
+        let stream = self.stream_of(ino)?;
+        self.volume
+            .zero(stream, offset, len)
+            .map_err(|e| self.fail("zero", stream, offset, len as usize, e))
+    }
+
+    /// Makes writes durable.
+    pub fn fsync(&self) -> Result<(), i32> {
+        self.volume.sync().map_err(|e| {
+            log(format!("fsync failed: {e}"));
+            e.errno()
+        })
+    }
+
+    fn fail(&self, what: &str, s: SnapshotStream, off: u64, len: usize, e: Error) -> i32 {
+        let errno = e.errno();
+        // Past-the-end writes and read-only refusals are the caller's doing: no log line.
+        if !matches!(e, Error::OutOfRange { .. } | Error::ReadOnly) {
+            log(format!(
+                "{what} of {len} bytes at offset {off} of {s} failed: {e}"
+            ));
+        }
+        errno
+    }
+}

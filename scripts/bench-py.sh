@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Python benchmarks (docs/BENCHMARKS.md, "Python"): thread scaling of Archive reads, and
+# DataLoader samples/s over 50k small samples from a hexz archive vs loose files vs one raw
+# file + offsets (numpy.memmap) vs litdata, all in the same run.
+# Usage: scripts/bench-py.sh [--samples N] [--runs R] [--dir DIR]   (DIR on a real disk;
+# default /var/tmp/hexz-bench-py, about 8 GiB, reused between runs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${HEXZ_VENV:-/var/cache/hexz/venv}
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+PY="$VENV/bin/python"
+need=()
+for m in maturin numpy torch litdata; do "$PY" -c "import $m" 2>/dev/null || need+=("$m"); done
+[ ${#need[@]} -eq 0 ] || "$PY" -m pip install -q "${need[@]}"
+scripts/wheel.sh "$PY" >/dev/null
+"$PY" -m pip install -q --force-reinstall --no-deps target/wheels/hexz-*.whl
+cd /tmp  # import the installed package, not the source tree
+exec "$PY" "$OLDPWD/scripts/bench_py.py" "$@"

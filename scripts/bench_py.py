@@ -1,0 +1,267 @@
+#!/usr/bin/env python3
+"""Benchmarks of the hexz Python package (run by scripts/bench-py.sh; figures in
+docs/BENCHMARKS.md, section "Python").
+
+1. Threads: 64 KiB reads at random offsets (and block-aligned) from one Archive, 1 vs 2
+   Python threads; MiB/s and the ratio.
+2. DataLoader samples/s with 0 and 2 workers over the same N small samples (sizes
+   log-uniform in [min, max], incompressible like JPEGs), in index order, from:
+   hexz (IndexDataset over one archive), loose files in a directory, one raw file + offsets
+   (numpy.memmap), and litdata (litdata.optimize, then StreamingDataset, local).
+
+Every configuration runs `--runs` times, interleaved so that machine noise hits all alike;
+medians are reported. Data is generated once under --dir (a real disk) and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+import hexz
+
+
+# ---------------------------------------------------------------- data
+
+
+def sample_sizes(n: int, lo: int, hi: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.exp(rng.uniform(np.log(lo), np.log(hi), n)).astype(np.int64)
+
+
+def prepare(d: Path, n: int, lo: int, hi: int) -> dict:
+    d.mkdir(parents=True, exist_ok=True)
+    meta_path = d / "meta.json"
+    want = {"n": n, "lo": lo, "hi": hi, "version": 1}
+    if meta_path.exists() and json.loads(meta_path.read_text()) == want:
+        return want
+    sizes = sample_sizes(n, lo, hi)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    rng = np.random.default_rng(1)
+    raw = d / "samples.bin"
+    loose = d / "loose"
+    loose.mkdir(exist_ok=True)
+    t = time.perf_counter()
+    with open(raw, "wb") as f:
+        for i, s in enumerate(sizes):
+            b = rng.bytes(int(s))
+            f.write(b)
+            (loose / f"{i:06d}.bin").write_bytes(b)
+    np.save(d / "index.npy", np.stack([offsets, sizes], axis=1))
+    print(f"generated {n} samples, {sizes.sum() / 2**30:.2f} GiB in {time.perf_counter() - t:.1f}s",
+          file=sys.stderr)
+    t = time.perf_counter()
+    hexz.pack(d / "samples.hxz", disk=raw)
+    print(f"hexz pack {time.perf_counter() - t:.1f}s", file=sys.stderr)
+    t = time.perf_counter()
+    make_litdata(d, n)
+    print(f"litdata optimize {time.perf_counter() - t:.1f}s", file=sys.stderr)
+    meta_path.write_text(json.dumps(want))
+    return want
+
+
+_RAW = None
+
+
+def _lit_sample(i):
+    global _RAW
+    if _RAW is None:
+        _RAW = (np.memmap(os.environ["HEXZ_BENCH_RAW"], dtype=np.uint8, mode="r"),
+                np.load(os.environ["HEXZ_BENCH_INDEX"]))
+    mm, idx = _RAW
+    o, s = idx[i]
+    return np.array(mm[o : o + s])
+
+
+def make_litdata(d: Path, n: int) -> None:
+    import shutil
+
+    import litdata
+
+    out = d / "litdata"
+    shutil.rmtree(out, ignore_errors=True)
+    os.environ["HEXZ_BENCH_RAW"] = str(d / "samples.bin")
+    os.environ["HEXZ_BENCH_INDEX"] = str(d / "index.npy")
+    litdata.optimize(fn=_lit_sample, inputs=list(range(n)), output_dir=str(out),
+                     chunk_bytes="64MB", num_workers=2, mode="overwrite")
+
+
+# ---------------------------------------------------------------- threads
+
+
+def bench_threads(archive: Path, reads: int, aligned: bool, runs: int) -> dict:
+    a = hexz.open(archive, cache_size=0)
+    size = a.size()
+    rng = np.random.default_rng(2)
+    if aligned:
+        offs = rng.integers(0, size // 65536 - 1, reads) * 65536
+    else:
+        offs = rng.integers(0, size - 65536, reads)
+
+    def run(threads: int) -> float:
+        parts = np.array_split(offs, threads)
+
+        def work(part):
+            buf = np.empty(65536, dtype=np.uint8)
+            for o in part:
+                a.readinto(buf, int(o))
+
+        ts = [threading.Thread(target=work, args=(p,)) for p in parts]
+        t = time.perf_counter()
+        for th in ts:
+            th.start()
+        for th in ts:
+            th.join()
+        return reads * 65536 / (time.perf_counter() - t) / 2**20
+
+    res = {1: [], 2: []}
+    run(1)  # warm the page cache
+    for _ in range(runs):
+        for k in (1, 2):
+            res[k].append(run(k))
+    m1, m2 = statistics.median(res[1]), statistics.median(res[2])
+    return {"1 thread MiB/s": m1, "2 threads MiB/s": m2, "ratio": m2 / m1}
+
+
+# ---------------------------------------------------------------- datasets
+
+
+def as_list(batch):
+    return batch
+
+
+class LooseFiles:
+    def __init__(self, d: Path, n: int) -> None:
+        self.d = str(d)
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        with open(f"{self.d}/{i:06d}.bin", "rb") as f:
+            return np.frombuffer(f.read(), dtype=np.uint8)
+
+
+class RawMemmap:
+    def __init__(self, raw: Path, index: np.ndarray) -> None:
+        self.raw = str(raw)
+        self.index = index
+        self.mm = None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if self.mm is None:
+            self.mm = np.memmap(self.raw, dtype=np.uint8, mode="r")
+        o, s = self.index[i]
+        return np.array(self.mm[o : o + s])
+
+    def __getstate__(self):
+        return {"raw": self.raw, "index": self.index, "mm": None}
+
+
+def loader(kind: str, d: Path, n: int, workers: int, batch: int):
+    from torch.utils.data import DataLoader
+
+    index = np.load(d / "index.npy")[:n]
+    if kind == "litdata":
+        import litdata
+
+        ds = litdata.StreamingDataset(str(d / "litdata"), shuffle=False)
+        ds = ds if n >= len(ds) else _Head(ds, n)
+        return litdata.StreamingDataLoader(ds, batch_size=batch, num_workers=workers,
+                                           collate_fn=as_list) if isinstance(ds, litdata.StreamingDataset) \
+            else DataLoader(ds, batch_size=batch, num_workers=workers, collate_fn=as_list)
+    if kind == "hexz":
+        from hexz.torch import IndexDataset
+
+        ds = IndexDataset(d / "samples.hxz", index)
+    elif kind == "loose files":
+        ds = LooseFiles(d / "loose", n)
+    elif kind == "raw + memmap":
+        ds = RawMemmap(d / "samples.bin", index)
+    else:
+        raise ValueError(kind)
+    return DataLoader(ds, batch_size=batch, num_workers=workers, collate_fn=as_list)
+
+
+class _Head:
+    def __init__(self, ds, n):
+        self.ds, self.n = ds, n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return self.ds[i]
+
+
+def bench_loader(kind: str, d: Path, n: int, workers: int, batch: int) -> float:
+    dl = loader(kind, d, n, workers, batch)
+    got = 0
+    nbytes = 0
+    t = time.perf_counter()
+    for b in dl:
+        got += len(b)
+        nbytes += sum(len(x) for x in b)
+    el = time.perf_counter() - t
+    if got != n:
+        raise SystemExit(f"{kind}: {got} samples, expected {n}")
+    return n / el
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dir", default="/var/tmp/hexz-bench-py")
+    ap.add_argument("--samples", type=int, default=50_000)
+    ap.add_argument("--min", type=int, default=4 << 10)
+    ap.add_argument("--max", type=int, default=150 << 10)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--reads", type=int, default=8000)
+    args = ap.parse_args()
+    d = Path(args.dir)
+    meta = prepare(d, args.samples, args.min, args.max)
+    index = np.load(d / "index.npy")
+    total = int(index[:, 1].sum())
+    print(f"# {meta['n']} samples of {args.min // 1024}-{args.max // 1024} KiB "
+          f"(log-uniform, mean {total / meta['n'] / 1024:.0f} KiB, {total / 2**30:.2f} GiB), "
+          f"cores: {os.cpu_count()}, python {sys.version.split()[0]}, hexz {hexz.__version__}")
+
+    print("\n## Threads: 64 KiB reads, cache_size=0 (every read decodes)")
+    for aligned in (False, True):
+        r = bench_threads(d / "samples.hxz", args.reads, aligned, args.runs)
+        what = "block-aligned offsets" if aligned else "random offsets"
+        print(f"{what:22s} 1 thread {r['1 thread MiB/s']:7.0f} MiB/s   2 threads "
+              f"{r['2 threads MiB/s']:7.0f} MiB/s   ratio {r['ratio']:.2f}x")
+
+    print(f"\n## DataLoader samples/s (batch {args.batch}, index order, fork workers, "
+          f"median of {args.runs})")
+    kinds = ["hexz", "loose files", "raw + memmap", "litdata"]
+    res = {(k, w): [] for k in kinds for w in (0, 2)}
+    for k in kinds:  # one warm-up pass each (page cache, litdata's index)
+        bench_loader(k, d, args.samples, 2, args.batch)
+    for _ in range(args.runs):
+        for w in (0, 2):
+            for k in kinds:
+                res[(k, w)].append(bench_loader(k, d, args.samples, w, args.batch))
+    for w in (0, 2):
+        med = {k: statistics.median(res[(k, w)]) for k in kinds}
+        print(f"\nworkers={w}")
+        for k in kinds:
+            print(f"  {k:14s} {med[k]:9.0f} samples/s   hexz/this {med['hexz'] / med[k]:.2f}x"
+                  f"   runs: {', '.join(f'{x:.0f}' for x in res[(k, w)])}")
+
+
+if __name__ == "__main__":
+    main()
