@@ -1,6 +1,8 @@
 //! `hexz`: pack, inspect, read and verify `.hxz` snapshot archives.
 
 mod cmd;
+mod interrupt;
+mod remote;
 mod secret;
 mod util;
 
@@ -37,6 +39,10 @@ enum Command {
     Sign(cmd::keys::SignArgs),
     /// Change the password of an encrypted archive (rewraps the key; data untouched).
     Passwd(cmd::keys::PasswdArgs),
+    /// Download an archive from a URL and verify it (optionally with its parent chain).
+    Pull(cmd::pull::Args),
+    /// Upload an archive to s3:// (optionally with its parent chain); appears only when complete.
+    Push(cmd::push::Args),
     /// Mount an archive's streams as files (`disk`, `memory`) with FUSE.
     #[cfg(feature = "mount")]
     Mount(cmd::mount::Args),
@@ -85,6 +91,8 @@ fn main() -> ExitCode {
         Command::Keygen(a) => cmd::keys::keygen(a),
         Command::Sign(a) => cmd::keys::sign(a),
         Command::Passwd(a) => cmd::keys::passwd(a),
+        Command::Pull(a) => cmd::pull::run(a),
+        Command::Push(a) => cmd::push::run(a),
         #[cfg(feature = "mount")]
         Command::Mount(a) => cmd::mount::run(a),
         #[cfg(feature = "mount")]

@@ -4,6 +4,7 @@
 use anyhow::{bail, Context, Result};
 use hexz_core::algo::encryption::{Kdf, Password};
 use hexz_core::{Error, File, OpenOptions};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 /// Options every command that opens archives shares.
@@ -16,6 +17,8 @@ pub struct OpenArgs {
     /// Require a valid signature by this public key (NAME.pub); refuse unsigned archives.
     #[arg(long, value_name = "NAME.pub")]
     pub pubkey: Option<PathBuf>,
+    #[command(flatten)]
+    pub remote: crate::remote::RemoteArgs,
 }
 
 fn from_file(p: &Path) -> Result<Password> {
@@ -59,8 +62,36 @@ pub fn read_pubkey(p: &Path) -> Result<[u8; 32]> {
     hexz_core::algo::signing::parse_public_key(&text).with_context(|| format!("in {}", p.display()))
 }
 
-/// Opens an archive, asking for a password only if it turns out to be encrypted.
-pub fn open(path: &Path, mut opts: OpenOptions, a: &OpenArgs) -> Result<File> {
+/// The archive password when one is given without prompting (`--password-file`,
+/// `HEXZ_PASSWORD`); `None` otherwise.
+pub fn password_if_given(a: &OpenArgs) -> Result<Option<Password>> {
+    if a.password_file.is_some() || std::env::var_os("HEXZ_PASSWORD").is_some() {
+        return get_password(a.password_file.as_deref(), "HEXZ_PASSWORD", "Password", false)
+            .map(Some);
+    }
+    Ok(None)
+}
+
+/// Opens an archive given by path or URL (`http(s)://`, `s3://`), asking for a password only
+/// if it turns out to be encrypted.
+pub fn open(location: impl AsRef<OsStr>, mut opts: OpenOptions, a: &OpenArgs) -> Result<File> {
+    let location = location.as_ref();
+    let path = Path::new(location);
+    opts.remote = a.remote.options();
+    let remote = location
+        .to_str()
+        .is_some_and(|l| hexz_core::store::Location::parse(l).is_ok_and(|l| l.is_remote()));
+    if remote && opts.read_ahead == 0 {
+        // Remote reads need read-ahead to keep several large requests in flight, and a
+        // block cache that holds what was read ahead until it is used.
+        let d = OpenOptions::default();
+        opts.read_ahead = d.read_ahead;
+        opts.cache_bytes = opts.cache_bytes.max(d.cache_bytes);
+    }
+    let open_with = |o: OpenOptions| match location.to_str() {
+        Some(l) => File::open_location(l, o),
+        None => File::open_with(path, o),
+    };
     if let Some(pk) = &a.pubkey {
         opts.require_signer = Some(read_pubkey(pk)?);
     }
@@ -72,7 +103,7 @@ pub fn open(path: &Path, mut opts: OpenOptions, a: &OpenArgs) -> Result<File> {
             false,
         )?);
     }
-    match File::open_with(path, opts.clone()) {
+    match open_with(opts.clone()) {
         Err(Error::PasswordRequired(_)) if opts.password.is_none() => {
             opts.password = Some(get_password(
                 None,
@@ -80,7 +111,7 @@ pub fn open(path: &Path, mut opts: OpenOptions, a: &OpenArgs) -> Result<File> {
                 &format!("Password for {}", path.display()),
                 false,
             )?);
-            Ok(File::open_with(path, opts)
+            Ok(open_with(opts)
                 .with_context(|| format!("opening {}", path.display()))?)
         }
         r => Ok(r.with_context(|| format!("opening {}", path.display()))?),

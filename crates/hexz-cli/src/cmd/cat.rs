@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Archive to read.
+    /// Archive to read: a path, or an http(s):// or s3:// URL.
     archive: PathBuf,
     /// Stream to read.
     #[arg(long, default_value = "disk", value_name = "disk|memory")]

@@ -8,9 +8,9 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// First archive.
+    /// First archive (path or URL).
     a: PathBuf,
-    /// Second archive.
+    /// Second archive (path or URL).
     b: PathBuf,
     /// Print JSON instead of text.
     #[arg(long)]

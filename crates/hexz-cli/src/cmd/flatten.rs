@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Thin snapshot (or any archive) to flatten.
+    /// Thin snapshot (or any archive) to flatten: a path or URL.
     archive: PathBuf,
     /// Standalone output archive.
     #[arg(short = 'o', long = "output", value_name = "OUT.hxz")]

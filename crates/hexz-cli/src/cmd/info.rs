@@ -1,13 +1,13 @@
 //! `hexz info`.
 
 use crate::util::human;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use hexz_core::ops::inspect;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Archive to describe.
+    /// Archive to describe: a path, or an http(s):// or s3:// URL.
     archive: PathBuf,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -18,9 +18,8 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<std::process::ExitCode> {
     let f = crate::secret::open(&a.archive, Default::default(), &a.open)?;
-    let size = std::fs::metadata(&a.archive)
-        .with_context(|| format!("stat {}", a.archive.display()))?
-        .len();
+    // The backend's length: a file's size, a remote object's Content-Range total.
+    let size = f.archive_len();
     let i = inspect(&f, size);
     let chain = if f.parent().is_some() {
         hexz_core::ops::inspect::chain(&f)?

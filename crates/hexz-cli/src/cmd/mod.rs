@@ -11,6 +11,8 @@ pub mod keys;
 #[cfg(feature = "mount")]
 pub mod mount;
 pub mod pack;
+pub mod pull;
+pub mod push;
 #[cfg(feature = "mount")]
 pub mod serve;
 pub mod verify;

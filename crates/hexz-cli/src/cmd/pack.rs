@@ -15,8 +15,8 @@ pub struct Args {
     /// Raw memory image to pack ('-' for standard input).
     #[arg(long, value_name = "FILE")]
     memory: Option<PathBuf>,
-    /// Output archive.
-    #[arg(short = 'o', long = "output", value_name = "OUT.hxz")]
+    /// Output archive: a path, or s3://BUCKET/KEY to stream it up (appears only when complete).
+    #[arg(short = 'o', long = "output", value_name = "OUT.hxz|s3://…")]
     output: PathBuf,
     /// Block codec: lz4 (fast), zstd (smaller) or none.
     #[arg(long, default_value = "lz4", value_name = "lz4|zstd|none")]
@@ -41,7 +41,9 @@ pub struct Args {
     max: Option<u64>,
     /// Make a thin snapshot: blocks already in this archive (or its ancestors) are stored as
     /// references to it.
-    #[arg(long, value_name = "PARENT.hxz")]
+    /// The base may be a URL (the child then records its file name: keep the child beside
+    /// it).
+    #[arg(long, value_name = "PARENT.hxz|URL")]
     base: Option<PathBuf>,
     /// Encrypt blocks and index with AES-256-GCM under a password (HEXZ_PASSWORD,
     /// --password-file, or a prompt).
@@ -62,6 +64,8 @@ pub struct Args {
     /// Print the result summary as JSON on standard output.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    remote: crate::remote::RemoteArgs,
 }
 
 fn source(p: &std::path::Path) -> PackSource {
@@ -121,6 +125,7 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
         dedup: !a.no_dedup,
         threads: a.threads,
         base: a.base.clone(),
+        remote: a.remote.options(),
         encryption: if a.encrypt {
             Some(hexz_core::ops::pack::EncryptOptions {
                 password: crate::secret::get_password(
@@ -142,8 +147,24 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
     };
     let bars = crate::util::StreamBars::default();
     let on_progress = |p: &PackProgress| bars.update(p);
-    let stats = pack(input, &a.output, &opts, Some(&on_progress))
-        .with_context(|| format!("packing {}", a.output.display()))?;
+    let remote_out = a
+        .output
+        .to_str()
+        .filter(|o| hexz_core::store::Location::parse(o).is_ok_and(|l| l.is_remote()));
+    let stats = match remote_out {
+        Some(url) => {
+            // Stream the archive up; Ctrl-C aborts the upload instead of orphaning it.
+            let topts = hexz_core::ops::transfer::TransferOptions {
+                remote: a.remote.options(),
+                cancel: Some(crate::interrupt::install()),
+                ..Default::default()
+            };
+            hexz_core::ops::transfer::pack_to_url(input, url, &opts, &topts, Some(&on_progress))
+                .map(|(stats, _)| stats)
+        }
+        None => pack(input, &a.output, &opts, Some(&on_progress)),
+    }
+    .with_context(|| format!("packing {}", a.output.display()))?;
     bars.finish();
     let logical: u64 = [&stats.disk, &stats.memory]
         .iter()

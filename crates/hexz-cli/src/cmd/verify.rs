@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Archive to check.
+    /// Archive to check: a path, or an http(s):// or s3:// URL.
     archive: PathBuf,
     /// Print the result as JSON.
     #[arg(long)]

@@ -1,6 +1,8 @@
 //! Caches for the reader: a byte-bounded sharded LRU used for decompressed blocks and index
-//! pages, and the sequential-access detector that drives read-ahead.
+//! pages, the sequential-access detector that drives read-ahead, and the disk tier that keeps
+//! stored bytes of remote archives on local disk ([`disk`]).
 
+pub mod disk;
 pub mod lru;
 pub mod prefetch;
 

@@ -256,6 +256,9 @@ fn run(
     let mut stats = ExtractStats::default();
     std::thread::scope(|s| -> Result<()> {
         let decoder = s.spawn(move || {
+            // Through a reader of its own, so a remote archive is read ahead (large requests,
+            // several in flight) while this thread decodes.
+            let mut reader = file.reader(stream).ok();
             let r = catch_unwind(AssertUnwindSafe(|| {
                 plan(file, stream, start, end, |off, len, zero| {
                     let piece = if zero {
@@ -263,7 +266,11 @@ fn run(
                     } else {
                         let mut buf = free_rx.try_recv().unwrap_or_default();
                         buf.resize(len as usize, 0);
-                        file.read_at_into(stream, off, &mut buf).and_then(|n| {
+                        match reader.as_mut() {
+                            Some(r) => r.read_at(off, &mut buf),
+                            None => file.read_at_into(stream, off, &mut buf),
+                        }
+                        .and_then(|n| {
                             if n == buf.len() {
                                 Ok(Piece::Data(buf))
                             } else {

@@ -1,4 +1,5 @@
-//! High-level operations on archives: pack, extract, verify, inspect, flatten.
+//! High-level operations on archives: pack, extract, verify, inspect, flatten, transfer
+//! (push and pull).
 
 pub mod atomic;
 pub mod diff;
@@ -7,6 +8,7 @@ pub mod flatten;
 pub mod inspect;
 pub mod pack;
 pub mod rewrite;
+pub mod transfer;
 pub mod verify;
 pub mod writeback;
 

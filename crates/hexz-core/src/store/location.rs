@@ -114,6 +114,9 @@ pub fn open_location(
     options: &RemoteOptions,
     mmap: bool,
 ) -> Result<Arc<dyn StorageBackend>> {
+    if let Some(cached) = crate::cache::disk::open_cached(location, options, mmap)? {
+        return Ok(cached);
+    }
     match Location::parse(location)? {
         Location::Local(p) if mmap => Ok(Arc::new(MmapBackend::new(&p)?)),
         Location::Local(p) => Ok(Arc::new(FileBackend::new(&p)?)),
@@ -138,9 +141,71 @@ pub fn open_location(
     }
 }
 
+/// The location of `rel` (a thin snapshot's recorded parent path, or a sibling's name) seen
+/// from the archive at `base`: for a URL, relative to the URL's directory (`..` segments
+/// stop at the host or bucket); for a local path, relative to its directory. An absolute
+/// `rel` (a URL, or a `/path` for a local base) is returned as it is.
+pub fn sibling_location(base: &str, rel: &str) -> String {
+    if Location::parse(rel).is_ok_and(|l| l.is_remote()) {
+        return rel.to_string();
+    }
+    let Ok(loc) = Location::parse(base) else {
+        return rel.to_string();
+    };
+    if !loc.is_remote() {
+        return super::local::sibling(std::path::Path::new(base), rel)
+            .to_string_lossy()
+            .into_owned();
+    }
+    // Split off "scheme://host/" (or "s3://bucket/"), keep the path without query.
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let root_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let root = &base[..root_end];
+    let path = base[root_end..].split(['?', '#']).next().unwrap_or("");
+    let mut segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if !rel.starts_with('/') {
+        segs.pop(); // the base's own name
+    } else {
+        segs.clear();
+    }
+    for s in rel.split('/') {
+        match s {
+            "" | "." => {}
+            ".." => {
+                segs.pop();
+            }
+            s => segs.push(s),
+        }
+    }
+    format!("{root}/{}", segs.join("/"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn siblings() {
+        assert_eq!(
+            sibling_location("http://h:80/a/b/c.hxz", "p.hxz"),
+            "http://h:80/a/b/p.hxz"
+        );
+        assert_eq!(
+            sibling_location("http://h/a/b/c.hxz?x=1", "../p.hxz"),
+            "http://h/a/p.hxz"
+        );
+        assert_eq!(
+            sibling_location("s3://bkt/c.hxz", "../../p.hxz"),
+            "s3://bkt/p.hxz"
+        );
+        assert_eq!(
+            sibling_location("s3://bkt/d/c.hxz", "http://o/p.hxz"),
+            "http://o/p.hxz"
+        );
+        assert_eq!(sibling_location("d/c.hxz", "p.hxz"), "d/p.hxz");
+    }
 
     #[test]
     fn parses_paths_and_urls() {

@@ -21,21 +21,29 @@ pub(super) struct Base {
 }
 
 /// Opens the base archive (checking its own chain), indexes its blocks by content hash, and
-/// works out the path to record: relative to the output's directory when the output is a
-/// local file, else the path as given.
+/// works out the path to record: relative to the output's directory when both are local
+/// files, else the base's file name (a base given by URL, or an output streamed to object
+/// storage: the child is meant to sit beside its base, where `hexz push --with-parents`
+/// puts it and `hexz pull --with-parents` finds it).
 pub(super) fn open_base(
     path: &Path,
     output: Option<&Path>,
     max_entries: usize,
     password: Option<Password>,
+    remote: &crate::store::RemoteOptions,
 ) -> Result<Base> {
-    let file = File::open_with(
-        path,
-        crate::api::OpenOptions {
-            password,
-            ..Default::default()
-        },
-    )?;
+    let url = path
+        .to_str()
+        .filter(|s| crate::store::Location::parse(s).is_ok_and(|l| l.is_remote()));
+    let open_opts = crate::api::OpenOptions {
+        password,
+        remote: remote.clone(),
+        ..Default::default()
+    };
+    let file = match url {
+        Some(u) => File::open_location(u, open_opts)?,
+        None => File::open_with(path, open_opts)?,
+    };
     if file.chain_len() > MAX_CHAIN_DEPTH {
         return Err(Error::InvalidArgument(format!(
             "{} already has {} ancestors; the limit is {MAX_CHAIN_DEPTH} (flatten it first)",
@@ -90,14 +98,27 @@ pub(super) fn open_base(
             archive_id: file.header().archive_id,
             index_digest: file.master().digest,
         },
-        recorded_path: match output {
-            Some(o) => relative_path(path, o)?,
-            None => path.to_str().map(str::to_owned).ok_or_else(|| {
-                Error::InvalidArgument(format!("parent path {} is not valid UTF-8", path.display()))
-            })?,
+        recorded_path: match (url, output) {
+            (None, Some(o)) => relative_path(path, o)?,
+            _ => file_name(path)?,
         },
         table,
     })
+}
+
+/// The last segment of a URL (without query) or path: the parent path a child records when
+/// it is to sit beside its base.
+fn file_name(path: &Path) -> Result<String> {
+    let s = path.to_str().ok_or_else(|| {
+        Error::InvalidArgument(format!("parent path {} is not valid UTF-8", path.display()))
+    })?;
+    let s = s.split(['?', '#']).next().unwrap_or(s);
+    match s.rsplit('/').next() {
+        Some(n) if !n.is_empty() && n != ".." && n != "." => Ok(n.to_string()),
+        _ => Err(Error::InvalidArgument(format!(
+            "{s}: the base names no file"
+        ))),
+    }
 }
 
 /// The canonical path `output` will have (its directory resolved; the file need not exist).

@@ -119,6 +119,8 @@ pub struct PackOptions {
     /// child of an encrypted base must be encrypted too (it shares the base's data key, and
     /// `password` must open the base).
     pub encryption: Option<EncryptOptions>,
+    /// Options for a `base` given by URL (timeouts, restricted addresses, disk cache).
+    pub remote: crate::store::RemoteOptions,
 }
 
 /// Password and key-derivation settings for an encrypted archive.
@@ -142,6 +144,7 @@ impl Default for PackOptions {
             threads: 0,
             base: None,
             encryption: None,
+            remote: crate::store::RemoteOptions::default(),
         }
     }
 }
@@ -266,6 +269,7 @@ pub fn pack_to(
             output.as_deref(),
             opts.dedup_max_entries,
             password.clone(),
+            &opts.remote,
         )?),
         None => None,
     };

@@ -1,0 +1,86 @@
+//! `hexz pull`: download an archive (and its parent chain) and verify it.
+
+use crate::util::{human, progress_bar};
+use anyhow::{Context, Result};
+use hexz_core::ops::transfer::{pull, TransferOptions, Transferred};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Archive to download: an http(s):// or s3:// URL.
+    url: String,
+    /// Local file to write (through a temporary file, renamed once complete and verified).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: PathBuf,
+    /// Also download a thin snapshot's ancestors, each to the path its child records.
+    #[arg(long)]
+    with_parents: bool,
+    /// Print what was downloaded as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    open: crate::secret::OpenArgs,
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let cancel = crate::interrupt::install();
+    let mut password = crate::secret::password_if_given(&a.open)?;
+    let bar = std::sync::Mutex::new(None::<(String, indicatif::ProgressBar)>);
+    let progress = |what: &str, done: u64, total: u64| {
+        let mut g = bar.lock().unwrap_or_else(|e| e.into_inner());
+        if g.as_ref().is_none_or(|(w, _)| w != what) {
+            if let Some((_, old)) = g.take() {
+                old.finish_and_clear();
+            }
+            *g = Some((what.to_string(), progress_bar(Some(total), "pull")));
+        }
+        if let Some((_, pb)) = g.as_ref() {
+            pb.set_position(done);
+        }
+    };
+    let run = |password| {
+        let opts = TransferOptions {
+            remote: a.open.remote.options(),
+            with_parents: a.with_parents,
+            password,
+            progress: Some(&progress),
+            cancel: Some(cancel),
+        };
+        pull(&a.url, &a.output, &opts)
+    };
+    let r = match run(password.clone()) {
+        Err(hexz_core::Error::PasswordRequired(_)) if password.is_none() => {
+            password = Some(crate::secret::get_password(
+                None,
+                "HEXZ_PASSWORD",
+                &format!("Password for {}", a.url),
+                false,
+            )?);
+            run(password)
+        }
+        r => r,
+    };
+    if let Some((_, pb)) = bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        pb.finish_and_clear();
+    }
+    let done = r.with_context(|| format!("pulling {}", a.url))?;
+    report(&done, a.json, "downloaded and verified")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints what a push or pull moved.
+pub fn report(done: &[Transferred], json: bool, verb: &str) -> Result<()> {
+    if json {
+        let v: Vec<_> = done
+            .iter()
+            .map(|t| serde_json::json!({"from": t.from, "to": t.to, "bytes": t.bytes}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "archives": v }))?);
+    } else {
+        for t in done {
+            eprintln!("{verb} {} -> {} ({})", t.from, t.to, human(t.bytes));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,774 @@
+//! The disk tier of the cache: stored archive bytes of remote archives, kept on local disk
+//! below decoding and shared by every process that points at the same directory.
+//!
+//! # What is cached
+//! Fixed, aligned 1 MiB chunks of the *stored* archive (compressed and, for an encrypted
+//! archive, still encrypted): a cached encrypted archive leaves no plaintext on the local
+//! disk, and every block read from the cache is checked again by the decoder (CRC32 of the
+//! stored bytes, BLAKE3 of the content) exactly as if it came from the network.
+//!
+//! # Layout of `DIR/hexz-cache-v1/`
+//! - `data/<archive key>/<chunk number, 16 hex digits>`: one entry per chunk. The archive key
+//!   is the BLAKE3 hash of the URL, the object's pinned identity (ETag, or Last-Modified and
+//!   size) and its length, so a changed archive gets a new key and never serves stale bytes.
+//!   An entry is a 56-byte header (magic `HXZCHNK1`, chunk offset u64 LE, data length u32 LE,
+//!   4 zero bytes, BLAKE3 of key, offset and data) then the data. An entry that fails any
+//!   check on read back is deleted and fetched again, never returned.
+//! - `urls/<BLAKE3 of the URL>`: the identity and length last seen for a URL (see below).
+//! - `tmp/`: entries being written; each is renamed into `data/` when complete, so a reader
+//!   (in any process) sees a whole entry or none.
+//! - `stripes/<n>`: 256 lock files; a process fetching a chunk holds the `flock` of its stripe,
+//!   so two processes (or threads) missing the same chunk download it once: the second waits,
+//!   then finds the entry on disk.
+//! - `lock` and `usage`: the accounting lock and the total size of all entries, updated under
+//!   the lock by every process.
+//!
+//! # Bounds
+//! Before an entry is added, entries are evicted, least recently used first (by mtime, which
+//! is refreshed on every hit from disk), until the total stays within the cap and at least
+//! 5% of the file system stays free. Accounting and eviction happen under one lock, so the
+//! directory never exceeds its cap, even with many processes; an entry being written in
+//! `tmp/` (at most one chunk per writing thread) is the only excess.
+//!
+//! # Opening without a request
+//! Opening a remote archive normally pins its identity with a request. When the cache
+//! already holds a manifest for the URL, [`CachedBackend`] is built from it without
+//! contacting the server: the header, index and blocks are served from disk, and the remote
+//! backend is opened only on the first chunk missing from the cache. If the server's
+//! identity then differs from the cached one, that read fails with
+//! [`Error::ArchiveChanged`], the stale entries are dropped, and the next open sees the new
+//! version. So a second full pass over an archive that fits in the cache makes no request at
+//! all, and a read never mixes two versions; the price is that a pass served entirely from
+//! the cache does not notice that the server has a newer version.
+//!
+//! # Memory
+//! Each [`CachedBackend`] keeps its last few verified chunks in memory, so a sequential pass
+//! of small reads verifies each 1 MiB chunk once rather than once per block.
+
+use crate::error::{Error, Result};
+use crate::store::{ReadRequest, StorageBackend};
+use rayon::prelude::*;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+/// Size and alignment of a cached chunk.
+pub const CHUNK_SIZE: u64 = 1 << 20;
+/// Bytes before the data of an entry file.
+pub const ENTRY_HEADER: usize = 56;
+const MAGIC: &[u8; 8] = b"HXZCHNK1";
+const STRIPES: u64 = 256;
+/// Fraction of the file system (in percent) the cache always leaves free.
+pub const MIN_FREE_PERCENT: u64 = 5;
+/// Verified chunks each backend keeps in memory.
+pub const MEMORY_CHUNKS: usize = 16;
+/// Chunks fetched or verified together; bounds the memory one batch holds.
+const GROUP: usize = 32;
+/// Temporary entries older than this are debris from a crashed process.
+const STALE_TMP: Duration = Duration::from_secs(3600);
+const USAGE_MAGIC: u64 = 0x6865_787a_7573_6731; // "hexzusg1"
+
+/// A cache directory, shared by all backends (and processes) that use it.
+#[derive(Debug)]
+pub struct DiskCache {
+    root: PathBuf,
+    cap: u64,
+}
+
+/// Opens the backend of a URL (without the disk tier); used to open it lazily.
+pub type Opener = Arc<dyn Fn(&str) -> Result<Arc<dyn StorageBackend>> + Send + Sync>;
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn io_err(what: impl std::fmt::Display, p: &Path, e: std::io::Error) -> Error {
+    Error::io(format!("disk cache: {what} {}", p.display()), e)
+}
+
+/// An exclusive `flock` on a file, released on drop.
+struct FileLock(fs::File);
+
+impl FileLock {
+    fn acquire(path: &Path) -> Result<FileLock> {
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| io_err("cannot open lock file", path, e))?;
+        loop {
+            // SAFETY: flock on a file descriptor we own; no memory is passed.
+            let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+            if r == 0 {
+                return Ok(FileLock(f));
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(io_err("cannot lock", path, e));
+            }
+        }
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        // SAFETY: as above; closing the file would release the lock anyway.
+        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
+/// `(available, total)` bytes of the file system holding `p`.
+fn fs_space(p: &Path) -> Option<(u64, u64)> {
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs fills the zeroed struct we pass; `c` is a valid NUL-terminated path.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+        return None;
+    }
+    let f = s.f_frsize as u64;
+    Some((s.f_bavail as u64 * f, s.f_blocks as u64 * f))
+}
+
+impl DiskCache {
+    /// Opens (creating it if needed) the cache in `dir`, holding at most `cap` bytes of
+    /// entries.
+    pub fn open(dir: &Path, cap: u64) -> Result<Arc<DiskCache>> {
+        let root = dir.join("hexz-cache-v1");
+        for sub in ["data", "urls", "tmp", "stripes"] {
+            let d = root.join(sub);
+            fs::create_dir_all(&d).map_err(|e| io_err("cannot create directory", &d, e))?;
+        }
+        Ok(Arc::new(DiskCache { root, cap }))
+    }
+
+    /// The cap in bytes.
+    pub fn cap(&self) -> u64 {
+        self.cap
+    }
+
+    /// The directory holding the cache's files.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn archive_key(url: &str, identity: &str, len: u64) -> String {
+        let mut h = blake3::Hasher::new();
+        h.update(b"hexz disk cache v1\0");
+        h.update(url.as_bytes());
+        h.update(b"\0");
+        h.update(identity.as_bytes());
+        h.update(b"\0");
+        h.update(&len.to_le_bytes());
+        hex(&h.finalize().as_bytes()[..16])
+    }
+
+    fn manifest_path(&self, url: &str) -> PathBuf {
+        let h = blake3::hash(url.as_bytes());
+        self.root.join("urls").join(hex(&h.as_bytes()[..16]))
+    }
+
+    fn entry_path(&self, key: &str, idx: u64) -> PathBuf {
+        self.root.join("data").join(key).join(format!("{idx:016x}"))
+    }
+
+    fn stripe_path(&self, key: &str, idx: u64) -> (u64, PathBuf) {
+        let mut h = blake3::Hasher::new();
+        h.update(key.as_bytes());
+        h.update(&idx.to_le_bytes());
+        let b = h.finalize();
+        let n = u64::from_le_bytes(b.as_bytes()[..8].try_into().unwrap_or_default()) % STRIPES;
+        (n, self.root.join("stripes").join(format!("{n:02x}")))
+    }
+
+    /// Reads the manifest of `url`: `(length, identity)` last pinned.
+    fn read_manifest(&self, url: &str) -> Option<(u64, String)> {
+        let text = fs::read_to_string(self.manifest_path(url)).ok()?;
+        let mut lines = text.lines();
+        if lines.next()? != "hexz cache manifest 1" || lines.next()? != url {
+            return None;
+        }
+        let len = lines.next()?.parse().ok()?;
+        let identity = lines.next()?.to_string();
+        (!identity.is_empty()).then_some((len, identity))
+    }
+
+    fn write_manifest(&self, url: &str, len: u64, identity: &str) {
+        if url.contains('\n') || identity.contains('\n') {
+            return;
+        }
+        let text = format!("hexz cache manifest 1\n{url}\n{len}\n{identity}\n");
+        let _ = self.write_atomic(&self.manifest_path(url), text.as_bytes());
+    }
+
+    fn forget(&self, url: &str, key: &str) {
+        let _ = fs::remove_file(self.manifest_path(url));
+        let _ = self.drop_archive(key);
+    }
+
+    /// Writes `data` to a temporary file and renames it to `dest`.
+    fn write_atomic(&self, dest: &Path, data: &[u8]) -> Result<()> {
+        let tmp = self.temp_path()?;
+        let r = (|| {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
+            f.write_all(data)?;
+            fs::rename(&tmp, dest)
+        })();
+        r.map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            io_err("cannot write", dest, e)
+        })
+    }
+
+    fn temp_path(&self) -> Result<PathBuf> {
+        let rnd = crate::algo::hash::random_bytes::<8>()?;
+        Ok(self
+            .root
+            .join("tmp")
+            .join(format!("{}-{}.tmp", std::process::id(), hex(&rnd))))
+    }
+
+    fn entry_hash(key: &str, offset: u64, data: &[u8]) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(key.as_bytes());
+        h.update(&offset.to_le_bytes());
+        h.update(data);
+        *h.finalize().as_bytes()
+    }
+
+    /// Reads and checks entry `idx` of archive `key`, expected to hold `len` bytes. A damaged
+    /// entry is deleted (and its bytes taken off the usage) and reported as a miss.
+    fn read_entry(&self, key: &str, idx: u64, len: usize) -> Option<Vec<u8>> {
+        let path = self.entry_path(key, idx);
+        let mut f = fs::File::open(&path).ok()?;
+        let mut buf = vec![0u8; ENTRY_HEADER + len];
+        let ok = f.read_exact(&mut buf).is_ok()
+            && f.read(&mut [0u8; 1]).ok() == Some(0)
+            && &buf[..8] == MAGIC
+            && buf[8..16] == (idx * CHUNK_SIZE).to_le_bytes()
+            && buf[16..20] == (len as u32).to_le_bytes()
+            && buf[24..56] == Self::entry_hash(key, idx * CHUNK_SIZE, &buf[ENTRY_HEADER..]);
+        if !ok {
+            drop(f);
+            let _ = self.remove_entry(&path);
+            return None;
+        }
+        // Refresh the mtime: eviction removes the least recently used entries first.
+        // SAFETY: futimens on our own descriptor; a null `times` means "now".
+        unsafe { libc::futimens(f.as_raw_fd(), std::ptr::null()) };
+        buf.drain(..ENTRY_HEADER);
+        Some(buf)
+    }
+
+    /// Deletes one entry file and takes its size off the usage.
+    fn remove_entry(&self, path: &Path) -> Result<()> {
+        let _g = FileLock::acquire(&self.root.join("lock"))?;
+        if let Ok(m) = fs::metadata(path) {
+            if fs::remove_file(path).is_ok() {
+                let u = self.read_usage().unwrap_or(m.len());
+                self.write_usage(u.saturating_sub(m.len()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every entry of archive `key`.
+    fn drop_archive(&self, key: &str) -> Result<()> {
+        let _g = FileLock::acquire(&self.root.join("lock"))?;
+        let dir = self.root.join("data").join(key);
+        let mut freed = 0;
+        if let Ok(rd) = fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                let n = e.metadata().map_or(0, |m| m.len());
+                if fs::remove_file(e.path()).is_ok() {
+                    freed += n;
+                }
+            }
+        }
+        let _ = fs::remove_dir(&dir);
+        match self.read_usage() {
+            Some(u) => self.write_usage(u.saturating_sub(freed)),
+            None => self.write_usage(self.scan().iter().map(|e| e.1).sum()),
+        }
+        Ok(())
+    }
+
+    fn read_usage(&self) -> Option<u64> {
+        let b = fs::read(self.root.join("usage")).ok()?;
+        if b.len() != 16 {
+            return None;
+        }
+        let u = u64::from_le_bytes(b[..8].try_into().ok()?);
+        let check = u64::from_le_bytes(b[8..].try_into().ok()?);
+        (check == u ^ USAGE_MAGIC).then_some(u)
+    }
+
+    fn write_usage(&self, u: u64) {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&u.to_le_bytes());
+        b[8..].copy_from_slice(&(u ^ USAGE_MAGIC).to_le_bytes());
+        let _ = self.write_atomic(&self.root.join("usage"), &b);
+    }
+
+    /// Every entry file: `(path, size, mtime)`. Also removes stale temporary files.
+    fn scan(&self) -> Vec<(PathBuf, u64, SystemTime)> {
+        let mut out = Vec::new();
+        if let Ok(rd) = fs::read_dir(self.root.join("data")) {
+            for d in rd.flatten() {
+                let Ok(files) = fs::read_dir(d.path()) else {
+                    continue;
+                };
+                for f in files.flatten() {
+                    if let Ok(m) = f.metadata() {
+                        if m.is_file() {
+                            let t = m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                            out.push((f.path(), m.len(), t));
+                        }
+                    }
+                }
+            }
+        }
+        if let Ok(rd) = fs::read_dir(self.root.join("tmp")) {
+            let now = SystemTime::now();
+            for f in rd.flatten() {
+                let old = f
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > STALE_TMP);
+                if old {
+                    let _ = fs::remove_file(f.path());
+                }
+            }
+        }
+        out
+    }
+
+    /// Bytes of all entries, counted on disk (not from the usage file).
+    pub fn scanned_usage(&self) -> u64 {
+        self.scan().iter().map(|e| e.1).sum()
+    }
+
+    /// Whether adding `extra` bytes keeps the file system at least 5% free.
+    fn space_ok(&self, extra: u64) -> bool {
+        match fs_space(&self.root) {
+            Some((avail, total)) => avail.saturating_sub(extra) >= total / 100 * MIN_FREE_PERCENT,
+            None => true,
+        }
+    }
+
+    /// Moves a complete temporary entry of `size` bytes to `dest`, first evicting least
+    /// recently used entries as needed. Returns whether it was added.
+    fn commit_entry(&self, tmp: &Path, dest: &Path, size: u64) -> Result<bool> {
+        let _g = FileLock::acquire(&self.root.join("lock"))?;
+        if dest.exists() {
+            return Ok(false);
+        }
+        if size > self.cap {
+            return Ok(false);
+        }
+        let mut usage = match self.read_usage() {
+            Some(u) => u,
+            None => self.scanned_usage(),
+        };
+        if usage + size > self.cap || !self.space_ok(size) {
+            // Rescan (the usage file may have drifted after a crash), then evict the least
+            // recently used entries until the new one fits.
+            let mut all = self.scan();
+            usage = all.iter().map(|e| e.1).sum();
+            all.sort_by_key(|e| e.2);
+            let mut it = all.into_iter();
+            while usage + size > self.cap || !self.space_ok(size) {
+                let Some((p, n, _)) = it.next() else { break };
+                if fs::remove_file(&p).is_ok() {
+                    usage = usage.saturating_sub(n);
+                    if let Some(d) = p.parent() {
+                        let _ = fs::remove_dir(d); // only succeeds once empty
+                    }
+                }
+            }
+            if usage + size > self.cap || !self.space_ok(size) {
+                self.write_usage(usage);
+                return Ok(false);
+            }
+        }
+        if let Some(d) = dest.parent() {
+            fs::create_dir_all(d).map_err(|e| io_err("cannot create directory", d, e))?;
+        }
+        fs::rename(tmp, dest).map_err(|e| io_err("cannot add entry", dest, e))?;
+        self.write_usage(usage + size);
+        Ok(true)
+    }
+
+    /// Stores chunk `idx` of archive `key`. Failures only mean the chunk is not cached.
+    fn write_entry(&self, key: &str, idx: u64, data: &[u8]) {
+        let Ok(tmp) = self.temp_path() else { return };
+        let mut head = [0u8; ENTRY_HEADER];
+        head[..8].copy_from_slice(MAGIC);
+        head[8..16].copy_from_slice(&(idx * CHUNK_SIZE).to_le_bytes());
+        head[16..20].copy_from_slice(&(data.len() as u32).to_le_bytes());
+        head[24..56].copy_from_slice(&Self::entry_hash(key, idx * CHUNK_SIZE, data));
+        let written = (|| -> std::io::Result<()> {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
+            f.write_all(&head)?;
+            f.write_all(data)
+        })();
+        let size = (ENTRY_HEADER + data.len()) as u64;
+        let added = written.is_ok()
+            && self
+                .commit_entry(&tmp, &self.entry_path(key, idx), size)
+                .unwrap_or(false);
+        if !added {
+            let _ = fs::remove_file(&tmp);
+        }
+    }
+}
+
+/// A remote backend seen through the disk cache: reads are served in whole chunks from
+/// memory, then disk, then the remote (fetching every missing chunk of a batch in one
+/// batched call, which the remote backend merges and parallelises).
+pub struct CachedBackend {
+    cache: Arc<DiskCache>,
+    url: String,
+    key: String,
+    len: u64,
+    identity: String,
+    remote: OnceLock<Arc<dyn StorageBackend>>,
+    open_lock: Mutex<()>,
+    opener: Opener,
+    memory: Mutex<::lru::LruCache<u64, Arc<Vec<u8>>>>,
+}
+
+impl std::fmt::Debug for CachedBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedBackend")
+            .field("url", &self.url)
+            .field("identity", &self.identity)
+            .finish()
+    }
+}
+
+impl CachedBackend {
+    /// Opens `url` through `cache`. With a manifest for `url` in the cache, no request is
+    /// made now (see the module docs); otherwise `opener` opens the remote backend and its
+    /// identity is recorded. A backend without an identity cannot be cached safely and is
+    /// returned as it is.
+    pub fn open(
+        cache: Arc<DiskCache>,
+        url: &str,
+        opener: Opener,
+    ) -> Result<Arc<dyn StorageBackend>> {
+        if let Some((len, identity)) = cache.read_manifest(url) {
+            return Ok(Arc::new(Self::build(
+                cache, url, len, identity, None, opener,
+            )));
+        }
+        let remote = opener(url)?;
+        let Some(identity) = remote.identity().filter(|i| !i.is_empty()) else {
+            return Ok(remote);
+        };
+        let len = remote.len();
+        cache.write_manifest(url, len, &identity);
+        Ok(Arc::new(Self::build(
+            cache,
+            url,
+            len,
+            identity,
+            Some(remote),
+            opener,
+        )))
+    }
+
+    fn build(
+        cache: Arc<DiskCache>,
+        url: &str,
+        len: u64,
+        identity: String,
+        remote: Option<Arc<dyn StorageBackend>>,
+        opener: Opener,
+    ) -> CachedBackend {
+        let cell = OnceLock::new();
+        if let Some(r) = remote {
+            let _ = cell.set(r);
+        }
+        CachedBackend {
+            key: DiskCache::archive_key(url, &identity, len),
+            cache,
+            url: url.to_string(),
+            len,
+            identity,
+            remote: cell,
+            open_lock: Mutex::new(()),
+            opener,
+            memory: Mutex::new(::lru::LruCache::new(
+                std::num::NonZeroUsize::new(MEMORY_CHUNKS).unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
+        }
+    }
+
+    /// The remote backend, opened on first use and checked against the cached identity.
+    fn remote(&self) -> Result<&Arc<dyn StorageBackend>> {
+        if let Some(r) = self.remote.get() {
+            return Ok(r);
+        }
+        let _g = self.open_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = self.remote.get() {
+            return Ok(r);
+        }
+        let r = (self.opener)(&self.url)?;
+        let now = r.identity();
+        if now.as_deref() != Some(self.identity.as_str()) || r.len() != self.len {
+            self.cache.forget(&self.url, &self.key);
+            return Err(Error::ArchiveChanged {
+                url: self.url.clone(),
+                detail: format!(
+                    "the disk cache holds the version with identity {} ({} bytes), the server \
+                     now has {} ({} bytes); the cached copy was dropped, open it again",
+                    self.identity,
+                    self.len,
+                    now.as_deref().unwrap_or("(none)"),
+                    r.len()
+                ),
+            });
+        }
+        Ok(self.remote.get_or_init(|| r))
+    }
+
+    fn chunk_len(&self, idx: u64) -> usize {
+        (self.len - idx * CHUNK_SIZE).min(CHUNK_SIZE) as usize
+    }
+
+    /// The chunks `idxs` (sorted, distinct), from memory, disk or the remote.
+    fn chunks(&self, idxs: &[u64]) -> Result<Vec<Arc<Vec<u8>>>> {
+        let mut out: Vec<Option<Arc<Vec<u8>>>> = {
+            let mut m = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+            idxs.iter().map(|i| m.get(i).cloned()).collect()
+        };
+        let missing: Vec<usize> = (0..idxs.len()).filter(|&i| out[i].is_none()).collect();
+        if missing.is_empty() {
+            return Ok(out.into_iter().flatten().collect());
+        }
+        let from_disk = |i: &usize| {
+            self.cache
+                .read_entry(&self.key, idxs[*i], self.chunk_len(idxs[*i]))
+                .map(Arc::new)
+        };
+        let found: Vec<Option<Arc<Vec<u8>>>> = if missing.len() > 1 {
+            missing.par_iter().map(from_disk).collect()
+        } else {
+            missing.iter().map(from_disk).collect()
+        };
+        let mut still = Vec::new();
+        for (i, f) in missing.into_iter().zip(found) {
+            match f {
+                Some(c) => out[i] = Some(c),
+                None => still.push(i),
+            }
+        }
+        if !still.is_empty() {
+            self.fetch(idxs, &still, &mut out)?;
+        }
+        // Every chunk is present now; a gap would shift chunks onto the wrong offsets.
+        let out = out
+            .into_iter()
+            .zip(idxs)
+            .map(|(c, i)| {
+                c.ok_or_else(|| Error::Remote {
+                    backend: "cache",
+                    url: self.url.clone(),
+                    detail: format!("chunk {i} was neither cached nor fetched"),
+                    transient: false,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut m = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, c) in idxs.iter().zip(&out) {
+            m.put(*i, c.clone());
+        }
+        Ok(out)
+    }
+
+    /// Fetches the chunks `idxs[still]` from the remote, holding their stripe locks so that
+    /// other processes wait for this download instead of repeating it.
+    fn fetch(
+        &self,
+        idxs: &[u64],
+        still: &[usize],
+        out: &mut [Option<Arc<Vec<u8>>>],
+    ) -> Result<()> {
+        let mut stripes: Vec<(u64, PathBuf)> = still
+            .iter()
+            .map(|&i| self.cache.stripe_path(&self.key, idxs[i]))
+            .collect();
+        stripes.sort_by_key(|s| s.0);
+        stripes.dedup_by_key(|s| s.0);
+        let mut locks = Vec::with_capacity(stripes.len());
+        for (_, p) in &stripes {
+            locks.push(FileLock::acquire(p)?);
+        }
+        // Someone else may have fetched them while we waited.
+        let mut todo = Vec::new();
+        for &i in still {
+            match self
+                .cache
+                .read_entry(&self.key, idxs[i], self.chunk_len(idxs[i]))
+            {
+                Some(c) => out[i] = Some(Arc::new(c)),
+                None => todo.push(i),
+            }
+        }
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let remote = self.remote()?;
+        let mut bufs: Vec<Vec<u8>> = todo
+            .iter()
+            .map(|&i| vec![0u8; self.chunk_len(idxs[i])])
+            .collect();
+        let mut reqs: Vec<ReadRequest<'_>> = todo
+            .iter()
+            .zip(bufs.iter_mut())
+            .map(|(&i, b)| ReadRequest {
+                offset: idxs[i] * CHUNK_SIZE,
+                buf: b,
+            })
+            .collect();
+        if let Err(e) = remote.read_batch(&mut reqs) {
+            if matches!(e, Error::ArchiveChanged { .. }) {
+                self.cache.forget(&self.url, &self.key);
+            }
+            return Err(e);
+        }
+        drop(reqs);
+        for (&i, b) in todo.iter().zip(bufs) {
+            self.cache.write_entry(&self.key, idxs[i], &b);
+            out[i] = Some(Arc::new(b));
+        }
+        drop(locks);
+        Ok(())
+    }
+
+    fn check_range(&self, offset: u64, len: usize) -> Result<()> {
+        if offset
+            .checked_add(len as u64)
+            .is_none_or(|end| end > self.len)
+        {
+            return Err(Error::Remote {
+                backend: "cache",
+                url: self.url.clone(),
+                detail: format!(
+                    "read of {len} bytes at offset {offset} is past the end of the {}-byte archive",
+                    self.len
+                ),
+                transient: false,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl StorageBackend for CachedBackend {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.read_batch(&mut [ReadRequest { offset, buf }])
+    }
+
+    fn read_batch(&self, reqs: &mut [ReadRequest<'_>]) -> Result<()> {
+        let mut idxs = Vec::new();
+        for r in reqs.iter() {
+            self.check_range(r.offset, r.buf.len())?;
+            if r.buf.is_empty() {
+                continue;
+            }
+            let first = r.offset / CHUNK_SIZE;
+            let last = (r.offset + r.buf.len() as u64 - 1) / CHUNK_SIZE;
+            idxs.extend(first..=last);
+        }
+        idxs.sort_unstable();
+        idxs.dedup();
+        for group in idxs.chunks(GROUP) {
+            let chunks = self.chunks(group)?;
+            let (lo, hi) = (group[0] * CHUNK_SIZE, (group[group.len() - 1] + 1) * CHUNK_SIZE);
+            for r in reqs.iter_mut() {
+                let (start, end) = (r.offset, r.offset + r.buf.len() as u64);
+                if end <= lo || start >= hi {
+                    continue;
+                }
+                for (idx, c) in group.iter().zip(&chunks) {
+                    let (cs, ce) = (idx * CHUNK_SIZE, idx * CHUNK_SIZE + c.len() as u64);
+                    let (s, e) = (start.max(cs), end.min(ce));
+                    if s < e {
+                        r.buf[(s - start) as usize..(e - start) as usize]
+                            .copy_from_slice(&c[(s - cs) as usize..(e - cs) as usize]);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn identity(&self) -> Option<String> {
+        Some(self.identity.clone())
+    }
+
+    fn is_remote(&self) -> bool {
+        true
+    }
+
+    fn describe(&self) -> String {
+        self.url.clone()
+    }
+
+    fn open_relative(&self, path: &str) -> Result<Arc<dyn StorageBackend>> {
+        let url = crate::store::location::sibling_location(&self.url, path);
+        CachedBackend::open(self.cache.clone(), &url, self.opener.clone())
+    }
+}
+
+/// Opens `location` through the disk cache when it is a URL and `options` name a cache
+/// directory; `None` otherwise (the caller opens it directly).
+pub fn open_cached(
+    location: &str,
+    options: &crate::store::RemoteOptions,
+    mmap: bool,
+) -> Result<Option<Arc<dyn StorageBackend>>> {
+    let Some(dir) = &options.cache_dir else {
+        return Ok(None);
+    };
+    if !crate::store::Location::parse(location)?.is_remote() {
+        return Ok(None);
+    }
+    let cache = DiskCache::open(dir, options.cache_size)?;
+    let direct = crate::store::RemoteOptions {
+        cache_dir: None,
+        ..options.clone()
+    };
+    let opener: Opener = Arc::new(move |l: &str| crate::store::open_location(l, &direct, mmap));
+    CachedBackend::open(cache, location, opener).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_changes_with_identity_and_length() {
+        let a = DiskCache::archive_key("http://h/a", "\"e1\"", 10);
+        assert_ne!(a, DiskCache::archive_key("http://h/a", "\"e2\"", 10));
+        assert_ne!(a, DiskCache::archive_key("http://h/a", "\"e1\"", 11));
+        assert_ne!(a, DiskCache::archive_key("http://h/b", "\"e1\"", 10));
+    }
+}
