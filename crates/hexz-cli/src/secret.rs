@@ -66,8 +66,13 @@ pub fn read_pubkey(p: &Path) -> Result<[u8; 32]> {
 /// `HEXZ_PASSWORD`); `None` otherwise.
 pub fn password_if_given(a: &OpenArgs) -> Result<Option<Password>> {
     if a.password_file.is_some() || std::env::var_os("HEXZ_PASSWORD").is_some() {
-        return get_password(a.password_file.as_deref(), "HEXZ_PASSWORD", "Password", false)
-            .map(Some);
+        return get_password(
+            a.password_file.as_deref(),
+            "HEXZ_PASSWORD",
+            "Password",
+            false,
+        )
+        .map(Some);
     }
     Ok(None)
 }
@@ -111,8 +116,7 @@ pub fn open(location: impl AsRef<OsStr>, mut opts: OpenOptions, a: &OpenArgs) ->
                 &format!("Password for {}", path.display()),
                 false,
             )?);
-            Ok(open_with(opts)
-                .with_context(|| format!("opening {}", path.display()))?)
+            Ok(open_with(opts).with_context(|| format!("opening {}", path.display()))?)
         }
         r => Ok(r.with_context(|| format!("opening {}", path.display()))?),
     }

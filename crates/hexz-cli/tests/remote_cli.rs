@@ -84,12 +84,8 @@ impl Env {
 }
 
 fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "bad JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 fn run_cases(cases: Vec<(&str, Box<dyn FnOnce() + '_>)>) {
@@ -171,7 +167,10 @@ fn commands_with_urls_against_nginx_and_seaweedfs() {
                 assert_eq!(info["streams"][0]["logical_size"], child.len() as u64);
                 assert_eq!(info["chain"].as_array().map(Vec::len), Some(2), "{info}");
                 let out = env.ok(&["cat", &url]);
-                assert!(out.stdout == *child, "cat over http returns the child's bytes");
+                assert!(
+                    out.stdout == *child,
+                    "cat over http returns the child's bytes"
+                );
                 let part = env.ok(&["cat", &url, "--offset", "1M", "--length", "100K"]);
                 assert!(part.stdout[..] == child[1 << 20..(1 << 20) + 102400]);
                 let x = env.path("extracted.raw");
@@ -180,12 +179,7 @@ fn commands_with_urls_against_nginx_and_seaweedfs() {
                 let v = json(&env.ok(&["verify", &url, "--json"]));
                 assert_eq!(v["ok"], true);
                 assert_eq!(v["archives"], 2);
-                let remote = json(&env.ok(&[
-                    "diff",
-                    &env.nginx.url("v/base.hxz"),
-                    &url,
-                    "--json",
-                ]));
+                let remote = json(&env.ok(&["diff", &env.nginx.url("v/base.hxz"), &url, "--json"]));
                 let local = json(&env.ok(&[
                     "diff",
                     p(&env.path("base.hxz")),

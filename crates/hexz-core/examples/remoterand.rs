@@ -19,7 +19,9 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let loc = args.get(1).ok_or("usage: remoterand LOCATION [SAMPLES] [CACHE_DIR]")?;
+    let loc = args
+        .get(1)
+        .ok_or("usage: remoterand LOCATION [SAMPLES] [CACHE_DIR]")?;
     let samples: usize = args.get(2).map_or(Ok(300), |s| s.parse())?;
     let mut remote = RemoteOptions::from_env();
     if let Some(d) = args.get(3) {

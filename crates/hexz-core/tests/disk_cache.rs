@@ -139,7 +139,10 @@ fn second_pass_makes_no_request_even_for_a_thin_chain() {
     let c = Arc::new(Counters::default());
     let f = open_cached(&cache, 1 << 30, &remote, "child.hxz", &c, None).unwrap();
     assert_eq!(f.chain_len(), 2);
-    assert!(read_all(&f) == child, "first pass returns the child's bytes");
+    assert!(
+        read_all(&f) == child,
+        "first pass returns the child's bytes"
+    );
     let first = c.requests.load(Ordering::SeqCst);
     assert!(first > 0);
     assert_eq!(c.opens.load(Ordering::SeqCst), 2, "child and parent opened");
@@ -149,8 +152,16 @@ fn second_pass_makes_no_request_even_for_a_thin_chain() {
     let c2 = Arc::new(Counters::default());
     let f = open_cached(&cache, 1 << 30, &remote, "child.hxz", &c2, None).unwrap();
     assert!(read_all(&f) == child, "second pass returns the same bytes");
-    assert_eq!(c2.requests.load(Ordering::SeqCst), 0, "no request on the 2nd pass");
-    assert_eq!(c2.opens.load(Ordering::SeqCst), 0, "no open on the 2nd pass");
+    assert_eq!(
+        c2.requests.load(Ordering::SeqCst),
+        0,
+        "no request on the 2nd pass"
+    );
+    assert_eq!(
+        c2.opens.load(Ordering::SeqCst),
+        0,
+        "no open on the 2nd pass"
+    );
     // Small sequential reads verify each chunk once (from memory afterwards) and still
     // return the right bytes.
     let mut r = f.reader(DISK).unwrap();
@@ -214,7 +225,10 @@ fn cap_is_respected_and_least_recently_used_go_first() {
         let n = (data.len() - off).min(1 << 20);
         got.extend(f.read_at(DISK, off as u64, n).unwrap());
         let used = dc.scanned_usage();
-        assert!(used <= cap, "usage {used} above the cap {cap} after offset {off}");
+        assert!(
+            used <= cap,
+            "usage {used} above the cap {cap} after offset {off}"
+        );
     }
     assert!(got == data);
     assert_eq!(entries(&cache).len(), 4, "the cache is full, not over");

@@ -76,7 +76,10 @@ pub fn report(done: &[Transferred], json: bool, verb: &str) -> Result<()> {
             .iter()
             .map(|t| serde_json::json!({"from": t.from, "to": t.to, "bytes": t.bytes}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "archives": v }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "archives": v }))?
+        );
     } else {
         for t in done {
             eprintln!("{verb} {} -> {} ({})", t.from, t.to, human(t.bytes));

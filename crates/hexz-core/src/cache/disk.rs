@@ -600,12 +600,7 @@ impl CachedBackend {
 
     /// Fetches the chunks `idxs[still]` from the remote, holding their stripe locks so that
     /// other processes wait for this download instead of repeating it.
-    fn fetch(
-        &self,
-        idxs: &[u64],
-        still: &[usize],
-        out: &mut [Option<Arc<Vec<u8>>>],
-    ) -> Result<()> {
+    fn fetch(&self, idxs: &[u64], still: &[usize], out: &mut [Option<Arc<Vec<u8>>>]) -> Result<()> {
         let mut stripes: Vec<(u64, PathBuf)> = still
             .iter()
             .map(|&i| self.cache.stripe_path(&self.key, idxs[i]))
@@ -701,7 +696,10 @@ impl StorageBackend for CachedBackend {
         idxs.dedup();
         for group in idxs.chunks(GROUP) {
             let chunks = self.chunks(group)?;
-            let (lo, hi) = (group[0] * CHUNK_SIZE, (group[group.len() - 1] + 1) * CHUNK_SIZE);
+            let (lo, hi) = (
+                group[0] * CHUNK_SIZE,
+                (group[group.len() - 1] + 1) * CHUNK_SIZE,
+            );
             for r in reqs.iter_mut() {
                 let (start, end) = (r.offset, r.offset + r.buf.len() as u64);
                 if end <= lo || start >= hi {

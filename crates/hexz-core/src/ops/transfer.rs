@@ -148,8 +148,7 @@ pub fn pull(url: &str, output: &Path, opts: &TransferOptions<'_>) -> Result<Vec<
         if f.header().archive_id != nth_parent(&remote, i).header().archive_id {
             return Err(Error::ArchiveChanged {
                 url: from.clone(),
-                detail: "the archive downloaded is not the one opened (another archive id)"
-                    .into(),
+                detail: "the archive downloaded is not the one opened (another archive id)".into(),
             });
         }
         super::verify::verify(&f, None).map_err(|e| match e {
@@ -188,7 +187,8 @@ fn download(
     opts: &TransferOptions<'_>,
 ) -> Result<AtomicFile> {
     if let Some(d) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(d).map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
+        std::fs::create_dir_all(d)
+            .map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
     }
     let mut out = AtomicFile::create(dest)?;
     let len = backend.len();
@@ -403,7 +403,10 @@ mod s3 {
         match Location::parse(url)? {
             Location::S3 { bucket, key } => {
                 let config = S3Config::from_env()?;
-                Ok((Arc::new(S3Client::new(&bucket, &config, &opts.remote)?), key))
+                Ok((
+                    Arc::new(S3Client::new(&bucket, &config, &opts.remote)?),
+                    key,
+                ))
             }
             _ => Err(Error::InvalidArgument(format!(
                 "{url}: uploads go to s3://BUCKET/KEY URLs"
