@@ -88,6 +88,7 @@ fn json(out: &Output) -> Value {
         .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
+#[allow(clippy::type_complexity)]
 fn run_cases(cases: Vec<(&str, Box<dyn FnOnce() + '_>)>) {
     let mut failed = Vec::new();
     for (name, case) in cases {

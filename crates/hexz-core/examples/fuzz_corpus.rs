@@ -70,6 +70,7 @@ fn le_u64(b: &[u8], o: usize) -> u64 {
     u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
 }
 
+#[allow(clippy::vec_init_then_push)]
 fn main() {
     let root = PathBuf::from(
         std::env::args()

@@ -11,7 +11,7 @@ mod decode;
 pub mod file;
 mod flight;
 mod index;
-mod open;
+pub(crate) mod open;
 mod pool;
 mod read;
 pub mod reader;

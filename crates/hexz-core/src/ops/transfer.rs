@@ -22,6 +22,9 @@ const RANGE: u64 = 8 << 20;
 /// Ranges per batch (the remote backend fetches them in parallel).
 const RANGES_PER_BATCH: usize = 4;
 
+/// Progress callback of a transfer: (archive name, bytes done, bytes total).
+pub type TransferProgress<'a> = dyn Fn(&str, u64, u64) + Sync + 'a;
+
 /// How to transfer.
 #[derive(Default)]
 pub struct TransferOptions<'a> {
@@ -33,7 +36,7 @@ pub struct TransferOptions<'a> {
     /// child, and by [`pull`] to verify the blocks.
     pub password: Option<Password>,
     /// Called with (bytes done, bytes total) of the archive being transferred.
-    pub progress: Option<&'a (dyn Fn(&str, u64, u64) + Sync)>,
+    pub progress: Option<&'a TransferProgress<'a>>,
     /// Set by the caller (e.g. on Ctrl-C) to stop: the transfer fails cleanly, leaving no
     /// partial file, object or multipart upload behind.
     pub cancel: Option<&'static AtomicBool>,
@@ -245,7 +248,7 @@ pub fn push(archive: &Path, url: &str, opts: &TransferOptions<'_>) -> Result<Vec
         )?;
         plan(&f, url, true)?
     } else {
-        crate::api::file::read_header(&crate::store::local::FileBackend::new(archive)?)?;
+        crate::api::open::read_header(&crate::store::local::FileBackend::new(archive)?)?;
         vec![(archive.to_string_lossy().into_owned(), url.to_string())]
     };
     let mut done = Vec::new();
