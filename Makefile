@@ -58,3 +58,6 @@ bounds:
 	cargo test --release -p hexz-core --test bounds -- --nocapture
 
 reliability: sweep crash stress bounds fuzz
+
+bench-mount:
+	scripts/bench-mount.sh
