@@ -22,5 +22,7 @@ if command -v cargo-fuzz >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/cargo-fuzz" ]
 else
   echo "test.sh: cargo-fuzz not installed; skipping the short fuzz session (make fuzz-ci runs it)" >&2
 fi
-if [ -x scripts/test-py.sh ]; then HEXZ_BIN=target/release/hexz scripts/test-py.sh; fi
+# The Python suite (make test-py) builds the wheel and pip-installs it; it is not yet part of
+# the default run (see issue #10). HEXZ_TEST_PY=1 includes it.
+if [ "${HEXZ_TEST_PY:-0}" = 1 ]; then HEXZ_BIN=target/release/hexz scripts/test-py.sh; fi
 echo "test.sh: all passed"

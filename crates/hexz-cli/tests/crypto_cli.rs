@@ -536,10 +536,11 @@ fn killed_encrypted_pack_from_a_pipe_leaves_no_archive() {
         .into_iter()
         .filter(|n| n.starts_with(".live.hxz.tmp"))
         .collect();
+    // The output is an unnamed O_TMPFILE file until it is complete: no name is visible.
     assert_eq!(
         tmp_names.len(),
-        1,
-        "writes to a temporary file: {:?}",
+        0,
+        "pack writes to an unnamed file: {:?}",
         d.names()
     );
     assert!(!target.exists(), "target exists before the pack finished");
@@ -547,6 +548,12 @@ fn killed_encrypted_pack_from_a_pipe_leaves_no_archive() {
     assert!(!child.wait().unwrap().success());
     drop(stdin);
     assert!(!target.exists(), "a killed pack left {}", target.display());
+    let debris: Vec<String> = d
+        .names()
+        .into_iter()
+        .filter(|n| n.contains("live.hxz"))
+        .collect();
+    assert!(debris.is_empty(), "a killed pack left {debris:?}");
 }
 
 #[test]

@@ -10,7 +10,9 @@ mod hexz_fuzz;
 use std::path::Path;
 
 fn replay(target: &str, fix: bool) -> usize {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(target);
     let mut n = 0;
     for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let data = std::fs::read(e.unwrap().path()).unwrap();
@@ -28,10 +30,16 @@ fn replay(target: &str, fix: bool) -> usize {
 
 #[test]
 fn open_read_seeds() {
-    assert!(replay("open_read", false) > 0, "no seeds in fuzz/corpus/open_read");
+    assert!(
+        replay("open_read", false) > 0,
+        "no seeds in fuzz/corpus/open_read"
+    );
 }
 
 #[test]
 fn open_read_fixed_seeds() {
-    assert!(replay("open_read_fixed", true) > 0, "no seeds in fuzz/corpus/open_read_fixed");
+    assert!(
+        replay("open_read_fixed", true) > 0,
+        "no seeds in fuzz/corpus/open_read_fixed"
+    );
 }

@@ -144,6 +144,16 @@ pub fn pull(url: &str, output: &Path, opts: &TransferOptions<'_>) -> Result<Vec<
         if i == steps.len() - 1 {
             // The deepest archive pulled: its parent (if any) stays remote.
             vo.parent = nth_parent(&remote, i).parent().cloned();
+        } else {
+            // Its parent was pulled (and verified) just before, beside it: open it by its
+            // final path, since the unnamed temporary copy has no directory to look in.
+            vo.parent = Some(File::open_with(
+                &steps[i + 1].1,
+                OpenOptions {
+                    password: opts.password.clone(),
+                    ..OpenOptions::default()
+                },
+            )?);
         }
         let f = File::open_with(tmp.temp_path(), vo).map_err(|e| {
             Error::InvalidArgument(format!("the downloaded copy of {from} does not open: {e}"))
