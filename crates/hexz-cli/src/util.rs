@@ -95,6 +95,43 @@ impl StreamBars {
     }
 }
 
+/// One progress bar per archive for transfers (push, pull), replaced when the archive changes.
+pub struct ArchiveBars {
+    label: &'static str,
+    bar: std::sync::Mutex<Option<(String, ProgressBar)>>,
+}
+
+impl ArchiveBars {
+    /// Bars labelled `label` (e.g. "push").
+    pub fn new(label: &'static str) -> Self {
+        ArchiveBars {
+            label,
+            bar: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Updates (or starts) the bar of archive `what`.
+    pub fn update(&self, what: &str, done: u64, total: u64) {
+        let mut g = self.bar.lock().unwrap_or_else(|e| e.into_inner());
+        if g.as_ref().is_none_or(|(w, _)| w != what) {
+            if let Some((_, old)) = g.take() {
+                old.finish_and_clear();
+            }
+            *g = Some((what.to_string(), progress_bar(Some(total), self.label)));
+        }
+        if let Some((_, pb)) = g.as_ref() {
+            pb.set_position(done);
+        }
+    }
+
+    /// Removes the current bar.
+    pub fn finish(&self) {
+        if let Some((_, pb)) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            pb.finish_and_clear();
+        }
+    }
+}
+
 /// Open options for reading whole streams front to back (extract, cat, flatten): positional
 /// reads instead of a memory map and a small block cache, so resident memory stays bounded by
 /// the chunks in flight; no read-ahead (the readers ask for large chunks themselves).

@@ -1,6 +1,6 @@
 //! `hexz pull`: download an archive (and its parent chain) and verify it.
 
-use crate::util::{human, progress_bar};
+use crate::util::human;
 use anyhow::{Context, Result};
 use hexz_core::ops::transfer::{pull, TransferOptions, Transferred};
 use std::path::PathBuf;
@@ -26,19 +26,8 @@ pub struct Args {
 pub fn run(a: Args) -> Result<ExitCode> {
     let cancel = crate::interrupt::install();
     let mut password = crate::secret::password_if_given(&a.open)?;
-    let bar = std::sync::Mutex::new(None::<(String, indicatif::ProgressBar)>);
-    let progress = |what: &str, done: u64, total: u64| {
-        let mut g = bar.lock().unwrap_or_else(|e| e.into_inner());
-        if g.as_ref().is_none_or(|(w, _)| w != what) {
-            if let Some((_, old)) = g.take() {
-                old.finish_and_clear();
-            }
-            *g = Some((what.to_string(), progress_bar(Some(total), "pull")));
-        }
-        if let Some((_, pb)) = g.as_ref() {
-            pb.set_position(done);
-        }
-    };
+    let bars = crate::util::ArchiveBars::new("pull");
+    let progress = |what: &str, done: u64, total: u64| bars.update(what, done, total);
     let run = |password| {
         let opts = TransferOptions {
             remote: a.open.remote.options(),
@@ -61,9 +50,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
         r => r,
     };
-    if let Some((_, pb)) = bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        pb.finish_and_clear();
-    }
+    bars.finish();
     let done = r.with_context(|| format!("pulling {}", a.url))?;
     report(&done, a.json, "downloaded and verified")?;
     Ok(ExitCode::SUCCESS)

@@ -1,6 +1,5 @@
 //! `hexz push`: upload an archive (and its parent chain) to object storage.
 
-use crate::util::progress_bar;
 use anyhow::{Context, Result};
 use hexz_core::ops::transfer::{push, TransferOptions};
 use std::path::PathBuf;
@@ -25,19 +24,8 @@ pub struct Args {
 pub fn run(a: Args) -> Result<ExitCode> {
     let cancel = crate::interrupt::install();
     let mut password = crate::secret::password_if_given(&a.open)?;
-    let bar = std::sync::Mutex::new(None::<(String, indicatif::ProgressBar)>);
-    let progress = |what: &str, done: u64, total: u64| {
-        let mut g = bar.lock().unwrap_or_else(|e| e.into_inner());
-        if g.as_ref().is_none_or(|(w, _)| w != what) {
-            if let Some((_, old)) = g.take() {
-                old.finish_and_clear();
-            }
-            *g = Some((what.to_string(), progress_bar(Some(total), "push")));
-        }
-        if let Some((_, pb)) = g.as_ref() {
-            pb.set_position(done);
-        }
-    };
+    let bars = crate::util::ArchiveBars::new("push");
+    let progress = |what: &str, done: u64, total: u64| bars.update(what, done, total);
     let run = |password| {
         let opts = TransferOptions {
             remote: a.open.remote.options(),
@@ -60,9 +48,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
         r => r,
     };
-    if let Some((_, pb)) = bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        pb.finish_and_clear();
-    }
+    bars.finish();
     let done = r.with_context(|| format!("pushing {} to {}", a.archive.display(), a.url))?;
     super::pull::report(&done, a.json, "uploaded")?;
     Ok(ExitCode::SUCCESS)
