@@ -64,6 +64,29 @@ pub fn read_pubkey(p: &Path) -> Result<[u8; 32]> {
 
 /// The archive password when one is given without prompting (`--password-file`,
 /// `HEXZ_PASSWORD`); `None` otherwise.
+/// Runs `op` with the password given by flag or environment (if any); when the archive turns
+/// out to need one and none was given, prompts for it (naming `what`) and runs `op` again.
+pub fn with_password_retry<T>(
+    a: &OpenArgs,
+    what: &str,
+    op: impl Fn(Option<Password>) -> hexz_core::Result<T>,
+) -> Result<hexz_core::Result<T>> {
+    let given = password_if_given(a)?;
+    let none_given = given.is_none();
+    Ok(match op(given) {
+        Err(hexz_core::Error::PasswordRequired(_)) if none_given => {
+            let pw = get_password(
+                None,
+                "HEXZ_PASSWORD",
+                &format!("Password for {what}"),
+                false,
+            )?;
+            op(Some(pw))
+        }
+        r => r,
+    })
+}
+
 pub fn password_if_given(a: &OpenArgs) -> Result<Option<Password>> {
     if a.password_file.is_some() || std::env::var_os("HEXZ_PASSWORD").is_some() {
         return get_password(

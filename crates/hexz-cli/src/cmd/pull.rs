@@ -25,7 +25,6 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let cancel = crate::interrupt::install();
-    let mut password = crate::secret::password_if_given(&a.open)?;
     let bars = crate::util::ArchiveBars::new("pull");
     let progress = |what: &str, done: u64, total: u64| bars.update(what, done, total);
     let run = |password| {
@@ -38,18 +37,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         };
         pull(&a.url, &a.output, &opts)
     };
-    let r = match run(password.clone()) {
-        Err(hexz_core::Error::PasswordRequired(_)) if password.is_none() => {
-            password = Some(crate::secret::get_password(
-                None,
-                "HEXZ_PASSWORD",
-                &format!("Password for {}", a.url),
-                false,
-            )?);
-            run(password)
-        }
-        r => r,
-    };
+    let r = crate::secret::with_password_retry(&a.open, &a.url.to_string(), run)?;
     bars.finish();
     let done = r.with_context(|| format!("pulling {}", a.url))?;
     report(&done, a.json, "downloaded and verified")?;

@@ -23,7 +23,6 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let cancel = crate::interrupt::install();
-    let mut password = crate::secret::password_if_given(&a.open)?;
     let bars = crate::util::ArchiveBars::new("push");
     let progress = |what: &str, done: u64, total: u64| bars.update(what, done, total);
     let run = |password| {
@@ -36,18 +35,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         };
         push(&a.archive, &a.url, &opts)
     };
-    let r = match run(password.clone()) {
-        Err(hexz_core::Error::PasswordRequired(_)) if password.is_none() => {
-            password = Some(crate::secret::get_password(
-                None,
-                "HEXZ_PASSWORD",
-                &format!("Password for {}", a.archive.display()),
-                false,
-            )?);
-            run(password)
-        }
-        r => r,
-    };
+    let r = crate::secret::with_password_retry(&a.open, &a.archive.display().to_string(), run)?;
     bars.finish();
     let done = r.with_context(|| format!("pushing {} to {}", a.archive.display(), a.url))?;
     super::pull::report(&done, a.json, "uploaded")?;
