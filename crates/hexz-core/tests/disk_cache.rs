@@ -209,42 +209,81 @@ fn damaged_entries_are_dropped_and_fetched_again() {
     assert_eq!(c3.requests.load(Ordering::SeqCst), 0);
 }
 
+/// Chunk numbers of the entries in the cache directory.
+fn chunk_ids(cache_dir: &Path) -> std::collections::BTreeSet<u64> {
+    entries(cache_dir)
+        .iter()
+        .map(|p| u64::from_str_radix(&p.file_name().unwrap().to_string_lossy(), 16).unwrap())
+        .collect()
+}
+
 #[test]
-#[ignore = "fails on main: the eviction order after the read-path merge evicts chunk 0 first (issue #8 note)"]
 fn cap_is_respected_and_least_recently_used_go_first() {
     let t = tempfile::tempdir().unwrap();
     let (remote, cache) = (t.path().join("remote"), t.path().join("cache"));
     std::fs::create_dir_all(&remote).unwrap();
     let data = random(10 << 20, 4);
     pack_files(&remote, "a.hxz", Some(&data), None, &Default::default());
-    let cap = 4 * (CHUNK_SIZE + ENTRY_HEADER as u64);
+    let cap = 6 * (CHUNK_SIZE + ENTRY_HEADER as u64);
     let c = Arc::new(Counters::default());
     let f = open_cached(&cache, cap, &remote, "a.hxz", &c, None).unwrap();
     let dc = DiskCache::open(&cache, cap).unwrap();
-    let mut got = Vec::new();
-    for off in (0..data.len()).step_by(1 << 20) {
-        let n = (data.len() - off).min(1 << 20);
-        got.extend(f.read_at(DISK, off as u64, n).unwrap());
+    // Opening fetched the header's chunk 0 and the index's chunks at the end.
+    let at_open = chunk_ids(&cache);
+    assert!(at_open.contains(&0), "{at_open:?}");
+    assert_eq!(
+        at_open.len(),
+        3,
+        "{at_open:?}: header chunk and two tail chunks"
+    );
+    let read = |mib: usize| {
+        let off = (mib << 20) + (400 << 10);
+        let got = f.read_at(DISK, off as u64, 64 << 10).unwrap();
+        assert!(got[..] == data[off..off + (64 << 10)], "bytes at {off}");
         let used = dc.scanned_usage();
         assert!(
             used <= cap,
             "usage {used} above the cap {cap} after offset {off}"
         );
+    };
+    let mut added = Vec::new();
+    for mib in [2, 3, 4] {
+        let before = chunk_ids(&cache);
+        read(mib);
+        let new: Vec<u64> = chunk_ids(&cache).difference(&before).copied().collect();
+        assert_eq!(new.len(), 1, "a 64 KiB read adds one chunk: {new:?}");
+        added.push(new[0]);
     }
-    assert!(got == data);
-    assert_eq!(entries(&cache).len(), 4, "the cache is full, not over");
-    // The most recently fetched chunks are the ones kept: the end of the data, not the
-    // header's chunk 0 (read first, at open).
-    let archive_len = std::fs::metadata(remote.join("a.hxz")).unwrap().len();
-    let last = (archive_len - 1) / CHUNK_SIZE;
-    let names: Vec<String> = entries(&cache)
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
+    assert_eq!(chunk_ids(&cache).len(), 6, "the cache is full");
+    // Chunk 0 is used again (served from memory): that makes it recent on disk too, so the
+    // next three additions evict the two tail chunks and the chunk of MiB 2, not chunk 0.
+    read(0);
+    for mib in [5, 6, 7] {
+        read(mib);
+    }
+    let kept = chunk_ids(&cache);
+    assert_eq!(kept.len(), 6, "{kept:?}: the cache is full, not over");
     assert!(
-        names.contains(&format!("{:016x}", last - 1)) && !names.contains(&format!("{:016x}", 0)),
-        "{names:?}: expected the chunks before the last ({last}), not chunk 0"
+        kept.contains(&0),
+        "{kept:?}: chunk 0 was used last-but-three"
     );
+    assert!(
+        !kept.contains(&added[0]),
+        "{kept:?}: chunk {} is the oldest",
+        added[0]
+    );
+    for tail in at_open.iter().filter(|&&i| i != 0) {
+        assert!(!kept.contains(tail), "{kept:?}: tail chunk {tail} is older");
+    }
+    assert!(
+        kept.contains(&added[1]) && kept.contains(&added[2]),
+        "{kept:?}"
+    );
+    // A new process reads everything correctly through the full cache.
+    drop(f);
+    let f = open_cached(&cache, cap, &remote, "a.hxz", &c, None).unwrap();
+    assert!(read_all(&f) == data);
+    assert!(dc.scanned_usage() <= cap);
     // A cap below one chunk caches nothing (and reads still work).
     let t2 = tempfile::tempdir().unwrap();
     let f = open_cached(t2.path(), 1000, &remote, "a.hxz", &c, None).unwrap();
@@ -362,14 +401,17 @@ fn processes_share_a_dir() {
     assert_eq!(fetched, archive_len, "each chunk downloaded by one process");
 }
 
+/// A cached version is served whole and consistently (its identity is part of every entry's
+/// key); the first chunk the cache lacks makes a request, which notices the replacement.
 #[test]
-#[ignore = "fails on main: a read served wholly from the cache does not revalidate the ETag, so the replaced archive is not noticed (issue #8 note)"]
 fn a_changed_archive_never_serves_stale_bytes() {
     let t = tempfile::tempdir().unwrap();
     let (remote, cache) = (t.path().join("remote"), t.path().join("cache"));
     std::fs::create_dir_all(&remote).unwrap();
-    let v1 = random(4 << 20, 7);
-    let v2 = random(4 << 20, 8);
+    // Large enough that the open (header and 512 KiB tail) and the first 2 MiB leave most
+    // chunks uncached.
+    let v1 = random(16 << 20, 7);
+    let v2 = random(16 << 20, 8);
     pack_files(&remote, "a.hxz", Some(&v1), None, &Default::default());
     let c = Arc::new(Counters::default());
     // Cache only the first half of version 1 (plus header and index).

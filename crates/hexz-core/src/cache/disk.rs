@@ -77,6 +77,9 @@ const USAGE_MAGIC: u64 = 0x6865_787a_7573_6731; // "hexzusg1"
 pub struct DiskCache {
     root: PathBuf,
     cap: u64,
+    /// Entries this handle has added; a chunk served from memory refreshes its entry's
+    /// recency on disk once per change of this count (see `CachedBackend::chunks`).
+    writes: std::sync::atomic::AtomicU64,
 }
 
 /// Opens the backend of a URL (without the disk tier); used to open it lazily.
@@ -144,7 +147,11 @@ impl DiskCache {
             let d = root.join(sub);
             fs::create_dir_all(&d).map_err(|e| io_err("cannot create directory", &d, e))?;
         }
-        Ok(Arc::new(DiskCache { root, cap }))
+        Ok(Arc::new(DiskCache {
+            root,
+            cap,
+            writes: std::sync::atomic::AtomicU64::new(0),
+        }))
     }
 
     /// The cap in bytes.
@@ -266,6 +273,13 @@ impl DiskCache {
         unsafe { libc::futimens(f.as_raw_fd(), std::ptr::null()) };
         buf.drain(..ENTRY_HEADER);
         Some(buf)
+    }
+
+    /// Marks entry `idx` of `key` as just used, so eviction keeps it over older ones.
+    fn touch_entry(&self, key: &str, idx: u64) {
+        if let Ok(f) = fs::File::open(self.entry_path(key, idx)) {
+            let _ = f.set_modified(SystemTime::now());
+        }
     }
 
     /// Deletes one entry file and takes its size off the usage.
@@ -404,6 +418,8 @@ impl DiskCache {
         }
         fs::rename(tmp, dest).map_err(|e| io_err("cannot add entry", dest, e))?;
         self.write_usage(usage + size);
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(true)
     }
 
@@ -446,7 +462,9 @@ pub struct CachedBackend {
     remote: OnceLock<Arc<dyn StorageBackend>>,
     open_lock: Mutex<()>,
     opener: Opener,
-    memory: Mutex<::lru::LruCache<u64, Arc<Vec<u8>>>>,
+    /// Chunks in memory, each with the cache's write count when its disk entry was last
+    /// marked used.
+    memory: Mutex<::lru::LruCache<u64, (Arc<Vec<u8>>, u64)>>,
 }
 
 impl std::fmt::Debug for CachedBackend {
@@ -550,10 +568,28 @@ impl CachedBackend {
 
     /// The chunks `idxs` (sorted, distinct), from memory, disk or the remote.
     fn chunks(&self, idxs: &[u64]) -> Result<Vec<Arc<Vec<u8>>>> {
+        // A chunk read from memory does not pass through the disk tier, so its entry's
+        // recency is refreshed here; only after other entries were added since the last
+        // refresh (otherwise the order cannot have changed), so hot chunks cost no syscall.
+        let writes = self.cache.writes.load(std::sync::atomic::Ordering::Relaxed);
+        let mut stale = Vec::new();
         let mut out: Vec<Option<Arc<Vec<u8>>>> = {
             let mut m = self.memory.lock().unwrap_or_else(|p| p.into_inner());
-            idxs.iter().map(|i| m.get(i).cloned()).collect()
+            idxs.iter()
+                .map(|i| {
+                    m.get_mut(i).map(|(c, seen)| {
+                        if *seen != writes {
+                            *seen = writes;
+                            stale.push(*i);
+                        }
+                        c.clone()
+                    })
+                })
+                .collect()
         };
+        for i in stale {
+            self.cache.touch_entry(&self.key, i);
+        }
         let missing: Vec<usize> = (0..idxs.len()).filter(|&i| out[i].is_none()).collect();
         if missing.is_empty() {
             return Ok(out.into_iter().flatten().collect());
@@ -591,9 +627,10 @@ impl CachedBackend {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let writes = self.cache.writes.load(std::sync::atomic::Ordering::Relaxed);
         let mut m = self.memory.lock().unwrap_or_else(|p| p.into_inner());
         for (i, c) in idxs.iter().zip(&out) {
-            m.put(*i, c.clone());
+            m.put(*i, (c.clone(), writes));
         }
         Ok(out)
     }
