@@ -464,8 +464,12 @@ pub struct CachedBackend {
     opener: Opener,
     /// Chunks in memory, each with the cache's write count when its disk entry was last
     /// marked used.
-    memory: Mutex<::lru::LruCache<u64, (Arc<Vec<u8>>, u64)>>,
+    memory: Mutex<::lru::LruCache<u64, MemoryChunk>>,
 }
+
+/// A chunk held in memory and the cache's write count when its disk entry was last marked
+/// used.
+type MemoryChunk = (Arc<Vec<u8>>, u64);
 
 impl std::fmt::Debug for CachedBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
