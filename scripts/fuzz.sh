@@ -7,8 +7,11 @@
 # AddressSanitizer unless FUZZ_SANITIZER=none (faster builds and runs).
 # Installs cargo-fuzz (pinned, --locked) once if it is missing; reused afterwards.
 # The corpus lives in fuzz/corpus/<target> (seeds committed; new finds are added there, not
-# committed). Crashes land in fuzz/artifacts/<target>/ and fail the run; each one found
-# becomes a regression test in crates/hexz-core/tests/fuzz_regressions.rs.
+# committed). Crashes land in fuzz/artifacts/<target>/ and fail the run; each one found is
+# copied into fuzz/corpus/<target>/ as regress-* and is then replayed by `cargo test`
+# (crates/hexz-core/tests/fuzz_corpus.rs).
+# FUZZ_SEED=N makes the mutation sequence repeatable (the short CI session sets it, so a red
+# CI is a reproducible find, not luck of the draw); unset, every run explores afresh.
 # Prints a summary line per target (executions, corpus size) and writes it to
 # fuzz/last-run.txt for docs/RELIABILITY.md.
 set -euo pipefail
@@ -45,7 +48,7 @@ for t in "${targets[@]}"; do
     log=$(mktemp)
     if cargo fuzz run --fuzz-dir fuzz -s "$SANITIZER" -O "$t" "$work" -- \
         -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 -timeout=20 \
-        -max_len=65536 -print_final_stats=1 \
+        -max_len=65536 -print_final_stats=1 ${FUZZ_SEED:+-seed=$FUZZ_SEED} \
         -artifact_prefix="fuzz/artifacts/$t/" >"$log" 2>&1; then
         status=ok
     else

@@ -18,7 +18,7 @@ cargo test --release --workspace --locked
 # runs long sessions; installing it here would cost CI 7+ minutes on a fresh machine). The
 # committed corpus is replayed by the regular tests either way.
 if command -v cargo-fuzz >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/cargo-fuzz" ]; then
-  FUZZ_SANITIZER=none FUZZ_SECONDS=${FUZZ_SECONDS:-10} scripts/fuzz.sh
+  FUZZ_SANITIZER=none FUZZ_SECONDS=${FUZZ_SECONDS:-10} FUZZ_SEED=${FUZZ_SEED:-1} scripts/fuzz.sh
 else
   echo "test.sh: cargo-fuzz not installed; skipping the short fuzz session (make fuzz-ci runs it)" >&2
 fi
