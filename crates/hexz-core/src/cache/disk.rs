@@ -25,7 +25,8 @@
 //!
 //! # Bounds
 //! Before an entry is added, entries are evicted, least recently used first (by mtime, which
-//! is refreshed on every hit from disk), until the total stays within the cap and at least
+//! is refreshed on every hit from disk, and for a chunk served from memory once after each
+//! entry this handle adds), until the total stays within the cap and at least
 //! 5% of the file system stays free. Accounting and eviction happen under one lock, so the
 //! directory never exceeds its cap, even with many processes; an entry being written in
 //! `tmp/` (at most one chunk per writing thread) is the only excess.
