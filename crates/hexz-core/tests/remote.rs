@@ -150,6 +150,51 @@ fn nginx_reads_every_archive_kind() {
     run_cases(cases);
 }
 
+/// HTTPS: nginx with a certificate from a throwaway CA. Trusting that CA (`ca_file`, what
+/// `SSL_CERT_FILE` sets) reads every byte; with only the built-in roots the TLS handshake
+/// fails with an error naming the URL and the certificate problem, and nothing is returned.
+#[test]
+fn https_with_a_private_ca() {
+    let Some(nginx) = Nginx::start_tls() else {
+        return;
+    };
+    let (_dir, a) = small_archive();
+    nginx.put_file(&a.name, &a.path);
+    let url = nginx.url(&a.name);
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let trusted = RemoteOptions {
+        ca_file: nginx.ca.clone(),
+        ..test_remote()
+    };
+    let f = File::open_location(&url, a.options(trusted)).unwrap();
+    a.check(&f);
+    assert!(nginx.requests().len() >= 1, "the reads went to nginx");
+
+    let e = File::open_location(&url, a.options(test_remote())).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains(&url), "{msg}");
+    assert!(
+        msg.to_lowercase().contains("certificate") || msg.contains("UnknownIssuer"),
+        "{msg}"
+    );
+
+    // A CA file that is not PEM is refused up front, naming the file.
+    let bad = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(bad.path(), b"not a certificate").unwrap();
+    let e = File::open_location(
+        &url,
+        a.options(RemoteOptions {
+            ca_file: Some(bad.path().to_path_buf()),
+            ..test_remote()
+        }),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains(&bad.path().display().to_string()),
+        "{e}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Fault server.
 

@@ -77,6 +77,9 @@ pub struct RemoteOptions {
     pub cache_dir: Option<PathBuf>,
     /// Byte cap of the disk cache.
     pub cache_size: u64,
+    /// PEM file of the certificate authorities trusted for HTTPS instead of the built-in
+    /// (Mozilla) roots, for servers with a private CA (`SSL_CERT_FILE`, as curl and OpenSSL).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for RemoteOptions {
@@ -89,12 +92,14 @@ impl Default for RemoteOptions {
             max_retry_time: Duration::from_secs(60),
             cache_dir: None,
             cache_size: 10 << 30,
+            ca_file: None,
         }
     }
 }
 
 impl RemoteOptions {
-    /// Defaults, then `HEXZ_ALLOW_RESTRICTED=1` and `HEXZ_CACHE_DIR` from the environment.
+    /// Defaults, then `HEXZ_ALLOW_RESTRICTED=1`, `HEXZ_CACHE_DIR` and `SSL_CERT_FILE` from the
+    /// environment.
     pub fn from_env() -> Self {
         let mut o = RemoteOptions::default();
         if std::env::var("HEXZ_ALLOW_RESTRICTED").is_ok_and(|v| v == "1" || v == "true") {
@@ -102,6 +107,9 @@ impl RemoteOptions {
         }
         if let Some(d) = std::env::var_os("HEXZ_CACHE_DIR").filter(|d| !d.is_empty()) {
             o.cache_dir = Some(PathBuf::from(d));
+        }
+        if let Some(f) = std::env::var_os("SSL_CERT_FILE").filter(|f| !f.is_empty()) {
+            o.ca_file = Some(PathBuf::from(f));
         }
         o
     }

@@ -154,13 +154,104 @@ pub struct Nginx {
     pub port: u16,
     /// The directory files are served from.
     pub www: PathBuf,
+    /// With HTTPS: the PEM file of the test CA that signed the server's certificate.
+    pub ca: Option<PathBuf>,
     dir: tempfile::TempDir,
+}
+
+/// Makes a throwaway CA and a certificate for 127.0.0.1 signed by it in `d` (`ca.pem`,
+/// `srv.pem`, `srv.key`), with the openssl command line tool.
+fn make_test_certs(d: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .output()
+            .expect("run openssl (apt-get install openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=hexz test CA",
+        ],
+        &["-addext", "basicConstraints=critical,CA:TRUE"],
+        &["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        d.join("srv.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "srv.ext",
+    ]);
+    for f in ["srv.pem", "srv.key"] {
+        std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
 }
 
 impl Nginx {
     /// Starts nginx, or returns `None` (after a loud message) when it is not installed and
     /// servers are not required.
     pub fn start() -> Option<Nginx> {
+        Self::start_with(false)
+    }
+
+    /// Like [`Nginx::start`], serving HTTPS with a certificate from a throwaway test CA
+    /// ([`Nginx::ca`]).
+    pub fn start_tls() -> Option<Nginx> {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Option<Nginx> {
         let Some(bin) = find_bin("nginx", "HEXZ_NGINX", &[]) else {
             missing("nginx", "apt-get install nginx-light, or scripts/deps.sh")?;
             unreachable!()
@@ -174,6 +265,17 @@ impl Nginx {
         let www = d.join("www");
         std::fs::create_dir(&www).unwrap();
         std::fs::set_permissions(&www, std::fs::Permissions::from_mode(0o755)).unwrap();
+        if tls {
+            make_test_certs(d);
+        }
+        let ssl = if tls {
+            format!(
+                " ssl;\n    ssl_certificate {d}/srv.pem;\n    ssl_certificate_key {d}/srv.key",
+                d = d.display()
+            )
+        } else {
+            String::new()
+        };
         for attempt in 0..5 {
             let port = free_port();
             let conf = format!(
@@ -183,7 +285,7 @@ impl Nginx {
                  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  \
                  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
                  keepalive_requests 100000;\n  \
-                 server {{\n    listen 127.0.0.1:{port};\n    root {d}/www;\n    \
+                 server {{\n    listen 127.0.0.1:{port}{ssl};\n    root {d}/www;\n    \
                  location / {{ }}\n  }}\n}}\n",
                 d = d.display()
             );
@@ -223,6 +325,7 @@ impl Nginx {
                     proc: Proc(child),
                     port,
                     www,
+                    ca: tls.then(|| d.join("ca.pem")),
                     dir,
                 });
             }
@@ -237,7 +340,8 @@ impl Nginx {
 
     /// The URL of `name` under `www/`.
     pub fn url(&self, name: &str) -> String {
-        format!("http://127.0.0.1:{}/{name}", self.port)
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}/{name}", self.port)
     }
 
     /// Writes `data` to `www/name` (world-readable), atomically replacing any older file.

@@ -11,8 +11,9 @@ use crate::store::net::{GuardedResolver, REFUSED};
 use crate::store::retry::{status_is_transient, Attempt, RetryPolicy};
 use crate::store::RemoteOptions;
 use std::io::Read;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use ureq::http::{HeaderMap, Response};
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 use ureq::unversioned::transport::DefaultConnector;
 use ureq::Agent;
 use url::Url;
@@ -102,6 +103,8 @@ pub struct HttpClient {
     options: RemoteOptions,
     retry: RetryPolicy,
     agent: Mutex<(u32, Agent)>,
+    /// The trusted roots from `options.ca_file`, loaded once (`None`: the built-in roots).
+    roots: Option<Arc<Vec<Certificate<'static>>>>,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -112,8 +115,40 @@ impl std::fmt::Debug for HttpClient {
     }
 }
 
-fn build_agent(o: &RemoteOptions) -> Agent {
+/// Reads the PEM certificates of `path` (the CAs to trust for HTTPS).
+fn load_roots(path: &std::path::Path) -> Result<Arc<Vec<Certificate<'static>>>> {
+    let pem = std::fs::read(path).map_err(|e| Error::io(path.display().to_string(), e))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Error::InvalidArgument(format!(
+                    "{}: not a valid PEM certificate file ({e})",
+                    path.display()
+                )))
+            }
+        }
+    }
+    if certs.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "{}: no certificate in it (set by SSL_CERT_FILE)",
+            path.display()
+        )));
+    }
+    Ok(Arc::new(certs))
+}
+
+fn build_agent(o: &RemoteOptions, roots: Option<&Arc<Vec<Certificate<'static>>>>) -> Agent {
+    let tls = match roots {
+        Some(r) => TlsConfig::builder()
+            .root_certs(RootCerts::Specific(r.clone()))
+            .build(),
+        None => TlsConfig::default(),
+    };
     let config = Agent::config_builder()
+        .tls_config(tls)
         .http_status_as_error(false)
         .max_redirects(0)
         .proxy(None)
@@ -133,17 +168,20 @@ fn build_agent(o: &RemoteOptions) -> Agent {
 }
 
 impl HttpClient {
-    /// A client with `options` (timeouts, retry limits, restricted addresses).
-    pub fn new(options: &RemoteOptions) -> HttpClient {
-        HttpClient {
+    /// A client with `options` (timeouts, retry limits, restricted addresses, trusted CAs).
+    /// Fails only when `options.ca_file` cannot be read or holds no certificate.
+    pub fn new(options: &RemoteOptions) -> Result<HttpClient> {
+        let roots = options.ca_file.as_deref().map(load_roots).transpose()?;
+        Ok(HttpClient {
             options: options.clone(),
             retry: RetryPolicy {
                 max_attempts: options.max_attempts.max(1),
                 max_time: options.max_retry_time,
                 ..RetryPolicy::default()
             },
-            agent: Mutex::new((std::process::id(), build_agent(options))),
-        }
+            agent: Mutex::new((std::process::id(), build_agent(options, roots.as_ref()))),
+            roots,
+        })
     }
 
     /// The options this client was made with.
@@ -158,7 +196,7 @@ impl HttpClient {
         let mut g = self.agent.lock().unwrap_or_else(|e| e.into_inner());
         let pid = std::process::id();
         if g.0 != pid {
-            let old = std::mem::replace(&mut g.1, build_agent(&self.options));
+            let old = std::mem::replace(&mut g.1, build_agent(&self.options, self.roots.as_ref()));
             std::mem::forget(old);
             g.0 = pid;
         }

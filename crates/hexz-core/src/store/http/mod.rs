@@ -81,7 +81,7 @@ pub struct HttpBackend {
 impl HttpBackend {
     /// Opens the archive at `url` with a new client made from `options` (one request).
     pub fn open(url: &str, options: &RemoteOptions) -> Result<HttpBackend> {
-        Self::open_with_client(Arc::new(HttpClient::new(options)), url)
+        Self::open_with_client(Arc::new(HttpClient::new(options)?), url)
     }
 
     /// Opens the archive at `url` through `client` (sharing its connections and options).

@@ -65,7 +65,7 @@ impl S3Client {
     /// A client for `bucket` with `config`, sending requests through a new [`HttpClient`]
     /// made from `options`.
     pub fn new(bucket: &str, config: &S3Config, options: &RemoteOptions) -> Result<S3Client> {
-        Self::with_http(bucket, config, Arc::new(HttpClient::new(options)))
+        Self::with_http(bucket, config, Arc::new(HttpClient::new(options)?))
     }
 
     /// A client for `bucket` sending requests through `http`.
