@@ -333,9 +333,13 @@ def test_pack_from_path_bytes_and_file_object(workdir):
         hexz.open(workdir / "p3.hxz")
     assert hexz.open(workdir / "p3.hxz", password="pw").read(0, len(data)) == data
 
+    # Thin: blocks are matched by content, so the child uses the parent's block size. Of its
+    # 32 blocks of 32 KiB, block 15 changed and blocks 11 and 12 are zeros (holes, not
+    # references); the other 29 refer to the parent.
     child = data[:500_000] + b"\x01" * 1000 + data[501_000:]
-    st = hexz.pack(workdir / "p4.hxz", disk=child, base=workdir / "p1.hxz")
-    assert st["disk"]["parent_blocks"] > 0
+    st = hexz.pack(workdir / "p4.hxz", disk=child, base=workdir / "p1.hxz", block_size=32768)
+    assert st["disk"]["blocks"] == 32 and st["disk"]["zero_blocks"] == 2
+    assert st["disk"]["parent_blocks"] == 29
     assert hexz.open(workdir / "p4.hxz").read(0, len(child)) == child
 
 

@@ -139,10 +139,19 @@ def test_sharded_iterable_shuffle_is_deterministic_and_local(records):
     assert (a.order() != b.order()).any()
     c = ShardedIterable(path, RECORD, seed=2)
     assert (c.order() != b.order()).any()
-    # Nearby records stay together: each run of 64 comes from one block of 64 records.
-    o = b.order()
-    for k in range(0, NRECORDS - 64, 64):
-        assert len({int(r) // 64 for r in o[k : k + 64]}) == 1
+    # Nearby records stay together: the order is the 47 blocks of 64 consecutive records
+    # (the last one 3000 - 46 * 64 = 56 long) one after the other, each block complete.
+    o = b.order().tolist()
+    runs = []
+    for r in o:
+        if runs and runs[-1][0] == r // 64:
+            runs[-1][1].append(r)
+        else:
+            runs.append((r // 64, [r]))
+    assert sorted(blk for blk, _ in runs) == list(range(47))
+    for blk, members in runs:
+        assert sorted(members) == list(range(blk * 64, min(blk * 64 + 64, NRECORDS)))
+    assert [blk for blk, _ in runs] != list(range(47))  # the blocks are permuted too
     plain = ShardedIterable(path, RECORD, shuffle=False)
     assert plain.order().tolist() == list(range(NRECORDS))
     padded = ShardedIterable(path, RECORD, world_size=7, rank=6, shuffle=False)
