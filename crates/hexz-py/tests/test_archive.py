@@ -289,6 +289,25 @@ def test_signature_checked(cli, workdir, kinds):
         hexz.open(signed, pubkey=b"short")
 
 
+def test_io_and_remote_errors(cli, workdir):
+    # A directory is no archive file: the read fails with EISDIR, an OSError.
+    with pytest.raises(hexz.ArchiveIOError) as e:
+        hexz.open(workdir)
+    assert isinstance(e.value, OSError) and e.value.transient is False
+    assert str(e.value) == cli.error("info", workdir)
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/x.hxz"
+    with pytest.raises(hexz.RemoteError, match="restricted address 127.0.0.1") as e:
+        hexz.open(url)
+    assert e.value.transient is False
+    with pytest.raises(hexz.RemoteError, match="Connection refused") as e:
+        hexz.open(url, allow_restricted=True)
+    assert e.value.transient is True and isinstance(e.value, OSError)
+
+
 def test_file_tree_api_is_not_there_yet(plain):
     a = hexz.open(plain[0])
     for call in (a.namelist, lambda: a.stat("x"), lambda: a.read_file("x"), lambda: a.open_file("x")):
@@ -411,6 +430,21 @@ def test_archive_used_in_child_process(plain, method):
     assert p.exitcode == 0
     # Right bytes, and a lean worker: one decode thread and two IO threads, not one per core.
     assert q.get(timeout=5) == (True, 1, 2)
+
+
+def test_installed_package():
+    """The suite exercises the wheel pip installed into the virtualenv, not the source tree."""
+    import sys
+    import sysconfig
+
+    site = Path(sysconfig.get_paths()["purelib"]).resolve()
+    assert Path(hexz.__file__).resolve().parent == site / "hexz"
+    assert Path(hexz._hexz.__file__).resolve() == site / "hexz" / "_hexz.abi3.so"
+    assert (site / "hexz" / "py.typed").exists() and (site / "hexz" / "_hexz.pyi").exists()
+    assert Path(sys.prefix) != Path(sys.base_prefix)  # a virtualenv
+    from importlib.metadata import version
+
+    assert hexz.__version__ == version("hexz")  # the wheel's metadata matches the module
 
 
 def test_import_without_torch():
