@@ -168,6 +168,7 @@ def test_sharded_iterable_shuffle_is_deterministic_and_local(records):
     assert len(padded) == -(-NRECORDS // 7) and len(padded.rank_order()) == len(padded)
 
 
+@pytest.mark.filterwarnings("ignore:This DataLoader will create 3 worker processes")
 def test_sharded_iterable_resumes_with_other_worker_count(records):
     path, _ = records
     full = ShardedIterable(path, RECORD, seed=5, rank=1, world_size=2, batch_size=8)
