@@ -205,6 +205,30 @@ def test_eight_threads_read_at_once(plain):
     assert results.count(True) == len(jobs)
 
 
+def test_threads_race_to_open_an_unpickled_archive(kinds):
+    """An unpickled Archive opens on first use: 8 threads using it at once all get the same
+    correct bytes (one reader wins, the others' are dropped)."""
+    import threading
+
+    path, kw, data = kinds["encrypted"]
+    for _ in range(5):
+        b = pickle.loads(pickle.dumps(hexz.open(path, **kw)))
+        go = threading.Barrier(8)
+        out = [None] * 8
+
+        def work(i):
+            go.wait()
+            off = i * 300_000
+            out[i] = b.read(off, 200_000) == data[off : off + 200_000]
+
+        ts = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert out == [True] * 8
+
+
 # ---------------------------------------------------------------- errors
 
 
