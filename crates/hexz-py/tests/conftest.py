@@ -186,11 +186,14 @@ http {{
 }}
 """)
     cmd = [exe, "-p", str(d), "-e", str(d / "error.log"), "-c", str(conf)]
+    as_user = {}
     if os.geteuid() == 0:
-        cmd = ["runuser", "-u", "nobody", "--"] + cmd
-        # nobody writes its pid, logs and temp files here.
+        # As nobody, directly (not through runuser, which does not pass SIGQUIT on and made
+        # every session wait 10 s for the stop). nobody writes its pid, logs and temp files
+        # here.
+        as_user = {"user": 65534, "group": 65534, "extra_groups": []}
         os.chown(d, 65534, 65534)
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **as_user)
     url = f"http://127.0.0.1:{port}"
     try:
         (www / "ping").write_bytes(b"ok")

@@ -205,6 +205,30 @@ def test_eight_threads_read_at_once(plain):
     assert results.count(True) == len(jobs)
 
 
+def test_threads_race_to_open_an_unpickled_archive(kinds):
+    """An unpickled Archive opens on first use: 8 threads using it at once all get the same
+    correct bytes (one reader wins, the others' are dropped)."""
+    import threading
+
+    path, kw, data = kinds["encrypted"]
+    for _ in range(5):
+        b = pickle.loads(pickle.dumps(hexz.open(path, **kw)))
+        go = threading.Barrier(8)
+        out = [None] * 8
+
+        def work(i):
+            go.wait()
+            off = i * 300_000
+            out[i] = b.read(off, 200_000) == data[off : off + 200_000]
+
+        ts = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert out == [True] * 8
+
+
 # ---------------------------------------------------------------- errors
 
 
@@ -289,6 +313,25 @@ def test_signature_checked(cli, workdir, kinds):
         hexz.open(signed, pubkey=b"short")
 
 
+def test_io_and_remote_errors(cli, workdir):
+    # A directory is no archive file: the read fails with EISDIR, an OSError.
+    with pytest.raises(hexz.ArchiveIOError) as e:
+        hexz.open(workdir)
+    assert isinstance(e.value, OSError) and e.value.transient is False
+    assert str(e.value) == cli.error("info", workdir)
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/x.hxz"
+    with pytest.raises(hexz.RemoteError, match="restricted address 127.0.0.1") as e:
+        hexz.open(url)
+    assert e.value.transient is False
+    with pytest.raises(hexz.RemoteError, match="Connection refused") as e:
+        hexz.open(url, allow_restricted=True)
+    assert e.value.transient is True and isinstance(e.value, OSError)
+
+
 def test_file_tree_api_is_not_there_yet(plain):
     a = hexz.open(plain[0])
     for call in (a.namelist, lambda: a.stat("x"), lambda: a.read_file("x"), lambda: a.open_file("x")):
@@ -333,9 +376,13 @@ def test_pack_from_path_bytes_and_file_object(workdir):
         hexz.open(workdir / "p3.hxz")
     assert hexz.open(workdir / "p3.hxz", password="pw").read(0, len(data)) == data
 
+    # Thin: blocks are matched by content, so the child uses the parent's block size. Of its
+    # 32 blocks of 32 KiB, block 15 changed and blocks 11 and 12 are zeros (holes, not
+    # references); the other 29 refer to the parent.
     child = data[:500_000] + b"\x01" * 1000 + data[501_000:]
-    st = hexz.pack(workdir / "p4.hxz", disk=child, base=workdir / "p1.hxz")
-    assert st["disk"]["parent_blocks"] > 0
+    st = hexz.pack(workdir / "p4.hxz", disk=child, base=workdir / "p1.hxz", block_size=32768)
+    assert st["disk"]["blocks"] == 32 and st["disk"]["zero_blocks"] == 2
+    assert st["disk"]["parent_blocks"] == 29
     assert hexz.open(workdir / "p4.hxz").read(0, len(child)) == child
 
 
@@ -407,6 +454,21 @@ def test_archive_used_in_child_process(plain, method):
     assert p.exitcode == 0
     # Right bytes, and a lean worker: one decode thread and two IO threads, not one per core.
     assert q.get(timeout=5) == (True, 1, 2)
+
+
+def test_installed_package():
+    """The suite exercises the wheel pip installed into the virtualenv, not the source tree."""
+    import sys
+    import sysconfig
+
+    site = Path(sysconfig.get_paths()["purelib"]).resolve()
+    assert Path(hexz.__file__).resolve().parent == site / "hexz"
+    assert Path(hexz._hexz.__file__).resolve() == site / "hexz" / "_hexz.abi3.so"
+    assert (site / "hexz" / "py.typed").exists() and (site / "hexz" / "_hexz.pyi").exists()
+    assert Path(sys.prefix) != Path(sys.base_prefix)  # a virtualenv
+    from importlib.metadata import version
+
+    assert hexz.__version__ == version("hexz")  # the wheel's metadata matches the module
 
 
 def test_import_without_torch():
