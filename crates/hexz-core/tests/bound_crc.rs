@@ -187,7 +187,7 @@ fn wrong_reference_is_caught_by_the_bound_crc_with_and_without_hash_checks() {
     let data = blocks(64, 2);
     let p = pack(d.path(), "a.hxz", &data, &opts(true, None));
     let es = entries(&File::open(&p).unwrap());
-    let (i, j) = two_raw(&es, 0, 0);
+    let (i, j) = two_raw(&es, 0, 1);
     let (ei, ej) = (es[i], es[j]);
     let bad = d.path().join("bad.hxz");
     patch_entry(&p, &bad, i, |e| point_at(e, &ej));
