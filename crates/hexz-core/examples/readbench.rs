@@ -95,10 +95,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // Uncached: cache disabled, so every read fetches, checks and decodes its block.
-    let time_reads = |verify: bool,
-                      full: bool,
-                      rng: &mut Rng|
-     -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+    let time_reads =
+        |verify: bool, full: bool, rng: &mut Rng| -> Result<Vec<f64>, Box<dyn std::error::Error>> {
             let g = File::open_with(path, mmap(0, verify, full))?;
             let mut buf = vec![0u8; 4096];
             let mut per_block = Vec::new();

@@ -123,7 +123,9 @@ fn two_raw(es: &[BlockEntry], source: u16, from: usize) -> (usize, usize) {
     let raw: Vec<usize> = (from..es.len())
         .filter(|&i| {
             let e = &es[i];
-            !e.is_zero() && e.codec == Codec::None && e.stored_len as usize == BS
+            !e.is_zero()
+                && e.codec == Codec::None
+                && e.stored_len as usize == BS
                 && e.source == source
                 && es.iter().filter(|x| x.hash == e.hash).count() == 1
         })
@@ -139,10 +141,15 @@ fn pack(dir: &Path, name: &str, data: &[u8], o: &PackOptions) -> PathBuf {
 fn new_archives_are_1_1_and_every_entry_carries_the_bound_crc() {
     let d = tempfile::tempdir().unwrap();
     let data = blocks(64, 1);
-    let p = pack(d.path(), "a.hxz", &data, &PackOptions {
-        block_size: BS as u32,
-        ..PackOptions::default()
-    });
+    let p = pack(
+        d.path(),
+        "a.hxz",
+        &data,
+        &PackOptions {
+            block_size: BS as u32,
+            ..PackOptions::default()
+        },
+    );
     let a = std::fs::read(&p).unwrap();
     assert_eq!(u16::from_le_bytes([a[10], a[11]]), 1, "minor version");
     assert_eq!(FORMAT_MINOR, 1);
@@ -165,13 +172,18 @@ fn new_archives_are_1_1_and_every_entry_carries_the_bound_crc() {
     }
     assert!(checked > 40);
     assert!(read_all(&f, DISK).unwrap() == data);
-    assert!(ops::inspect(&f, a.len() as u64).flags.contains(&"bound-crc"));
+    assert!(ops::inspect(&f, a.len() as u64)
+        .flags
+        .contains(&"bound-crc"));
 
     // A 1.0 archive (the writer option) has the plain CRC and neither flag nor minor.
     let p0 = pack(d.path(), "old.hxz", &data, &opts(false, None));
     let b = std::fs::read(&p0).unwrap();
     assert_eq!(u16::from_le_bytes([b[10], b[11]]), 0);
-    assert_eq!(u32::from_le_bytes(b[12..16].try_into().unwrap()) & FLAG_BOUND_CRC, 0);
+    assert_eq!(
+        u32::from_le_bytes(b[12..16].try_into().unwrap()) & FLAG_BOUND_CRC,
+        0
+    );
     let f0 = File::open(&p0).unwrap();
     for e in entries(&f0).iter().filter(|e| !e.is_zero()) {
         let s = &b[e.stored_offset as usize..e.stored_offset as usize + e.stored_len as usize];
@@ -195,10 +207,18 @@ fn wrong_reference_is_caught_by_the_bound_crc_with_and_without_hash_checks() {
     for (vh, full) in [(true, false), (false, false), (true, true)] {
         let f = open(&bad, uncached(vh, full));
         let msg = assert_block_err(f.read_at(DISK, off, BS), i as u64, off, "bound CRC32");
-        assert!(msg.contains(&format!("archive offset {}", ej.stored_offset)), "{msg}");
+        assert!(
+            msg.contains(&format!("archive offset {}", ej.stored_offset)),
+            "{msg}"
+        );
         assert_block_err(f.read_at(DISK, off + 100, 10), i as u64, off, "bound CRC32");
         // A read spanning the bad block fails as a whole, returning nothing.
-        assert_block_err(f.read_at(DISK, off - BS as u64, 3 * BS), i as u64, off, "CRC32");
+        assert_block_err(
+            f.read_at(DISK, off - BS as u64, 3 * BS),
+            i as u64,
+            off,
+            "CRC32",
+        );
         // The good block j still reads.
         let jo = ej.logical_offset as usize;
         assert!(f.read_at(DISK, jo as u64, BS).unwrap() == data[jo..jo + BS]);
@@ -303,8 +323,16 @@ fn thin_child_checks_each_block_the_way_its_storing_archive_says() {
     let pdata = blocks(40, 5);
     let cdata = child_data(&pdata);
     for (parent_bound, child_bound) in [(false, true), (true, false), (true, true)] {
-        let tag = format!("parent 1.{} child 1.{}", parent_bound as u8, child_bound as u8);
-        let pp = pack(d.path(), &format!("p{tag}.hxz"), &pdata, &opts(parent_bound, None));
+        let tag = format!(
+            "parent 1.{} child 1.{}",
+            parent_bound as u8, child_bound as u8
+        );
+        let pp = pack(
+            d.path(),
+            &format!("p{tag}.hxz"),
+            &pdata,
+            &opts(parent_bound, None),
+        );
         let cp = pack(
             d.path(),
             &format!("c{tag}.hxz"),
@@ -334,7 +362,11 @@ fn thin_child_checks_each_block_the_way_its_storing_archive_says() {
         let off = es[i].logical_offset;
         let g = open(&bad, uncached(true, false));
         // The parent's kind decides: bound CRC for a 1.1 parent, BLAKE3 for a 1.0 one.
-        let what = if parent_bound { "bound CRC32" } else { "BLAKE3" };
+        let what = if parent_bound {
+            "bound CRC32"
+        } else {
+            "BLAKE3"
+        };
         assert_block_err(g.read_at(DISK, off, BS), i as u64, off, what);
         if parent_bound {
             let g = open(&bad, uncached(false, false));
@@ -344,7 +376,10 @@ fn thin_child_checks_each_block_the_way_its_storing_archive_says() {
         let flat = d.path().join(format!("flat{tag}.hxz"));
         ops::flatten(&f, &flat, None, None).unwrap();
         let ff = File::open(&flat).unwrap();
-        assert!(ff.header().has_bound_crc() && ff.header().minor == 1, "{tag}");
+        assert!(
+            ff.header().has_bound_crc() && ff.header().minor == 1,
+            "{tag}"
+        );
         assert!(read_all(&ff, DISK).unwrap() == cdata, "{tag}");
     }
 }
@@ -377,7 +412,10 @@ fn wrong_reference_in_memory_backend_never_returns_wrong_bytes() {
             continue;
         }
         let o = e.logical_offset as usize;
-        assert!(f.read_at(DISK, o as u64, BS).unwrap() == data[o..o + BS], "block {k}");
+        assert!(
+            f.read_at(DISK, o as u64, BS).unwrap() == data[o..o + BS],
+            "block {k}"
+        );
     }
     assert_block_err(f.read_at(DISK, off, BS), i as u64, off, "bound CRC32");
 }

@@ -9,8 +9,8 @@
 use hexz_core::algo::encryption::{
     unwrap_key, ArchiveCipher, Kdf, Password, DEFAULT_PBKDF2_ITERATIONS, TAG_LEN,
 };
-use hexz_core::algo::signing;
 use hexz_core::algo::hash::bound_crc32;
+use hexz_core::algo::signing;
 use hexz_core::format::{Codec, Header, HEADER_SIZE};
 use hexz_core::ops::pack::EncryptOptions;
 use hexz_core::ops::rewrite::{change_password, sign, Rewrite};

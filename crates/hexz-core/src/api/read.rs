@@ -326,9 +326,7 @@ impl File {
                 self.decode_stored(stream, f.block_no, &e, stored, dst, verify)?;
                 if self.inner.archives[e.source as usize].is_remote() {
                     let v = Arc::new(dst.to_vec());
-                    self.inner
-                        .blocks
-                        .insert(block_key(&e), v.clone());
+                    self.inner.blocks.insert(block_key(&e), v.clone());
                     f.lead.finish(|| v);
                 } else {
                     f.lead.finish(|| Arc::new(dst.to_vec()));
@@ -341,9 +339,7 @@ impl File {
                     copy_piece(&v, off, dst);
                 }
                 let v = Arc::new(v);
-                self.inner
-                    .blocks
-                    .insert(block_key(&e), v.clone());
+                self.inner.blocks.insert(block_key(&e), v.clone());
                 f.lead.finish(|| v);
             }
         }

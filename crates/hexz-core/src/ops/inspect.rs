@@ -1,7 +1,9 @@
 //! Archive summary for `hexz info`: header fields, per-stream sizes, block counts, ratio.
 
 use crate::api::{File, SnapshotStream};
-use crate::format::header::{FLAG_BOUND_CRC, FLAG_CDC, FLAG_ENCRYPTED, FLAG_HAS_PARENT, FLAG_SIGNED};
+use crate::format::header::{
+    FLAG_BOUND_CRC, FLAG_CDC, FLAG_ENCRYPTED, FLAG_HAS_PARENT, FLAG_SIGNED,
+};
 use crate::format::Codec;
 
 /// Per-stream summary.
