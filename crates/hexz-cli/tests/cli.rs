@@ -163,10 +163,10 @@ fn pack_then_info_for_each_codec_level_and_block_size() {
         assert_eq!(v["level"], want_level, "{v}");
         assert_eq!(v["block_size"], bs as u64);
         assert_eq!(v["chunking"], "fixed");
-        assert_eq!(v["format_version"], "1.0");
+        assert_eq!(v["format_version"], "1.1");
         assert_eq!(v["archive_bytes"], archive_len);
         assert_eq!(v["logical_bytes"], data.len() as u64);
-        assert_eq!(v["flags"], serde_json::json!([]));
+        assert_eq!(v["flags"], serde_json::json!(["bound-crc"]));
         assert_eq!(v["path"], s(&out));
         assert_eq!(v["archive_id"].as_str().unwrap().len(), 32);
         let st = v["streams"].as_array().unwrap();
@@ -201,7 +201,7 @@ fn pack_then_info_for_each_codec_level_and_block_size() {
             text.contains(&format!("blocks       fixed {bs_h}\n")),
             "{text}"
         );
-        assert!(text.contains("format       hexz 1.0\n"), "{text}");
+        assert!(text.contains("format       hexz 1.1\n"), "{text}");
         assert!(
             text.contains(&format!("in {blocks} blocks ({zero} zero)")),
             "{text}"
@@ -246,7 +246,7 @@ fn pack_json_summary_and_cdc_info() {
         (&i["cdc_min"], &i["block_size"], &i["cdc_max"]),
         (&Value::from(4096), &Value::from(16384), &Value::from(65536))
     );
-    assert_eq!(i["flags"], serde_json::json!(["cdc"]));
+    assert_eq!(i["flags"], serde_json::json!(["cdc", "bound-crc"]));
     assert_eq!(i["streams"][0]["blocks"], v["disk"]["blocks"]);
     let o = ok(&["cat", s(&out)], None);
     assert!(o.stdout == data);

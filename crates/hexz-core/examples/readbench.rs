@@ -5,8 +5,12 @@
 //! Prints one JSON object with:
 //! - `cached_4k_ns`: median time of a 4 KiB `read_at_into` whose block is already in the
 //!   block cache (random block among a warm set, random 4 KiB-aligned offset in it);
-//! - `uncached_4k_ns` / `uncached_4k_nohash_ns`: median time of a 4 KiB read of a block that
-//!   is not cached (cache disabled), with and without the BLAKE3 content check;
+//! - `uncached_4k_ns`: median time of a 4 KiB read of a block that is not cached (cache
+//!   disabled) with the default checks: the bound CRC of a format 1.1 archive, or CRC32 +
+//!   BLAKE3 of a 1.0 archive;
+//! - `uncached_4k_blake3_ns`: the same with `verify_full` (CRC32 + BLAKE3 of every block,
+//!   what every uncached read cost before format 1.1);
+//! - `uncached_4k_nohash_ns`: the same with `verify_hashes: false` (CRC32 only);
 //! - `decompress_ns`: median time to decompress one such block with the same codec, nothing
 //!   else (the stored bytes already in memory);
 //! - the ratios of the uncached read times to `decompress_ns`.
@@ -37,16 +41,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = args.get(1).ok_or("usage: readbench ARCHIVE [SAMPLES]")?;
     let samples: usize = args.get(2).map_or(Ok(256), |s| s.parse())?;
     let stream = SnapshotStream::Disk;
-    let mmap = |cache_bytes, verify_hashes| OpenOptions {
+    let mmap = |cache_bytes, verify_hashes, verify_full| OpenOptions {
         mmap: true,
         cache_bytes,
         verify_hashes,
+        verify_full,
         read_ahead: 0,
         ..OpenOptions::default()
     };
 
     // Pick non-zero blocks spread over the stream.
-    let f = File::open_with(path, mmap(256 << 20, true))?;
+    let f = File::open_with(path, mmap(256 << 20, true, false))?;
     let mut blocks: Vec<BlockEntry> = Vec::new();
     if !f.has_stream(stream) {
         return Err("no disk stream".into());
@@ -91,8 +96,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Uncached: cache disabled, so every read fetches, checks and decodes its block.
     let time_reads =
-        |verify: bool, rng: &mut Rng| -> Result<Vec<f64>, Box<dyn std::error::Error>> {
-            let g = File::open_with(path, mmap(0, verify))?;
+        |verify: bool, full: bool, rng: &mut Rng| -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+            let g = File::open_with(path, mmap(0, verify, full))?;
             let mut buf = vec![0u8; 4096];
             let mut per_block = Vec::new();
             for e in &picked {
@@ -107,8 +112,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             Ok(per_block)
         };
-    let mut uncached = time_reads(true, &mut rng)?;
-    let mut uncached_nohash = time_reads(false, &mut rng)?;
+    let mut uncached = time_reads(true, false, &mut rng)?;
+    let mut uncached_blake3 = time_reads(true, true, &mut rng)?;
+    let mut uncached_nohash = time_reads(false, false, &mut rng)?;
 
     // Decompression alone, same blocks, same codec, stored bytes already in memory.
     let data = std::fs::read(path)?;
@@ -127,18 +133,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         dec.push(median(&mut t_best));
     }
-    let (c, u, un, d) = (
+    let (c, u, ub, un, d) = (
         median(&mut cached),
         median(&mut uncached),
+        median(&mut uncached_blake3),
         median(&mut uncached_nohash),
         median(&mut dec),
     );
     println!(
-        "{{\"archive\": \"{path}\", \"blocks_sampled\": {}, \"cached_4k_ns\": {c:.1}, \
-         \"uncached_4k_ns\": {u:.1}, \"uncached_4k_nohash_ns\": {un:.1}, \"decompress_ns\": {d:.1}, \
-         \"uncached_over_decompress\": {:.3}, \"uncached_nohash_over_decompress\": {:.3}}}",
+        "{{\"archive\": \"{path}\", \"format\": \"{}.{}\", \"blocks_sampled\": {}, \
+         \"cached_4k_ns\": {c:.1}, \"uncached_4k_ns\": {u:.1}, \"uncached_4k_blake3_ns\": {ub:.1}, \
+         \"uncached_4k_nohash_ns\": {un:.1}, \"decompress_ns\": {d:.1}, \
+         \"uncached_over_decompress\": {:.3}, \"uncached_blake3_over_decompress\": {:.3}, \
+         \"uncached_nohash_over_decompress\": {:.3}}}",
+        f.header().major,
+        f.header().minor,
         picked.len(),
         u / d,
+        ub / d,
         un / d
     );
     Ok(())

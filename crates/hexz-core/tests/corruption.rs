@@ -96,12 +96,18 @@ fn disk_data() -> Vec<u8> {
 }
 
 fn fixture() -> Fixture {
+    fixture_with(true)
+}
+
+/// The fixture, in format 1.1 (`bound_crc`) or 1.0.
+fn fixture_with(bound_crc: bool) -> Fixture {
     let d = tempfile::tempdir().unwrap();
     let disk = disk_data();
     let memory = mixed_data(3 * BS + 100, BS, 5);
     let opts = PackOptions {
         codec: Codec::Lz4,
         block_size: BS as u32,
+        bound_crc,
         ..PackOptions::default()
     };
     let (path, _) = pack_files(d.path(), "a.hxz", Some(&disk), Some(&memory), &opts);
@@ -770,9 +776,11 @@ fn flipped_data_block_names_block_and_stream() {
     }
 }
 
+/// Format 1.0 (plain CRC): a wrong reference passes the CRC and only the BLAKE3 catches it.
+/// (Format 1.1's bound CRC catches it too: tests/bound_crc.rs.)
 #[test]
 fn block_replaced_by_another_valid_block_is_caught_by_blake3() {
-    let fx = fixture();
+    let fx = fixture_with(false);
     let d = SnapshotStream::Disk;
     let f = File::open(&fx.path).unwrap();
     let (bi, ei) = unique_block(&f, d, 0, Codec::None);

@@ -9,6 +9,7 @@
 use hexz_core::algo::encryption::{
     unwrap_key, ArchiveCipher, Kdf, Password, DEFAULT_PBKDF2_ITERATIONS, TAG_LEN,
 };
+use hexz_core::algo::hash::bound_crc32;
 use hexz_core::algo::signing;
 use hexz_core::format::{Codec, Header, HEADER_SIZE};
 use hexz_core::ops::pack::EncryptOptions;
@@ -868,8 +869,8 @@ fn swapped_blocks_fail_authentication() {
     // Even with the CRC32s in the index made to match the swapped bytes, the AEAD (nonce and
     // AAD bind the stored offset) refuses both blocks.
     forge_page(&mut b, "same password", DISK, 0, |page| {
-        set_entry_crc(page, x, crc32fast::hash(&a[oy..oy + len]));
-        set_entry_crc(page, y, crc32fast::hash(&a[ox..ox + len]));
+        set_entry_crc(page, x, bound_crc32(&ex.hash, &a[oy..oy + len]));
+        set_entry_crc(page, y, bound_crc32(&ey.hash, &a[ox..ox + len]));
     });
     std::fs::write(&p, &b).unwrap();
     for (i, e) in [(x, ex), (y, ey)] {
@@ -912,7 +913,7 @@ fn block_from_another_archive_with_the_same_password_fails_authentication() {
     // With the CRC32 forged to match, authentication still fails (other data key, other
     // archive id).
     forge_page(&mut t, "same password", DISK, 0, |page| {
-        set_entry_crc(page, 7, crc32fast::hash(&b[o..o + len]));
+        set_entry_crc(page, 7, bound_crc32(&ea.hash, &b[o..o + len]));
     });
     std::fs::write(&p, &t).unwrap();
     let detail = assert_corrupt_block(read_block(&p, "same password", DISK, &ea), DISK, 7);
@@ -1223,7 +1224,7 @@ fn signed_unencrypted_archive_and_a_forged_index() {
     let pr = mo + 16 + 48; // one stream, page 0
     let (po, pl) = (le_u64(&a, pr + 8) as usize, le_u32(&a, pr + 16) as usize);
     let eo = po + 16 + 3 * 64;
-    let crc = crc32fast::hash(&forged);
+    let crc = bound_crc32(blake3::hash(&forged).as_bytes(), &forged);
     a[eo + 24..eo + 28].copy_from_slice(&crc.to_le_bytes());
     a[eo + 32..eo + 64].copy_from_slice(blake3::hash(&forged).as_bytes());
     let ph = *blake3::hash(&a[po..po + pl]).as_bytes();

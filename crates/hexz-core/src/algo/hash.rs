@@ -6,6 +6,28 @@ pub fn crc32(data: &[u8]) -> u32 {
     crc32fast::hash(data)
 }
 
+/// The *bound CRC* of a block entry (format 1.1, flag BOUND_CRC): CRC32 (IEEE) of the
+/// block's 32-byte content hash followed by its stored bytes. It fails when the stored bytes
+/// are damaged and when they belong to a block with another content hash (a wrong reference).
+#[inline]
+pub fn bound_crc32(content_hash: &[u8; 32], stored: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(content_hash);
+    h.update(stored);
+    h.finalize()
+}
+
+/// The CRC32 a block entry carries: [`bound_crc32`] when `bound`, else [`crc32`] of the
+/// stored bytes alone (format 1.0).
+#[inline]
+pub fn entry_crc32(bound: bool, content_hash: &[u8; 32], stored: &[u8]) -> u32 {
+    if bound {
+        bound_crc32(content_hash, stored)
+    } else {
+        crc32(stored)
+    }
+}
+
 /// BLAKE3 of uncompressed block content: the block's identity for dedup and signatures.
 #[inline]
 pub fn blake3(data: &[u8]) -> [u8; 32] {

@@ -1,9 +1,10 @@
 //! Checking and decoding one stored block.
 //!
 //! [`File::decode_stored`] is the one function that turns a block's stored bytes (as
-//! fetched, compressed and perhaps encrypted) into its content, checking on the way: CRC32
-//! of the stored bytes, the AEAD tag when encrypted, the exact decoded length, and (unless
-//! disabled) the BLAKE3 of the content. Whatever fetched the bytes (a batched read, a
+//! fetched, compressed and perhaps encrypted) into its content, checking on the way: the
+//! entry's CRC32 (bound to the content hash when the archive storing the block has format
+//! 1.1's bound CRC), the AEAD tag when encrypted, the exact decoded length, and the BLAKE3 of
+//! the content when the bound CRC does not already check it or full verification is asked. Whatever fetched the bytes (a batched read, a
 //! read-ahead, a disk cache) calls it, so a new way of checking goes here and nowhere else.
 
 use super::file::File;
@@ -21,13 +22,17 @@ thread_local! {
     static SCRATCH: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// How much of a block's integrity to check when decoding it.
+/// How much of a block's integrity to check when decoding it. The entry's CRC32 (bound or
+/// plain, as the block's archive says) and the AEAD tag are always checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verify {
-    /// CRC32 of the stored bytes (and the AEAD tag) only.
+    /// The CRC32 (and the AEAD tag) only.
     Stored,
-    /// Also the BLAKE3 of the decoded content against the index.
+    /// That the content is the one the index names: the bound CRC does it for blocks of a
+    /// format 1.1 archive; blocks of a 1.0 archive get the BLAKE3 of the decoded content.
     Content,
+    /// The BLAKE3 of the decoded content, bound CRC or not (verification, signed reads).
+    Full,
 }
 
 impl File {
@@ -112,13 +117,23 @@ impl File {
                 e.stored_len
             )));
         }
-        let crc = hash::crc32(stored);
+        let bound = self.inner.bound_crc.get(e.source as usize) == Some(&true);
+        let crc = hash::entry_crc32(bound, &e.hash, stored);
         if crc != e.crc32 {
-            return Err(corrupt(format!(
-                "CRC32 mismatch in stored bytes at archive offset {start} (expected {:08x}, \
-                 computed {crc:08x})",
-                e.crc32
-            )));
+            return Err(corrupt(if bound {
+                format!(
+                    "bound CRC32 mismatch (content hash + stored bytes) at archive offset \
+                     {start} (expected {:08x}, computed {crc:08x}): the stored bytes are damaged \
+                     or are not the block the index names",
+                    e.crc32
+                )
+            } else {
+                format!(
+                    "CRC32 mismatch in stored bytes at archive offset {start} (expected {:08x}, \
+                     computed {crc:08x})",
+                    e.crc32
+                )
+            }));
         }
         let cipher = self
             .inner
@@ -140,7 +155,7 @@ impl File {
                 .decompress_into(compressed, dst)
                 .map_err(|err| corrupt(err.to_string()))
         })?;
-        if verify == Verify::Content {
+        if verify == Verify::Full || (verify == Verify::Content && !bound) {
             let h = match self.inner.ciphers[0].as_deref() {
                 Some(c) => c.content_hash(dst),
                 None => hash::blake3(dst),
@@ -156,10 +171,12 @@ impl File {
 
     /// The verification level reads use.
     pub(super) fn read_verify(&self) -> Verify {
-        if self.inner.verify_hashes {
-            Verify::Content
-        } else {
+        if !self.inner.verify_hashes {
             Verify::Stored
+        } else if self.inner.verify_full {
+            Verify::Full
+        } else {
+            Verify::Content
         }
     }
 

@@ -36,9 +36,17 @@ pub struct OpenOptions {
     /// Remote archives use eight times this (64 MiB by default), split into several
     /// requests in flight. Only readers ([`File::reader`]) read ahead, each on its own.
     pub read_ahead: u64,
-    /// Check each decoded block's BLAKE3 hash against the index (default on). The CRC32 of
-    /// the stored bytes is always checked.
+    /// Check each decoded block's content against the index (default on). The CRC32 of the
+    /// stored bytes is always checked. For a block stored in an archive with the bound CRC
+    /// (format 1.1), that CRC covers the content hash too, and is the content check: the
+    /// BLAKE3 of the decoded block is then computed only with [`verify_full`](Self::verify_full).
+    /// Blocks of format 1.0 archives are BLAKE3-checked. With `false`, only the CRC32 (bound
+    /// or not) is checked.
     pub verify_hashes: bool,
+    /// BLAKE3-check every decoded block, even where the bound CRC already checks it (default
+    /// off). Set by [`require_signer`](Self::require_signer): a CRC is not a cryptographic
+    /// check, so only the BLAKE3 carries a signature over the index to the bytes returned.
+    pub verify_full: bool,
     /// Map the archive into memory instead of using positional reads (used by
     /// [`File::open_with`]; default off).
     pub mmap: bool,
@@ -62,6 +70,7 @@ impl Default for OpenOptions {
             index_cache_bytes: 32 << 20,
             read_ahead: 8 << 20,
             verify_hashes: true,
+            verify_full: false,
             mmap: false,
             parent: None,
             password: None,
@@ -71,9 +80,10 @@ impl Default for OpenOptions {
     }
 }
 
-/// Key of a decoded block in the cache: (archive in the chain, stored offset). Deduplicated
-/// blocks share one stored copy and therefore one cache entry.
-pub(super) type BlockKey = (u16, u64);
+/// Key of a decoded block in the cache: (archive in the chain, stored offset, first 8 bytes
+/// of the content hash). Deduplicated blocks share one stored copy and hash, and therefore
+/// one cache entry; see [`block_key`](super::read::block_key).
+pub(super) type BlockKey = (u16, u64, u64);
 pub(super) type PageKey = (u8, u32);
 
 pub(super) struct Inner {
@@ -104,6 +114,11 @@ pub(super) struct Inner {
     pub(super) pending: Mutex<(u32, usize)>,
     pub(super) pending_done: Condvar,
     pub(super) verify_hashes: bool,
+    /// BLAKE3-check every block, bound CRC or not ([`OpenOptions::verify_full`]).
+    pub(super) verify_full: bool,
+    /// Whether each archive of the chain (parallel to `archives`) has the bound CRC: the
+    /// CRC kind of a block is that of the archive that stores it.
+    pub(super) bound_crc: Vec<bool>,
 }
 
 /// A read-only, random-access view of an archive's streams.
@@ -285,7 +300,8 @@ impl File {
     }
 
     /// Decodes and checks block `block_no` of `stream` (described by `entry`) into `dst`,
-    /// bypassing the cache. Used by verification; `dst` must be `entry.logical_len` long.
+    /// bypassing the cache: CRC32 and BLAKE3, whatever the open options. Used by
+    /// verification; `dst` must be `entry.logical_len` long.
     pub fn decode_block_into(
         &self,
         stream: SnapshotStream,
@@ -297,7 +313,7 @@ impl File {
             dst.fill(0);
             return Ok(());
         }
-        self.decode_block(stream, block_no, entry, dst, super::decode::Verify::Content)
+        self.decode_block(stream, block_no, entry, dst, super::decode::Verify::Full)
     }
 
     pub(super) fn stream_record(&self, stream: SnapshotStream) -> Result<&StreamRecord> {

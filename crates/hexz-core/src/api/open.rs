@@ -105,6 +105,7 @@ impl File {
                 &backend.describe(),
             )?;
             options.verify_hashes = true;
+            options.verify_full = true;
         }
         let compressor = match compressor {
             Some(c) => {
@@ -163,6 +164,7 @@ impl File {
         };
         let mut archives = vec![backend];
         let mut ciphers = vec![opened.cipher];
+        let mut bound_crc = vec![header.has_bound_crc()];
         if let Some(p) = &parent {
             if p.header().is_encrypted() != header.is_encrypted() {
                 return Err(Error::InvalidArgument(format!(
@@ -173,6 +175,7 @@ impl File {
             }
             archives.extend(p.inner.archives.iter().cloned());
             ciphers.extend(p.inner.ciphers.iter().cloned());
+            bound_crc.extend(p.inner.bound_crc.iter().copied());
         }
         // Shard the caches only as far as each shard still holds several of the largest
         // values, so that small budgets still cache.
@@ -208,6 +211,8 @@ impl File {
                 pending: Mutex::new((std::process::id(), 0)),
                 pending_done: Condvar::new(),
                 verify_hashes: options.verify_hashes,
+                verify_full: options.verify_full,
+                bound_crc,
             }),
         };
         if options.index_cache_bytes > 0 {
@@ -272,6 +277,7 @@ impl File {
                     index_cache_bytes: 1 << 20,
                     read_ahead: 0,
                     verify_hashes: options.verify_hashes,
+                    verify_full: options.verify_full,
                     mmap: options.mmap,
                     parent: None,
                     password: options.password.clone(),

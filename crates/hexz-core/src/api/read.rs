@@ -37,6 +37,15 @@ const MAX_REMOTE_CHUNKS: u64 = 4;
 
 type BlockLead<'a> = Lead<'a, BlockKey, Arc<Vec<u8>>>;
 
+/// The cache and flight key of the block `e` names: the archive and offset of its stored
+/// bytes, and the first 8 bytes of its content hash. Entries sharing a stored copy (dedup)
+/// share a key; an entry that points at another block's bytes (a wrong reference) does not,
+/// so it is decoded and refused by its own check, never served that block from the cache.
+pub(super) fn block_key(e: &BlockEntry) -> BlockKey {
+    let h = u64::from_le_bytes(e.hash[..8].try_into().expect("8 bytes"));
+    (e.source, e.stored_offset, h)
+}
+
 /// A piece waiting for a block someone else fetches.
 type Waiting<'b> = (Piece<'b>, Arc<Slot<Arc<Vec<u8>>>>);
 
@@ -130,7 +139,7 @@ impl File {
                 p.dst.fill(0);
                 continue;
             }
-            let key = (e.source, e.stored_offset);
+            let key = block_key(e);
             if let Some(b) = self.inner.blocks.get(&key) {
                 copy_piece(&b, p.offset_in_block, p.dst);
                 continue;
@@ -175,7 +184,7 @@ impl File {
         block_no: u64,
         e: &BlockEntry,
     ) -> Result<Arc<Vec<u8>>> {
-        let key = (e.source, e.stored_offset);
+        let key = block_key(e);
         if let Some(b) = self.inner.blocks.get(&key) {
             return Ok(b);
         }
@@ -263,7 +272,7 @@ impl File {
     }
 
     /// Checks every block of `entries` (consecutive blocks of `stream`, the first numbered
-    /// `first_block`) completely, CRC32 and content hash, without caching: their stored
+    /// `first_block`) completely, CRC32 and BLAKE3, without caching: their stored
     /// bytes are fetched in batches and decoded in parallel. Used by verification.
     pub fn verify_blocks(
         &self,
@@ -296,7 +305,7 @@ impl File {
                     .map_init(Vec::new, |buf, ((block_no, e), raw)| {
                         buf.resize(e.logical_len as usize, 0);
                         let s = self.stored_bytes(stream, *block_no, e, raw)?;
-                        self.decode_stored(stream, *block_no, e, s, buf, Verify::Content)
+                        self.decode_stored(stream, *block_no, e, s, buf, Verify::Full)
                     })
                     .collect::<Result<Vec<()>>>()
             })?;
@@ -317,9 +326,7 @@ impl File {
                 self.decode_stored(stream, f.block_no, &e, stored, dst, verify)?;
                 if self.inner.archives[e.source as usize].is_remote() {
                     let v = Arc::new(dst.to_vec());
-                    self.inner
-                        .blocks
-                        .insert((e.source, e.stored_offset), v.clone());
+                    self.inner.blocks.insert(block_key(&e), v.clone());
                     f.lead.finish(|| v);
                 } else {
                     f.lead.finish(|| Arc::new(dst.to_vec()));
@@ -332,9 +339,7 @@ impl File {
                     copy_piece(&v, off, dst);
                 }
                 let v = Arc::new(v);
-                self.inner
-                    .blocks
-                    .insert((e.source, e.stored_offset), v.clone());
+                self.inner.blocks.insert(block_key(&e), v.clone());
                 f.lead.finish(|| v);
             }
         }
@@ -368,7 +373,7 @@ impl File {
                 if e.logical_offset >= to {
                     break;
                 }
-                let key = (e.source, e.stored_offset);
+                let key = block_key(e);
                 if e.is_zero() || self.inner.blocks.contains(&key) {
                     continue;
                 }

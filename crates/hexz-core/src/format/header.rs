@@ -9,8 +9,11 @@ pub const HEADER_SIZE: usize = 512;
 pub const MAGIC: [u8; 8] = *b"\x89HXZ\r\n\x1a\n";
 /// Major format version written and read by this build. A different major is refused.
 pub const FORMAT_MAJOR: u16 = 1;
-/// Minor format version written by this build. Newer minors are read (they only add optional data).
-pub const FORMAT_MINOR: u16 = 0;
+/// Minor format version written by this build (1.1: the bound CRC, [`FLAG_BOUND_CRC`]).
+/// Newer minors are read (they only add optional data or required flags a reader refuses).
+pub const FORMAT_MINOR: u16 = 1;
+/// Minor version of an archive written without the bound CRC (format 1.0).
+pub const FORMAT_MINOR_1_0: u16 = 0;
 
 /// Header flag: blocks, index pages and master index are encrypted (format reserves it; see FORMAT.md).
 pub const FLAG_ENCRYPTED: u32 = 1 << 0;
@@ -18,16 +21,20 @@ pub const FLAG_ENCRYPTED: u32 = 1 << 0;
 pub const FLAG_HAS_PARENT: u32 = 1 << 1;
 /// Header flag: blocks were cut by content-defined chunking (variable size).
 pub const FLAG_CDC: u32 = 1 << 2;
+/// Header flag (format 1.1, required): each block entry's CRC32 covers the block's 32-byte
+/// content hash followed by its stored bytes (the *bound CRC*), so it also catches an entry
+/// that points at another block's bytes. Readers older than 1.1 refuse such archives.
+pub const FLAG_BOUND_CRC: u32 = 1 << 3;
 /// Header flag: an Ed25519 signature is present in the header.
 pub const FLAG_SIGNED: u32 = 1 << 16;
 /// Flags in the low 16 bits are *required*: a reader that does not implement one must refuse.
 pub const REQUIRED_FLAGS_MASK: u32 = 0x0000_ffff;
 /// Required flags this build implements.
 #[cfg(feature = "encryption")]
-pub const KNOWN_REQUIRED_FLAGS: u32 = FLAG_HAS_PARENT | FLAG_CDC | FLAG_ENCRYPTED;
+pub const KNOWN_REQUIRED_FLAGS: u32 = FLAG_HAS_PARENT | FLAG_CDC | FLAG_ENCRYPTED | FLAG_BOUND_CRC;
 /// Required flags this build implements.
 #[cfg(not(feature = "encryption"))]
-pub const KNOWN_REQUIRED_FLAGS: u32 = FLAG_HAS_PARENT | FLAG_CDC;
+pub const KNOWN_REQUIRED_FLAGS: u32 = FLAG_HAS_PARENT | FLAG_CDC | FLAG_BOUND_CRC;
 
 /// Bit in [`Header::streams`] for the disk stream.
 pub const STREAM_BIT_DISK: u8 = 1;
@@ -125,6 +132,11 @@ impl Header {
         self.flags & FLAG_ENCRYPTED != 0
     }
 
+    /// Whether the block entries' CRC32s are bound to the content hash ([`FLAG_BOUND_CRC`]).
+    pub fn has_bound_crc(&self) -> bool {
+        self.flags & FLAG_BOUND_CRC != 0
+    }
+
     /// Whether the archive has the given stream.
     pub fn has_stream_bit(&self, bit: u8) -> bool {
         self.streams & bit != 0
@@ -212,17 +224,7 @@ impl Header {
             ));
         }
         let flags = le_u32(b, 12);
-        let unknown = flags & REQUIRED_FLAGS_MASK & !KNOWN_REQUIRED_FLAGS;
-        if unknown & FLAG_ENCRYPTED != 0 {
-            return Err(Error::Unsupported(
-                "the archive is encrypted, and this build of hexz cannot decrypt archives".into(),
-            ));
-        }
-        if unknown != 0 {
-            return Err(Error::Unsupported(format!(
-                "the archive needs features this build does not know (flags {unknown:#06x})"
-            )));
-        }
+        check_required_flags(flags, KNOWN_REQUIRED_FLAGS)?;
         let codec = Codec::from_u8(b[16]).ok_or_else(|| {
             Error::corrupt("header", format!("unknown codec id {} at offset 16", b[16]))
         })?;
@@ -292,6 +294,23 @@ impl Header {
     }
 }
 
+/// Refuses `flags` when it sets a required bit (0-15) outside `known`, naming the bits.
+fn check_required_flags(flags: u32, known: u32) -> Result<()> {
+    let unknown = flags & REQUIRED_FLAGS_MASK & !known;
+    if unknown & FLAG_ENCRYPTED != 0 {
+        return Err(Error::Unsupported(
+            "the archive is encrypted, and this build of hexz cannot decrypt archives".into(),
+        ));
+    }
+    if unknown != 0 {
+        return Err(Error::Unsupported(format!(
+            "the archive needs features this build does not know (required flags \
+             {unknown:#06x}); it was written by a newer hexz"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,6 +357,26 @@ mod tests {
             err.contains("unsupported archive format version 2.9"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn bound_crc_is_known_and_unknown_required_flags_are_refused() {
+        let mut h = sample();
+        h.flags = FLAG_BOUND_CRC;
+        assert!(Header::decode(&h.encode(), 2000).unwrap().has_bound_crc());
+        // A required bit this build does not know is refused with an error naming it.
+        h.flags = FLAG_BOUND_CRC | 1 << 5;
+        let err = Header::decode(&h.encode(), 2000).unwrap_err().to_string();
+        assert!(err.contains("required flags 0x0020"), "{err}");
+        // A 1.0 reader (which knows bits 0-2 only) refuses a 1.1 archive the same way.
+        let known_1_0 = FLAG_ENCRYPTED | FLAG_HAS_PARENT | FLAG_CDC;
+        let err = check_required_flags(FLAG_BOUND_CRC, known_1_0)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("required flags 0x0008"), "{err}");
+        // Unknown optional bits are ignored.
+        h.flags = FLAG_BOUND_CRC | 1 << 20;
+        assert!(Header::decode(&h.encode(), 2000).is_ok());
     }
 
     #[test]

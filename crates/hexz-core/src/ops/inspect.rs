@@ -1,7 +1,9 @@
 //! Archive summary for `hexz info`: header fields, per-stream sizes, block counts, ratio.
 
 use crate::api::{File, SnapshotStream};
-use crate::format::header::{FLAG_CDC, FLAG_ENCRYPTED, FLAG_HAS_PARENT, FLAG_SIGNED};
+use crate::format::header::{
+    FLAG_BOUND_CRC, FLAG_CDC, FLAG_ENCRYPTED, FLAG_HAS_PARENT, FLAG_SIGNED,
+};
 use crate::format::Codec;
 
 /// Per-stream summary.
@@ -73,6 +75,7 @@ pub fn inspect(file: &File, archive_bytes: u64) -> ArchiveInfo {
         (FLAG_ENCRYPTED, "encrypted"),
         (FLAG_HAS_PARENT, "thin"),
         (FLAG_CDC, "cdc"),
+        (FLAG_BOUND_CRC, "bound-crc"),
         (FLAG_SIGNED, "signed"),
     ] {
         if h.flags & bit != 0 {

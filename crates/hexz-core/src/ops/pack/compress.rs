@@ -1,6 +1,6 @@
 //! Compressing: the worker stage, which detects zero blocks, hashes (BLAKE3, or the keyed
-//! content hash of an encrypted archive), compresses and checksums (CRC32) every block of a
-//! batch.
+//! content hash of an encrypted archive), compresses and checksums (CRC32, bound to the
+//! content hash in format 1.1) every block of a batch.
 
 use super::chunk::Batch;
 use crate::algo::compression::Compressor;
@@ -22,12 +22,14 @@ pub(super) struct Cooked {
     pub(super) out_len: usize,
 }
 
-/// Compresses, hashes and checksums every block of a batch (worker stage).
+/// Compresses, hashes and checksums every block of a batch (worker stage). `bound` selects
+/// the bound CRC of format 1.1 (content hash ‖ stored bytes) over the plain one.
 pub(super) fn cook(
     b: &mut Batch,
     c: &dyn Compressor,
     scratch: &mut Vec<u8>,
     cipher: Option<&ArchiveCipher>,
+    bound: bool,
 ) -> Result<()> {
     let mut at = 0usize;
     for i in 0..b.lens.len() {
@@ -70,7 +72,7 @@ pub(super) fn cook(
             crc: if cipher.is_some() {
                 0
             } else {
-                hash::crc32(stored)
+                hash::entry_crc32(bound, &h, stored)
             },
             hash: h,
             out_start,

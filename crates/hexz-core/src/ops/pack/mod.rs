@@ -26,7 +26,8 @@ use crate::algo::hash;
 use crate::api::SnapshotStream;
 use crate::error::{Error, Result};
 use crate::format::header::{
-    ParentRef, FLAG_CDC, FLAG_ENCRYPTED, FLAG_HAS_PARENT, FORMAT_MAJOR, FORMAT_MINOR, HEADER_SIZE,
+    ParentRef, FLAG_BOUND_CRC, FLAG_CDC, FLAG_ENCRYPTED, FLAG_HAS_PARENT, FORMAT_MAJOR,
+    FORMAT_MINOR, FORMAT_MINOR_1_0, HEADER_SIZE,
 };
 use crate::format::index::{MasterIndex, StreamRecord, META_PARENT_PATH};
 use crate::format::{Codec, Header, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
@@ -121,6 +122,11 @@ pub struct PackOptions {
     pub encryption: Option<EncryptOptions>,
     /// Options for a `base` given by URL (timeouts, restricted addresses, disk cache).
     pub remote: crate::store::RemoteOptions,
+    /// Write format 1.1 with the *bound CRC* (default on): each entry's CRC32 covers the
+    /// block's content hash and its stored bytes, which lets readers skip the per-read BLAKE3
+    /// of the decoded block (docs/FORMAT.md, "Bound CRC"). `false` writes format 1.0, which
+    /// hexz builds older than 1.1 can read, and whose every uncached read is BLAKE3-checked.
+    pub bound_crc: bool,
 }
 
 /// Password and key-derivation settings for an encrypted archive.
@@ -145,6 +151,7 @@ impl Default for PackOptions {
             base: None,
             encryption: None,
             remote: crate::store::RemoteOptions::default(),
+            bound_crc: true,
         }
     }
 }
@@ -293,6 +300,7 @@ pub fn pack_to(
         dedup_on: opts.dedup,
         dedup_max: opts.dedup_max_entries,
         cipher: cipher.clone(),
+        bound_crc: opts.bound_crc,
     };
     w.write(&[0u8; HEADER_SIZE])?;
     if let Some(b) = &base {
@@ -354,8 +362,13 @@ pub fn pack_to(
     let streams = records.iter().fold(0u8, |m, r| m | r.stream.header_bit());
     let header = Header {
         major: FORMAT_MAJOR,
-        minor: FORMAT_MINOR,
+        minor: if opts.bound_crc {
+            FORMAT_MINOR
+        } else {
+            FORMAT_MINOR_1_0
+        },
         flags: if opts.cdc.is_some() { FLAG_CDC } else { 0 }
+            | if opts.bound_crc { FLAG_BOUND_CRC } else { 0 }
             | if base.is_some() { FLAG_HAS_PARENT } else { 0 }
             | if encrypted { FLAG_ENCRYPTED } else { 0 },
         codec: opts.codec,

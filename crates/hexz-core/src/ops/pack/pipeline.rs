@@ -51,6 +51,7 @@ pub(super) fn pack_stream(
     // Enough batches in flight to keep every worker busy while the reader and writer work;
     // few enough to bound memory (each batch holds its raw and compressed bytes).
     let slots = 2 * threads + 2;
+    let bound = w.bound_crc;
     let (work_tx, work_rx) = bounded::<Batch>(slots);
     let (done_tx, done_rx) = bounded::<Result<Batch>>(slots);
     let (pool_tx, pool_rx) = bounded::<Batch>(slots);
@@ -73,7 +74,7 @@ pub(super) fn pack_stream(
                 let mut scratch = Vec::new();
                 for mut b in work_rx {
                     let r = catch_unwind(AssertUnwindSafe(|| {
-                        cook(&mut b, compressor, &mut scratch, cipher)
+                        cook(&mut b, compressor, &mut scratch, cipher, bound)
                     }));
                     let r = match r {
                         Ok(r) => r.map(|_| b),
@@ -201,6 +202,7 @@ mod tests {
             dedup_on: true,
             dedup_max: 1 << 20,
             cipher: None,
+            bound_crc: true,
         };
         let bomb = Bomb(0.into());
         let r = pack_stream(

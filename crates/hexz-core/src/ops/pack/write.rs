@@ -127,6 +127,8 @@ pub(super) struct Writer<'a> {
     pub(super) dedup_max: usize,
     /// Seals blocks and index of an encrypted archive.
     pub(super) cipher: Option<Arc<ArchiveCipher>>,
+    /// Entries carry the bound CRC of format 1.1 (content hash ‖ stored bytes).
+    pub(super) bound_crc: bool,
 }
 
 impl Writer<'_> {
@@ -254,6 +256,7 @@ pub(super) fn write_batch(w: &mut Writer, sb: &mut StreamBuild, b: &Batch) -> Re
         pos += len as u64;
     }
     let stored = |c: &Cooked| &b.out[c.out_start..c.out_start + c.out_len];
+    let bound = w.bound_crc;
     let sealed: Vec<Vec<u8>> = match &w.cipher {
         Some(k) => {
             use rayon::prelude::*;
@@ -263,7 +266,7 @@ pub(super) fn write_batch(w: &mut Writer, sb: &mut StreamBuild, b: &Batch) -> Re
                     let c = &b.cooked[f.cooked];
                     let mut buf = stored(c).to_vec();
                     k.seal_block(f.offset, c.len, c.codec, &mut buf)?;
-                    f.crc = hash::crc32(&buf);
+                    f.crc = hash::entry_crc32(bound, &c.hash, &buf);
                     Ok(buf)
                 })
                 .collect::<Result<_>>()?
