@@ -323,7 +323,7 @@ fn threads_with_their_own_cache_handles_share_a_dir_and_download_each_chunk_once
     );
     for p in entries(&cache) {
         let b = std::fs::read(&p).unwrap();
-        assert_eq!(&b[..8], b"HXZCHNK1", "{} is a whole entry", p.display());
+        assert_eq!(&b[..8], b"HXZCHNK2", "{} is a whole entry", p.display());
     }
     assert!(std::fs::read_dir(cache.join("hexz-cache-v1/tmp"))
         .unwrap()
