@@ -141,7 +141,6 @@ fn report(name: &str, t: &Tally) {
 }
 
 #[test]
-#[ignore = "new; not yet run on the CI machine: cargo test -p hexz-cli --test NAME -- --ignored"]
 fn cli_sweep_plain_kinds() {
     let d = tmp();
     let disk = data(5 * BS + 100, 1);
@@ -180,7 +179,6 @@ fn cli_sweep_plain_kinds() {
 }
 
 #[test]
-#[ignore = "new; not yet run on the CI machine: cargo test -p hexz-cli --test NAME -- --ignored"]
 fn cli_sweep_encrypted_and_signed() {
     let d = tmp();
     let disk = data(5 * BS + 100, 3);
@@ -226,7 +224,6 @@ fn cli_sweep_encrypted_and_signed() {
 }
 
 #[test]
-#[ignore = "new; not yet run on the CI machine: cargo test -p hexz-cli --test NAME -- --ignored"]
 fn cli_sweep_thin_child_and_damaged_parent() {
     let d = tmp();
     let base = data(6 * BS, 4);
