@@ -29,8 +29,8 @@ use crate::format::header::{
     ParentRef, FLAG_CDC, FLAG_ENCRYPTED, FLAG_HAS_PARENT, FLAG_SECTIONS, FORMAT_MAJOR,
     FORMAT_MINOR, HEADER_SIZE, MINOR_SECTIONS,
 };
-use crate::format::section::SectionRecord;
 use crate::format::index::{MasterIndex, StreamRecord, META_PARENT_PATH};
+use crate::format::section::SectionRecord;
 use crate::format::{Codec, Header, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
 use base::{open_base, setup_encryption};
 use chunk::{open_source, Splitter};

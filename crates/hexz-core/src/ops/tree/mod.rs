@@ -20,4 +20,5 @@ mod tar;
 mod walk;
 
 pub use extract::{extract, ExtractOptions, ExtractStats};
+pub(crate) use pack::copy_table;
 pub use pack::{pack_entries, pack_tar, pack_tree, TreePackOptions, TreePackStats};

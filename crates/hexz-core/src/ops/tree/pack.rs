@@ -50,6 +50,9 @@ pub struct TreePackStats {
 pub const MAX_WARNINGS: usize = 1000;
 /// Bytes per chunk sent from the producer to the packer.
 const CHUNK: usize = 1 << 20;
+/// The producer's error when the packer has gone (it failed first: its error is the one
+/// to report).
+const PACKER_STOPPED: &str = "the packer stopped reading";
 /// Small-file dedup table cap (entries of 32 bytes plus slack).
 const MAX_DEDUP_FILES: usize = 2 << 20;
 
@@ -74,7 +77,7 @@ impl DataOut {
         let b = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
         self.tx
             .send(Ok(b))
-            .map_err(|_| Error::InvalidArgument("the packer stopped reading".into()))
+            .map_err(|_| Error::InvalidArgument(PACKER_STOPPED.into()))
     }
 
     /// Appends a whole small file (deduplicated); returns its data offset.
@@ -438,10 +441,13 @@ fn run_pack(
         let packed = match packed {
             Ok(p) => p,
             Err(e) => {
-                // Prefer the producer's own error (the packer only saw its message).
+                // Prefer the producer's own error (the packer only saw its message), unless
+                // the producer merely noticed that the packer had stopped.
                 if let Some(h) = producer.take() {
-                    if let Ok(Err(pe)) = h.join() {
-                        return Err(pe);
+                    match h.join() {
+                        Ok(Err(Error::InvalidArgument(m))) if m == PACKER_STOPPED => {}
+                        Ok(Err(pe)) => return Err(pe),
+                        _ => {}
                     }
                 }
                 return Err(e);
@@ -487,6 +493,23 @@ pub fn pack_tar(
     run_pack(output, opts, progress, move |data| {
         super::tar::produce(input, data, table, &excludes)
     })
+}
+
+/// Writes a copy of `tree`'s file table through `out` and returns its section record: for
+/// [`crate::ops::flatten()`], whose output keeps the disk stream's bytes where they were, so
+/// every entry's data offset stays valid. Pages are rebuilt (their offsets change) and read
+/// through the checked lookup path, so a damaged table fails the copy instead of being copied.
+pub(crate) fn copy_table(
+    tree: &crate::api::FileTree,
+    out: &mut SectionOut<'_, '_>,
+    codec: Codec,
+    level: i32,
+) -> Result<SectionRecord> {
+    let mut table = TableBuilder::new(codec, level)?;
+    for e in tree.iter()? {
+        table.push(&e?)?;
+    }
+    Ok(table.finish(out)?.0)
 }
 
 /// Writes a tree archive holding exactly `entries` (in the order given, not checked or
