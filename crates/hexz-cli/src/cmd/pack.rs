@@ -158,7 +158,17 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
         },
         ..PackOptions::default()
     };
+    let remote_out = a
+        .output
+        .to_str()
+        .filter(|o| hexz_core::store::Location::parse(o).is_ok_and(|l| l.is_remote()));
     if tree {
+        if let Some(url) = remote_out {
+            bail!(
+                "tree archives are packed to a local file; pack to one, then upload it with \
+                 hexz push FILE {url}"
+            );
+        }
         let t = hexz_core::ops::tree::TreePackOptions {
             exclude: a.exclude.clone(),
             strict: a.strict,
@@ -178,10 +188,6 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
     };
     let bars = crate::util::StreamBars::default();
     let on_progress = |p: &PackProgress| bars.update(p);
-    let remote_out = a
-        .output
-        .to_str()
-        .filter(|o| hexz_core::store::Location::parse(o).is_ok_and(|l| l.is_remote()));
     let stats = match remote_out {
         Some(url) => {
             // Stream the archive up; Ctrl-C aborts the upload instead of orphaning it.
