@@ -271,3 +271,77 @@ fn flipped_compressed_table_bytes_never_change_entries() {
     // Nearly every flip is caught; the rest decode to the very same page.
     assert!(errors > 10 * same, "{errors} errors, {same} unchanged");
 }
+
+/// A root page whose second child reference points back at the root itself, with every
+/// digest above it (file table header, section record, master index) recomputed so only the
+/// cycle is wrong. A cursor must fail on it, not descend forever through its page cache.
+#[test]
+fn a_page_naming_itself_as_child_is_refused() {
+    let d = tmp();
+    let src = d.path().join("src");
+    let name = "n".repeat(60);
+    for i in 0..1500 {
+        let p = src.join(format!("{name}{i:05}"));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b"").unwrap();
+    }
+    let good = d.path().join("t.hxz");
+    let opts = PackOptions {
+        codec: hexz_core::format::Codec::None,
+        ..PackOptions::default()
+    };
+    pack_tree(&src, &good, &opts, &TreePackOptions::default(), None).unwrap();
+    let f = File::open(&good).unwrap();
+    let sec = *f.master().section(SECTION_FILE_TABLE).unwrap();
+    let t = FileTree::open(&f).unwrap().unwrap();
+    let root = t.header().root;
+    assert_eq!(t.header().depth, 2, "several leaves under one root");
+    assert_eq!(t.iter().unwrap().count(), 1501);
+    drop((t, f));
+
+    let mut a = std::fs::read(&good).unwrap();
+    let r = root.offset as usize;
+    let len = root.stored_len as usize;
+    // Root page: 16-byte header, then children of 64 bytes + key; point child 1 at the root.
+    let klen0 = u16::from_le_bytes([a[r + 16], a[r + 17]]) as usize;
+    let c1 = r + 16 + 64 + klen0;
+    a[c1 + 4..c1 + 8].copy_from_slice(&(len as u32).to_le_bytes());
+    a[c1 + 8..c1 + 16].copy_from_slice(&root.offset.to_le_bytes());
+    a[c1 + 16..c1 + 20].copy_from_slice(&(len as u32).to_le_bytes());
+    let rh = *blake3::hash(&a[r..r + len]).as_bytes();
+    let h = sec.offset as usize;
+    a[h + 72..h + 104].copy_from_slice(&rh);
+    let hh = *blake3::hash(&a[h..h + 128]).as_bytes();
+    let mo = u64::from_le_bytes(a[56..64].try_into().unwrap()) as usize;
+    let ml = u32::from_le_bytes(a[64..68].try_into().unwrap()) as usize;
+    // The one section record is the last 64 bytes before the digest; its hash at +32.
+    let s = mo + ml - 32 - 64;
+    assert_eq!(&a[s + 8..s + 16], &sec.offset.to_le_bytes());
+    a[s + 32..s + 64].copy_from_slice(&hh);
+    let md = *blake3::hash(&a[mo..mo + ml - 32]).as_bytes();
+    a[mo + ml - 32..mo + ml].copy_from_slice(&md);
+    let bad = d.path().join("bad.hxz");
+    std::fs::write(&bad, &a).unwrap();
+
+    let f = File::open(&bad).unwrap();
+    let t = FileTree::open(&f).unwrap().unwrap();
+    let err = t
+        .iter()
+        .unwrap()
+        .find_map(|e| e.err())
+        .expect("the cycle is an error");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("file table page at offset {}", root.offset)),
+        "{msg}"
+    );
+    // A lookup that descends through the bad reference fails the same way (before the
+    // fix, the page cache handed back the root as its own child and the descent never
+    // ended).
+    let err = t.lookup(format!("{name}00700")).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("file table page at offset {}", root.offset)),
+        "{err}"
+    );
+    assert!(verify(&f, None).is_err());
+}

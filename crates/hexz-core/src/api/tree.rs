@@ -34,8 +34,11 @@ pub use crate::format::tree::EntryKind;
 pub struct FileTree {
     file: File,
     header: TreeHeader,
-    cache: Arc<Mutex<lru::LruCache<u64, Arc<TreePage>>>>,
+    /// Decoded pages by offset, with the digest and level they were checked against.
+    cache: Arc<Mutex<PageCache>>,
 }
+
+type PageCache = lru::LruCache<u64, ([u8; 32], u8, Arc<TreePage>)>;
 
 impl std::fmt::Debug for FileTree {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -111,8 +114,13 @@ impl FileTree {
     }
 
     fn page(&self, r: &TreePageRef, level: u8) -> Result<Arc<TreePage>> {
-        if let Some(p) = self.cache.lock().map_err(|_| poisoned())?.get(&r.offset) {
-            return Ok(p.clone());
+        // A hit counts only for the same digest and level: a hostile reference to an
+        // already-loaded page (a page naming itself or an ancestor as its child) must not
+        // skip the checks, or a cursor would descend forever.
+        if let Some((h, l, p)) = self.cache.lock().map_err(|_| poisoned())?.get(&r.offset) {
+            if *h == r.hash && *l == level {
+                return Ok(p.clone());
+            }
         }
         let name = format!("file table page at offset {}", r.offset);
         if r.plain_len > MAX_PAGE_SIZE || r.stored_len > r.plain_len + MAX_STORED_OVERHEAD {
@@ -146,7 +154,7 @@ impl FileTree {
         self.cache
             .lock()
             .map_err(|_| poisoned())?
-            .put(r.offset, page.clone());
+            .put(r.offset, (r.hash, level, page.clone()));
         Ok(page)
     }
 
