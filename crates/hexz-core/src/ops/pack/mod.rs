@@ -411,7 +411,7 @@ fn pack_to_with(
         minor: if section_records.is_empty() {
             FORMAT_MINOR
         } else {
-            FORMAT_MINOR.max(MINOR_SECTIONS)
+            MINOR_SECTIONS
         },
         flags: if opts.cdc.is_some() { FLAG_CDC } else { 0 }
             | if section_records.is_empty() {
