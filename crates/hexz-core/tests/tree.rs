@@ -434,7 +434,7 @@ fn lookup_cost(n: usize) {
     });
     let f = File::open_backend(backend.clone(), None, OpenOptions::default()).unwrap();
     let t = FileTree::open(&f).unwrap().unwrap();
-    let table_bytes: u64 = f.header().master_offset - 0; // upper bound on table + data
+    let table_bytes: u64 = f.header().master_offset; // upper bound on table + data
     let depth = t.header().depth as u64;
     assert!(depth >= 2, "{n} entries should need an interior level");
     assert_eq!(t.header().entries as usize, n + n.div_ceil(1000) + 1);

@@ -345,3 +345,28 @@ fn a_page_naming_itself_as_child_is_refused() {
     );
     assert!(verify(&f, None).is_err());
 }
+
+/// Sections without the header flag that makes 1.0 readers refuse the archive are corrupt.
+#[test]
+fn sections_without_the_header_flag_are_refused() {
+    let d = tmp();
+    let src = d.path().join("src");
+    write(&src, "f", b"x");
+    let good = d.path().join("t.hxz");
+    let t = TreePackOptions::default();
+    pack_tree(&src, &good, &PackOptions::default(), &t, None).unwrap();
+    let mut a = std::fs::read(&good).unwrap();
+    let flags = u32::from_le_bytes(a[12..16].try_into().unwrap());
+    assert_eq!(flags & (1 << 4), 1 << 4, "SECTIONS is set");
+    assert_eq!(u16::from_le_bytes([a[10], a[11]]), 2, "minor 2");
+    a[12..16].copy_from_slice(&(flags & !(1 << 4)).to_le_bytes());
+    let crc = crc32fast::hash(&a[..508]);
+    a[508..512].copy_from_slice(&crc.to_le_bytes());
+    let bad = d.path().join("bad.hxz");
+    std::fs::write(&bad, &a).unwrap();
+    let err = File::open(&bad).unwrap_err().to_string();
+    assert!(
+        err.contains("1 section records but the header lacks flag SECTIONS"),
+        "{err}"
+    );
+}
