@@ -250,6 +250,7 @@ fn directory_round_trip_keeps_everything() {
     assert!(sub.join("a/fifo").exists() && !sub.join("weird").exists());
 }
 
+#[cfg(feature = "encryption")]
 #[test]
 fn exclude_and_encrypted_tree() {
     let d = tmp();

@@ -2,9 +2,11 @@
 //! stores only the changed blocks; flatten keeps the file table (plain and encrypted); verify
 //! walks the file table; every flipped byte of the table is an error, never a panic.
 
+#[cfg(feature = "encryption")]
 use hexz_core::algo::encryption::{Kdf, Password};
 use hexz_core::api::FileTree;
 use hexz_core::format::section::SECTION_FILE_TABLE;
+#[cfg(feature = "encryption")]
 use hexz_core::ops::pack::EncryptOptions;
 use hexz_core::ops::tree::{pack_tree, TreePackOptions};
 use hexz_core::ops::{flatten, verify, PackOptions};
@@ -146,6 +148,7 @@ fn thin_child_flatten_and_verify() {
     assert_eq!(verify(&ff, None).unwrap().tree_entries, 27);
 }
 
+#[cfg(feature = "encryption")]
 fn pbkdf2(pw: &str, iterations: u32) -> EncryptOptions {
     EncryptOptions {
         password: Password::new(pw),
@@ -153,6 +156,7 @@ fn pbkdf2(pw: &str, iterations: u32) -> EncryptOptions {
     }
 }
 
+#[cfg(feature = "encryption")]
 #[test]
 fn encrypted_tree_flattens_under_new_keys() {
     let d = tmp();
