@@ -19,18 +19,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Pack raw disk and/or memory images into an archive.
+    /// Pack a directory (or a tar stream) into a tree archive, or raw disk/memory images.
     Pack(cmd::pack::Args),
     /// Show an archive's header, streams, sizes, ratio and block counts.
     Info(cmd::info::Args),
-    /// Write a byte range of a stream to standard output.
+    /// Write a file of a tree archive, or a byte range of a stream, to standard output.
     Cat(cmd::cat::Args),
-    /// Write a whole stream to a file (zero blocks become holes).
+    /// Extract a tree archive to a directory, or a whole stream to a file.
     Extract(cmd::extract::Args),
     /// Check every index page and block checksum of an archive (and its parent chain).
     Verify(cmd::verify::Args),
     /// Write a standalone copy of a thin snapshot, with no parent references.
     Flatten(cmd::flatten::Args),
+    /// List a directory of a tree archive (-l long, -R recursive, --json).
+    Ls(cmd::ls::Args),
     /// Show which byte ranges of each stream differ between two archives.
     Diff(cmd::diff::Args),
     /// Make an Ed25519 key pair for signing archives (NAME and NAME.pub).
@@ -88,6 +90,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => cmd::verify::run(a),
         Command::Flatten(a) => cmd::flatten::run(a),
         Command::Diff(a) => cmd::diff::run(a),
+        Command::Ls(a) => cmd::ls::run(a),
         Command::Keygen(a) => cmd::keys::keygen(a),
         Command::Sign(a) => cmd::keys::sign(a),
         Command::Passwd(a) => cmd::keys::passwd(a),

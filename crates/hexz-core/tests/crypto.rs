@@ -6,6 +6,8 @@
 //! Library tests use Argon2id with tiny parameters so that each open costs microseconds,
 //! except where the key-derivation function itself is under test.
 
+#![cfg(all(feature = "encryption", feature = "signing"))]
+
 use hexz_core::algo::encryption::{
     unwrap_key, ArchiveCipher, Kdf, Password, DEFAULT_PBKDF2_ITERATIONS, TAG_LEN,
 };

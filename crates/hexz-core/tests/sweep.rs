@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 const BS: usize = 4096;
 const PASSWORD: &[u8] = b"sweep password";
+#[cfg(feature = "signing")]
 const SIGNING_SEED: [u8; 32] = [42; 32];
 
 /// An in-memory archive that exposes its bytes as a slice, like the mmap backend: reads of
@@ -385,6 +386,7 @@ fn sweep_encrypted() {
     sweep(&f, "encrypted (AES-256-GCM, Argon2id)").report_and_check(f.name);
 }
 
+#[cfg(feature = "signing")]
 #[test]
 fn sweep_signed() {
     let d = tempfile::tempdir().unwrap();

@@ -11,9 +11,12 @@ use std::path::PathBuf;
 pub struct Args {
     /// Archive to read: a path, or an http(s):// or s3:// URL.
     archive: PathBuf,
-    /// Stream to read.
-    #[arg(long, default_value = "disk", value_name = "disk|memory")]
-    stream: SnapshotStream,
+    /// File inside a tree archive to write (without it, a stream is written).
+    #[arg(value_name = "PATH", conflicts_with = "stream")]
+    path: Option<PathBuf>,
+    /// Stream to read (default disk).
+    #[arg(long, value_name = "disk|memory")]
+    stream: Option<SnapshotStream>,
     /// First byte to write (accepts K/M/G suffixes).
     #[arg(long, default_value = "0", value_parser = crate::util::parse_size)]
     offset: u64,
@@ -26,15 +29,19 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<std::process::ExitCode> {
     let f = crate::secret::open(&a.archive, crate::util::streaming_open_options(), &a.open)?;
-    if !f.has_stream(a.stream) {
-        anyhow::bail!("{} has no {} stream", a.archive.display(), a.stream);
+    if let Some(p) = &a.path {
+        return super::tree::cat(&f, &a.archive, p, a.offset, a.length);
     }
-    let size = f.size(a.stream);
+    let stream = a.stream.unwrap_or(SnapshotStream::Disk);
+    if !f.has_stream(stream) {
+        anyhow::bail!("{} has no {} stream", a.archive.display(), stream);
+    }
+    let size = f.size(stream);
     let start = a.offset.min(size);
     let end = a.length.map_or(size, |l| start.saturating_add(l).min(size));
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    extract_range_to_writer(&f, a.stream, start, end, &mut out, None)?;
+    extract_range_to_writer(&f, stream, start, end, &mut out, None)?;
     out.flush()?;
     Ok(std::process::ExitCode::SUCCESS)
 }

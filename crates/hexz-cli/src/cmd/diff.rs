@@ -28,6 +28,12 @@ pub struct Args {
 pub fn run(a: Args) -> Result<ExitCode> {
     let fa = crate::secret::open(&a.a, Default::default(), &a.open)?;
     let fb = crate::secret::open(&a.b, Default::default(), &a.open)?;
+    if let (Some(ta), Some(tb)) = (
+        hexz_core::api::FileTree::open(&fa)?,
+        hexz_core::api::FileTree::open(&fb)?,
+    ) {
+        return super::tree::diff(&ta, &tb, a.json, a.exit_code);
+    }
     let r = diff(&fa, &fb)
         .with_context(|| format!("comparing {} and {}", a.a.display(), a.b.display()))?;
     if a.json {

@@ -27,7 +27,10 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
         Vec::new()
     };
     if a.json {
-        let v = hexz_core::ops::inspect::info_json(&f, &a.archive.display().to_string())?;
+        let mut v = hexz_core::ops::inspect::info_json(&f, &a.archive.display().to_string())?;
+        if let Some(t) = hexz_core::api::FileTree::open(&f)? {
+            v["tree"] = super::tree::info_json(&t);
+        }
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(std::process::ExitCode::SUCCESS);
     }
@@ -75,6 +78,9 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
             human(s.stored_bytes),
             s.index_pages
         );
+    }
+    if let Some(t) = hexz_core::api::FileTree::open(&f)? {
+        super::tree::info_text(&t);
     }
     for c in &chain {
         let role = if c.depth == 0 {

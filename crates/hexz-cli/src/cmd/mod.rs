@@ -8,6 +8,7 @@ pub mod extract;
 pub mod flatten;
 pub mod info;
 pub mod keys;
+pub mod ls;
 #[cfg(feature = "mount")]
 pub mod mount;
 pub mod pack;
@@ -15,4 +16,5 @@ pub mod pull;
 pub mod push;
 #[cfg(feature = "mount")]
 pub mod serve;
+pub mod tree;
 pub mod verify;

@@ -9,6 +9,19 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Directory to pack into a tree archive (files, directories, links, metadata).
+    #[arg(value_name = "DIR", conflicts_with_all = ["disk", "memory", "from_tar"])]
+    dir: Option<PathBuf>,
+    /// Tar stream to pack into a tree archive ('-' for standard input).
+    #[arg(long, value_name = "FILE.tar", conflicts_with_all = ["disk", "memory"])]
+    from_tar: Option<PathBuf>,
+    /// Leave out paths matching this glob (tree archives; repeatable). With a '/' it matches
+    /// the path from the tree root, without one any entry's name.
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// Fail instead of warning when a file changes or vanishes while being packed.
+    #[arg(long)]
+    strict: bool,
     /// Raw disk image to pack ('-' for standard input).
     #[arg(long, value_name = "FILE")]
     disk: Option<PathBuf>,
@@ -81,8 +94,12 @@ fn u32_size(v: u64, what: &str) -> Result<u32> {
 }
 
 pub fn run(a: Args) -> Result<std::process::ExitCode> {
-    if a.disk.is_none() && a.memory.is_none() {
-        bail!("give --disk FILE and/or --memory FILE to pack");
+    let tree = a.dir.is_some() || a.from_tar.is_some();
+    if !tree && a.disk.is_none() && a.memory.is_none() {
+        bail!("give a directory, --from-tar FILE, or --disk FILE and/or --memory FILE to pack");
+    }
+    if !tree && (!a.exclude.is_empty() || a.strict) {
+        bail!("--exclude and --strict apply to tree archives (a directory or --from-tar)");
     }
     if a.disk.as_deref().is_some_and(|p| p.as_os_str() == "-")
         && a.memory.as_deref().is_some_and(|p| p.as_os_str() == "-")
@@ -141,16 +158,36 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
         },
         ..PackOptions::default()
     };
+    let remote_out = a
+        .output
+        .to_str()
+        .filter(|o| hexz_core::store::Location::parse(o).is_ok_and(|l| l.is_remote()));
+    if tree {
+        if let Some(url) = remote_out {
+            bail!(
+                "tree archives are packed to a local file; pack to one, then upload it with \
+                 hexz push FILE {url}"
+            );
+        }
+        let t = hexz_core::ops::tree::TreePackOptions {
+            exclude: a.exclude.clone(),
+            strict: a.strict,
+        };
+        return super::tree::pack(
+            a.dir.as_deref(),
+            a.from_tar.as_deref(),
+            &a.output,
+            &opts,
+            &t,
+            a.json,
+        );
+    }
     let input = PackInput {
         disk: a.disk.as_deref().map(source),
         memory: a.memory.as_deref().map(source),
     };
     let bars = crate::util::StreamBars::default();
     let on_progress = |p: &PackProgress| bars.update(p);
-    let remote_out = a
-        .output
-        .to_str()
-        .filter(|o| hexz_core::store::Location::parse(o).is_ok_and(|l| l.is_remote()));
     let stats = match remote_out {
         Some(url) => {
             // Stream the archive up; Ctrl-C aborts the upload instead of orphaning it.

@@ -36,7 +36,7 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
             Ok(rep) => serde_json::json!({
                 "archive": a.archive.display().to_string(), "ok": true,
                 "pages": rep.pages, "blocks": rep.blocks, "bytes": rep.bytes,
-                "archives": rep.archives,
+                "archives": rep.archives, "tree_entries": rep.tree_entries,
             }),
             Err(e) => serde_json::json!({
                 "archive": a.archive.display().to_string(), "ok": false, "error": format!("{e:#}"),
@@ -56,8 +56,13 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
         } else {
             String::new()
         };
+        let tree = if rep.tree_entries > 0 {
+            format!(", {} file table entries", rep.tree_entries)
+        } else {
+            String::new()
+        };
         println!(
-            "ok: {} blocks in {} index pages, {} checked{chain}{signed}",
+            "ok: {} blocks in {} index pages, {} checked{tree}{chain}{signed}",
             rep.blocks,
             rep.pages,
             human(rep.bytes)

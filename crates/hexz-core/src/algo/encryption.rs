@@ -160,6 +160,7 @@ mod imp {
     const DOMAIN_BLOCK: u8 = 1;
     const DOMAIN_PAGE: u8 = 2;
     const DOMAIN_MASTER: u8 = 3;
+    const DOMAIN_SECTION: u8 = 4;
     use aes_gcm::aead::{AeadInOut, KeyInit};
     use aes_gcm::Aes256Gcm;
 
@@ -411,6 +412,38 @@ mod imp {
                 .map_err(|_| Error::InvalidArgument("index encryption failed".into()))
         }
 
+        /// Encrypts a section object (format 1.2: the file table header and its pages) stored
+        /// at `offset`, under the index key with nonce domain 4.
+        pub fn seal_section(&self, offset: u64, buf: &mut Vec<u8>) -> Result<()> {
+            self.index
+                .encrypt_in_place(
+                    &nonce(DOMAIN_SECTION, offset),
+                    &self.section_aad(offset),
+                    buf,
+                )
+                .map_err(|_| Error::InvalidArgument("section encryption failed".into()))
+        }
+
+        /// Decrypts and authenticates a section object stored at `offset`.
+        pub fn open_section(&self, offset: u64, buf: &mut Vec<u8>) -> Result<()> {
+            self.index
+                .decrypt_in_place(
+                    &nonce(DOMAIN_SECTION, offset),
+                    &self.section_aad(offset),
+                    buf,
+                )
+                .map_err(|_| {
+                    Error::InvalidArgument("authentication failed (tampered or wrong key)".into())
+                })
+        }
+
+        fn section_aad(&self, offset: u64) -> Vec<u8> {
+            let mut a = b"hexz-section-v1".to_vec();
+            a.extend_from_slice(&self.archive_id);
+            a.extend_from_slice(&offset.to_le_bytes());
+            a
+        }
+
         /// Decrypts and authenticates an index page or the master index.
         pub fn open_index(
             &self,
@@ -487,6 +520,14 @@ mod stub {
             _: u64,
             _: &mut Vec<u8>,
         ) -> crate::error::Result<()> {
+            match *self {}
+        }
+        /// Seals a section object.
+        pub fn seal_section(&self, _: u64, _: &mut Vec<u8>) -> crate::error::Result<()> {
+            match *self {}
+        }
+        /// Opens a section object.
+        pub fn open_section(&self, _: u64, _: &mut Vec<u8>) -> crate::error::Result<()> {
             match *self {}
         }
         /// Opens index bytes.

@@ -282,6 +282,26 @@ impl File {
         self.page(rec, page_no)
     }
 
+    /// Reads the stored bytes of a section object (format 1.2) of this archive, at `offset`
+    /// for `len` bytes, and decrypts them when the archive is encrypted. `name` describes the
+    /// object in errors. Used by [`crate::api::tree`]; the caller checks the digest.
+    pub(crate) fn read_section_object(&self, offset: u64, len: u64, name: &str) -> Result<Vec<u8>> {
+        let backend = &self.inner.archives[0];
+        if offset.checked_add(len).is_none_or(|e| e > backend.len()) || len > (256 << 20) {
+            return Err(Error::corrupt(
+                name,
+                format!("offset {offset} length {len} lies outside the archive"),
+            ));
+        }
+        let mut bytes = vec![0u8; len as usize];
+        backend.read_exact_at(offset, &mut bytes)?;
+        if let Some(c) = &self.inner.ciphers[0] {
+            c.open_section(offset, &mut bytes)
+                .map_err(|e| Error::corrupt(name, e))?;
+        }
+        Ok(bytes)
+    }
+
     /// Every block entry of `stream` in logical order, loading index pages as it goes (one
     /// page in memory at a time besides the page cache). Empty for an absent stream.
     pub fn entries(&self, stream: SnapshotStream) -> Entries<'_> {

@@ -15,12 +15,14 @@ pub(crate) mod open;
 mod pool;
 mod read;
 pub mod reader;
+pub mod tree;
 mod unlock;
 
 pub use file::{File, OpenOptions};
 pub use index::Entries;
 pub use pool::set_process_threads;
 pub use reader::StreamReader;
+pub use tree::FileTree;
 
 /// Re-exported from [`crate::format`], where the stream ids are defined.
 pub use crate::format::SnapshotStream;

@@ -467,6 +467,17 @@ fn read_structures(
             }
         }
     }
+    if !master.sections.is_empty() && header.flags & crate::format::header::FLAG_SECTIONS == 0 {
+        // FORMAT.md: the section count is 0 unless the header sets SECTIONS (which is what
+        // makes readers of 1.0 refuse the archive instead of misreading it).
+        return Err(Error::corrupt(
+            "master index",
+            format!(
+                "{} section records but the header lacks flag SECTIONS",
+                master.sections.len()
+            ),
+        ));
+    }
     Ok(Opened {
         header,
         master,

@@ -25,16 +25,23 @@ pub const FLAG_CDC: u32 = 1 << 2;
 /// content hash followed by its stored bytes (the *bound CRC*), so it also catches an entry
 /// that points at another block's bytes. Readers older than 1.1 refuse such archives.
 pub const FLAG_BOUND_CRC: u32 = 1 << 3;
+/// Header flag (format 1.2): the master index has a section table (a file table, ...).
+/// Required, so that readers of 1.0/1.1, which cannot parse that master index, refuse the
+/// archive with "needs features this build does not know" instead of calling it corrupt.
+pub const FLAG_SECTIONS: u32 = 1 << 4;
+/// Minor version written by archives that use [`FLAG_SECTIONS`].
+pub const MINOR_SECTIONS: u16 = 2;
 /// Header flag: an Ed25519 signature is present in the header.
 pub const FLAG_SIGNED: u32 = 1 << 16;
 /// Flags in the low 16 bits are *required*: a reader that does not implement one must refuse.
 pub const REQUIRED_FLAGS_MASK: u32 = 0x0000_ffff;
 /// Required flags this build implements.
 #[cfg(feature = "encryption")]
-pub const KNOWN_REQUIRED_FLAGS: u32 = FLAG_HAS_PARENT | FLAG_CDC | FLAG_ENCRYPTED | FLAG_BOUND_CRC;
+pub const KNOWN_REQUIRED_FLAGS: u32 =
+    FLAG_HAS_PARENT | FLAG_CDC | FLAG_ENCRYPTED | FLAG_BOUND_CRC | FLAG_SECTIONS;
 /// Required flags this build implements.
 #[cfg(not(feature = "encryption"))]
-pub const KNOWN_REQUIRED_FLAGS: u32 = FLAG_HAS_PARENT | FLAG_CDC | FLAG_BOUND_CRC;
+pub const KNOWN_REQUIRED_FLAGS: u32 = FLAG_HAS_PARENT | FLAG_CDC | FLAG_BOUND_CRC | FLAG_SECTIONS;
 
 /// Bit in [`Header::streams`] for the disk stream.
 pub const STREAM_BIT_DISK: u8 = 1;

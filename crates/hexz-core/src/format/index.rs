@@ -8,6 +8,7 @@
 
 use super::{le_u16, le_u32, le_u64, Codec, MAX_BLOCK_SIZE, MAX_STORED_OVERHEAD};
 use crate::error::{Error, Result};
+use crate::format::section::{SectionRecord, MAX_SECTIONS, SECTION_RECORD_SIZE};
 use crate::format::SnapshotStream;
 
 /// Size of one encoded block entry.
@@ -260,6 +261,9 @@ pub struct MasterIndex {
     pub streams: Vec<StreamRecord>,
     /// Metadata records (type, bytes), e.g. the parent path.
     pub metadata: Vec<(u16, Vec<u8>)>,
+    /// Section table (format 1.2): extra stored objects such as a file table. Empty in
+    /// streams-only archives.
+    pub sections: Vec<SectionRecord>,
     /// BLAKE3 of the encoded master index (without the digest itself): the index digest.
     pub digest: [u8; 32],
 }
@@ -278,15 +282,30 @@ impl MasterIndex {
             .map(|(_, v)| v.as_slice())
     }
 
+    /// The first section of type `ty`.
+    pub fn section(&self, ty: u16) -> Option<&SectionRecord> {
+        self.sections.iter().find(|s| s.ty == ty)
+    }
+
     /// Encodes the master index and returns the bytes and its digest (also stored at the end).
     pub fn encode(streams: &[StreamRecord], metadata: &[(u16, Vec<u8>)]) -> (Vec<u8>, [u8; 32]) {
+        Self::encode_with_sections(streams, metadata, &[])
+    }
+
+    /// Encodes a master index with a section table (format 1.2; the archive's header must set
+    /// [`crate::format::header::FLAG_SECTIONS`] when `sections` is not empty).
+    pub fn encode_with_sections(
+        streams: &[StreamRecord],
+        metadata: &[(u16, Vec<u8>)],
+        sections: &[SectionRecord],
+    ) -> (Vec<u8>, [u8; 32]) {
         let meta_len: usize = metadata.iter().map(|(_, v)| 8 + v.len()).sum();
         let mut out = Vec::new();
         out.extend_from_slice(&MASTER_MAGIC);
         out.extend_from_slice(&(streams.len() as u16).to_le_bytes());
         out.extend_from_slice(&[0u8; 2]);
         out.extend_from_slice(&(meta_len as u32).to_le_bytes());
-        out.extend_from_slice(&[0u8; 4]);
+        out.extend_from_slice(&(sections.len() as u32).to_le_bytes());
         for s in streams {
             out.push(s.stream.id());
             out.extend_from_slice(&[0u8; 3]);
@@ -312,6 +331,9 @@ impl MasterIndex {
             out.extend_from_slice(&[0u8; 2]);
             out.extend_from_slice(&(v.len() as u32).to_le_bytes());
             out.extend_from_slice(v);
+        }
+        for r in sections {
+            r.encode_into(&mut out);
         }
         let digest = *blake3::hash(&out).as_bytes();
         out.extend_from_slice(&digest);
@@ -341,10 +363,14 @@ impl MasterIndex {
         }
         let nstreams = le_u16(body, 4) as usize;
         let meta_len = le_u32(body, 8) as usize;
-        if nstreams > 2 || meta_len > MAX_METADATA_LEN as usize {
+        let nsections = le_u32(body, 12);
+        if nstreams > 2 || meta_len > MAX_METADATA_LEN as usize || nsections > MAX_SECTIONS {
             return Err(Error::corrupt(
                 NAME,
-                format!("{nstreams} streams / {meta_len} metadata bytes out of range"),
+                format!(
+                    "{nstreams} streams / {meta_len} metadata bytes / {nsections} sections out \
+                     of range"
+                ),
             ));
         }
         let mut pos = MASTER_HEADER_SIZE;
@@ -378,12 +404,16 @@ impl MasterIndex {
             });
             pos += STREAM_RECORD_SIZE;
         }
-        let expected = need as u64 + total_pages * PAGE_REF_SIZE as u64 + meta_len as u64;
+        let expected = need as u64
+            + total_pages * PAGE_REF_SIZE as u64
+            + meta_len as u64
+            + nsections as u64 * SECTION_RECORD_SIZE as u64;
         if expected != body.len() as u64 {
             return Err(Error::corrupt(
                 NAME,
                 format!(
-                    "length {} does not match {total_pages} pages and {meta_len} metadata bytes",
+                    "length {} does not match {total_pages} pages, {meta_len} metadata bytes \
+                     and {nsections} sections",
                     b.len()
                 ),
             ));
@@ -467,9 +497,16 @@ impl MasterIndex {
             metadata.push((ty, body[pos..pos + len].to_vec()));
             pos += len;
         }
+        let mut sections = Vec::with_capacity(nsections as usize);
+        for i in 0..nsections as usize {
+            let r = &body[pos..pos + SECTION_RECORD_SIZE];
+            sections.push(SectionRecord::decode(r, i, archive_len)?);
+            pos += SECTION_RECORD_SIZE;
+        }
         Ok(MasterIndex {
             streams,
             metadata,
+            sections,
             digest,
         })
     }

@@ -6,7 +6,9 @@
 
 pub mod header;
 pub mod index;
+pub mod section;
 pub mod stream;
+pub mod tree;
 
 pub use header::{Header, HEADER_SIZE};
 pub use index::{BlockEntry, IndexPage, MasterIndex, PageRef, StreamRecord};

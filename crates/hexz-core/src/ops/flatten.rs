@@ -1,7 +1,8 @@
 //! Flattening a thin snapshot into a standalone archive with the same content.
 
 use super::pack::{
-    pack, CdcParams, EncryptOptions, PackInput, PackOptions, PackProgress, PackSource, PackStats,
+    pack_with_sections, CdcParams, EncryptOptions, PackInput, PackOptions, PackProgress,
+    PackSource, PackStats,
 };
 use crate::api::{File, SnapshotStream};
 use crate::error::Result;
@@ -11,6 +12,8 @@ use std::path::Path;
 /// Packs the streams of `file` (read through its whole parent chain, every block checked)
 /// into a new standalone archive at `output`, with the same codec, level and block layout.
 /// An encrypted source needs `encryption` (a new data key is made under that password).
+/// A tree archive keeps its file table: the disk stream's bytes keep their offsets, so the
+/// table is rewritten entry for entry (and sealed under the new keys when encrypted).
 pub fn flatten(
     file: &File,
     output: &Path,
@@ -48,5 +51,12 @@ pub fn flatten(
         disk: source(SnapshotStream::Disk)?,
         memory: source(SnapshotStream::Memory)?,
     };
-    pack(input, output, &opts, progress)
+    let Some(tree) = crate::api::FileTree::open(file)? else {
+        return pack_with_sections(input, output, &opts, progress, None);
+    };
+    let (codec, level) = (opts.codec, opts.level);
+    let mut write_table = |out: &mut super::pack::SectionOut<'_, '_>| {
+        Ok(vec![super::tree::copy_table(&tree, out, codec, level)?])
+    };
+    pack_with_sections(input, output, &opts, progress, Some(&mut write_table))
 }

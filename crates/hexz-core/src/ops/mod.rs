@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod pack;
 pub mod rewrite;
 pub mod transfer;
+pub mod tree;
 pub mod verify;
 pub mod writeback;
 

@@ -26,10 +26,11 @@ use crate::algo::hash;
 use crate::api::SnapshotStream;
 use crate::error::{Error, Result};
 use crate::format::header::{
-    ParentRef, FLAG_BOUND_CRC, FLAG_CDC, FLAG_ENCRYPTED, FLAG_HAS_PARENT, FORMAT_MAJOR,
-    FORMAT_MINOR, FORMAT_MINOR_1_0, HEADER_SIZE,
+    ParentRef, FLAG_BOUND_CRC, FLAG_CDC, FLAG_ENCRYPTED, FLAG_HAS_PARENT, FLAG_SECTIONS,
+    FORMAT_MAJOR, FORMAT_MINOR, FORMAT_MINOR_1_0, HEADER_SIZE, MINOR_SECTIONS,
 };
 use crate::format::index::{MasterIndex, StreamRecord, META_PARENT_PATH};
+use crate::format::section::SectionRecord;
 use crate::format::{Codec, Header, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
 use base::{open_base, setup_encryption};
 use chunk::{open_source, Splitter};
@@ -259,6 +260,53 @@ pub fn pack_to(
     opts: &PackOptions,
     progress: Option<&(dyn Fn(&PackProgress) + Sync)>,
 ) -> Result<PackStats> {
+    pack_to_with(input, sink, opts, progress, None)
+}
+
+/// Where a section writer (format 1.2) appends its stored objects, after the streams and
+/// before the master index.
+pub struct SectionOut<'a, 'b> {
+    w: &'a mut Writer<'b>,
+}
+
+impl SectionOut<'_, '_> {
+    /// Appends one object, sealed when the archive is encrypted; returns its offset and
+    /// stored length.
+    pub fn write_object(&mut self, plain: &[u8]) -> Result<(u64, u64)> {
+        let mut bytes = plain.to_vec();
+        if let Some(c) = &self.w.cipher {
+            c.seal_section(self.w.pos, &mut bytes)?;
+        }
+        let at = self.w.write(&bytes)?;
+        Ok((at, bytes.len() as u64))
+    }
+}
+
+/// Called once the streams are written: writes its objects and returns their section
+/// records for the master index.
+pub type SectionWriter<'a> =
+    &'a mut dyn FnMut(&mut SectionOut<'_, '_>) -> Result<Vec<SectionRecord>>;
+
+/// [`pack`], plus sections written by `sections` (the tree packer's file table).
+pub fn pack_with_sections(
+    input: PackInput,
+    output: &Path,
+    opts: &PackOptions,
+    progress: Option<&(dyn Fn(&PackProgress) + Sync)>,
+    sections: Option<SectionWriter<'_>>,
+) -> Result<PackStats> {
+    check_options(&input, opts)?;
+    let mut sink = FileSink::create(output)?;
+    pack_to_with(input, &mut sink, opts, progress, sections)
+}
+
+fn pack_to_with(
+    input: PackInput,
+    sink: &mut dyn PackSink,
+    opts: &PackOptions,
+    progress: Option<&(dyn Fn(&PackProgress) + Sync)>,
+    sections: Option<SectionWriter<'_>>,
+) -> Result<PackStats> {
     let started = Instant::now();
     check_options(&input, opts)?;
     let output = sink.local_path().map(Path::to_path_buf);
@@ -353,7 +401,12 @@ pub fn pack_to(
         Some(b) => vec![(META_PARENT_PATH, b.recorded_path.clone().into_bytes())],
         None => Vec::new(),
     };
-    let (mut master, _digest) = MasterIndex::encode(&records, &metadata);
+    let section_records = match sections {
+        Some(f) => f(&mut SectionOut { w: &mut w })?,
+        None => Vec::new(),
+    };
+    let (mut master, _digest) =
+        MasterIndex::encode_with_sections(&records, &metadata, &section_records);
     if let Some(c) = &cipher {
         c.seal_index(true, 0, w.pos, &mut master)?;
     }
@@ -362,13 +415,20 @@ pub fn pack_to(
     let streams = records.iter().fold(0u8, |m, r| m | r.stream.header_bit());
     let header = Header {
         major: FORMAT_MAJOR,
-        minor: if opts.bound_crc {
+        minor: if !section_records.is_empty() {
+            MINOR_SECTIONS
+        } else if opts.bound_crc {
             FORMAT_MINOR
         } else {
             FORMAT_MINOR_1_0
         },
         flags: if opts.cdc.is_some() { FLAG_CDC } else { 0 }
             | if opts.bound_crc { FLAG_BOUND_CRC } else { 0 }
+            | if section_records.is_empty() {
+                0
+            } else {
+                FLAG_SECTIONS
+            }
             | if base.is_some() { FLAG_HAS_PARENT } else { 0 }
             | if encrypted { FLAG_ENCRYPTED } else { 0 },
         codec: opts.codec,
