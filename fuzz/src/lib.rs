@@ -160,13 +160,17 @@ pub fn check_master_index(data: &[u8]) {
     b[n..].copy_from_slice(&h);
     for (len, overhead) in [(u64::MAX, 0), (1 << 20, 16), (b.len() as u64, 0)] {
         if let Ok(m) = MasterIndex::decode(&b, len, overhead) {
-            let (enc, digest) = MasterIndex::encode(&m.streams, &m.metadata);
+            let (enc, digest) =
+                MasterIndex::encode_with_sections(&m.streams, &m.metadata, &m.sections);
             assert_eq!(enc.len(), b.len(), "canonical form changes the length");
             let again = MasterIndex::decode(&enc, len, overhead).expect("canonical form decodes");
             assert_eq!(again.digest, digest);
             assert_eq!(again.streams, m.streams);
             assert_eq!(again.metadata, m.metadata);
-            assert_eq!(MasterIndex::encode(&again.streams, &again.metadata).0, enc);
+            assert_eq!(again.sections, m.sections);
+            let (enc2, _) =
+                MasterIndex::encode_with_sections(&again.streams, &again.metadata, &again.sections);
+            assert_eq!(enc2, enc);
         }
     }
 }
