@@ -327,7 +327,7 @@ fn run_case(c: &Case) {
     let f = open(&out, c.open_mode, c.codec, c.level);
     let h = f.header();
     assert_eq!(h.major, 1);
-    assert_eq!(h.minor, 0);
+    assert_eq!(h.minor, hexz_core::format::header::FORMAT_MINOR);
     assert_eq!(h.codec, c.codec);
     assert_eq!(
         h.level as i32,
