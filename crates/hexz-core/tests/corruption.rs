@@ -573,7 +573,11 @@ fn resealed_but_invalid_entries_are_refused() {
         ("crc32", Box::new(|e| e[24] ^= 0xff), "CRC32 mismatch"),
         // Format 1.1: the hash is inside the bound CRC, so a changed hash fails the CRC
         // (a 1.0 archive catches it with BLAKE3: tests/bound_crc.rs).
-        ("content hash", Box::new(|e| e[40] ^= 0xff), "bound CRC32 mismatch"),
+        (
+            "content hash",
+            Box::new(|e| e[40] ^= 0xff),
+            "bound CRC32 mismatch",
+        ),
         (
             "codec none -> lz4",
             Box::new(|e| e[28] = Codec::Lz4 as u8),
