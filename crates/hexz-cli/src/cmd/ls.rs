@@ -168,19 +168,8 @@ mod tests {
         assert_eq!(utc(1_796_393_752), "2026-12-04 14:15:52");
         assert_eq!(utc(-1), "1969-12-31 23:59:59");
         let mut e = TreeEntry {
-            path: b"x".to_vec(),
-            kind: EntryKind::Dir,
-            flags: 0,
             mode: 0o1755,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-            mtime_nsec: 0,
-            size: 0,
-            data_offset: 0,
-            rdev: 0,
-            link: Vec::new(),
-            xattrs: Vec::new(),
+            ..TreeEntry::dir(b"x".to_vec())
         };
         assert_eq!(mode_string(&e), "drwxr-xr-t");
         e.kind = EntryKind::File;

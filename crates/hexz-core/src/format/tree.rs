@@ -146,6 +146,26 @@ pub struct TreeEntry {
 }
 
 impl TreeEntry {
+    /// A directory entry at `path` with mode 0755, owned by root, all times zero: the starting
+    /// point for entries built without a file system (tar input, tests).
+    pub fn dir(path: Vec<u8>) -> TreeEntry {
+        TreeEntry {
+            path,
+            kind: EntryKind::Dir,
+            flags: 0,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            mtime_nsec: 0,
+            size: 0,
+            data_offset: 0,
+            rdev: 0,
+            link: Vec::new(),
+            xattrs: Vec::new(),
+        }
+    }
+
     /// Whether this entry is a hard link to an earlier entry.
     pub fn is_hardlink(&self) -> bool {
         self.flags & ENTRY_FLAG_HARDLINK != 0

@@ -42,24 +42,6 @@ fn bad(name: &[u8], what: impl std::fmt::Display) -> Error {
     ))
 }
 
-fn dir_entry(path: Vec<u8>) -> TreeEntry {
-    TreeEntry {
-        path,
-        kind: EntryKind::Dir,
-        flags: 0,
-        mode: 0o755,
-        uid: 0,
-        gid: 0,
-        mtime: 0,
-        mtime_nsec: 0,
-        size: 0,
-        data_offset: 0,
-        rdev: 0,
-        link: Vec::new(),
-        xattrs: Vec::new(),
-    }
-}
-
 /// Reads the whole tar stream, sending file contents to `data`; returns the sorted table.
 pub(super) fn produce(
     input: Box<dyn Read + Send>,
@@ -118,7 +100,7 @@ pub(super) fn produce(
         if path.is_empty() && kind != EntryKind::Dir {
             return Err(bad(&raw, "the root is not a directory"));
         }
-        let mut e = dir_entry(path.clone());
+        let mut e = TreeEntry::dir(path.clone());
         e.kind = kind;
         e.mode = h.mode().map_err(|err| bad(&raw, err))? & 0o7777;
         e.uid = h.uid().map_err(|err| bad(&raw, err))? as u32;
@@ -249,7 +231,7 @@ pub(super) fn produce(
         while !q.is_empty() {
             q = split_path(q).0;
             if !entries.contains_key(q) {
-                entries.insert(q.to_vec(), dir_entry(q.to_vec()));
+                entries.insert(q.to_vec(), TreeEntry::dir(q.to_vec()));
             } else if entries[q].kind != EntryKind::Dir {
                 return Err(bad(
                     &p,
@@ -263,7 +245,7 @@ pub(super) fn produce(
     }
     entries
         .entry(Vec::new())
-        .or_insert_with(|| dir_entry(Vec::new()));
+        .or_insert_with(|| TreeEntry::dir(Vec::new()));
     let mut all: Vec<TreeEntry> = entries.into_values().collect();
     all.sort_by(|a, b| key_cmp(&a.path, &b.path));
     for e in &all {
