@@ -3,9 +3,10 @@
 //!
 //! One test function (the servers are shared, starting SeaweedFS takes seconds) running
 //! cases that each report: URLs in info/cat/extract/verify/diff; push and pull round trips
-//! with --with-parents; pack -o s3:// (single PUT and multipart); an interrupted streaming
-//! upload leaves no object and no multipart upload; a second pass with --cache-dir makes no
-//! request (counted in nginx's access log), also with two processes sharing the cache.
+//! with --with-parents; pack -o s3:// (single PUT, multipart, and a file tree); an
+//! interrupted streaming upload leaves no object and no multipart upload; a second pass with
+//! --cache-dir makes no request (counted in nginx's access log), also with two processes
+//! sharing the cache.
 
 #[path = "../../hexz-core/tests/common/mod.rs"]
 mod common;
@@ -357,6 +358,49 @@ fn commands_with_urls_against_nginx_and_seaweedfs() {
                     std::fs::metadata(&pulled).unwrap().len(),
                     std::fs::metadata(&local).unwrap().len()
                 );
+                assert!(env.client().list_multipart_uploads("").unwrap().is_empty());
+            }),
+        ),
+        (
+            "tree_pack_to_s3_streams_and_reads_back",
+            Box::new(move || {
+                // A tree with a large incompressible file (several upload parts), small
+                // files and a symlink, packed straight into the bucket.
+                let src = env.path("tree-src");
+                std::fs::create_dir_all(src.join("sub/empty")).unwrap();
+                let mut big = vec![0u8; 19 << 20];
+                common::Rng::new(15).fill(&mut big);
+                std::fs::write(src.join("big.bin"), &big).unwrap();
+                for i in 0..50 {
+                    std::fs::write(src.join(format!("sub/f{i}.txt")), format!("file {i}\n"))
+                        .unwrap();
+                }
+                std::os::unix::fs::symlink("sub/f1.txt", src.join("link")).unwrap();
+                let url = format!("s3://{BUCKET}/trees/t.hxz");
+                env.ok(&["pack", p(&src), "-o", &url]);
+                let ls = env.ok(&["ls", &url]);
+                assert_eq!(ls.stdout, b"big.bin\nlink\nsub\n");
+                assert!(env.ok(&["cat", &url, "big.bin"]).stdout == big);
+                assert_eq!(env.ok(&["cat", &url, "sub/f7.txt"]).stdout, b"file 7\n");
+                let dst = env.path("tree-dst");
+                env.ok(&["extract", &url, "-o", p(&dst)]);
+                let diff = Command::new("diff")
+                    .args(["-r", "--no-dereference", p(&src), p(&dst)])
+                    .output()
+                    .unwrap();
+                assert!(diff.status.success(), "{}", String::from_utf8_lossy(&diff.stdout));
+                assert_eq!(
+                    std::fs::read_link(dst.join("link")).unwrap(),
+                    Path::new("sub/f1.txt")
+                );
+                // A failing tree pack leaves no object and no open upload.
+                let gone = format!("s3://{BUCKET}/trees/missing.hxz");
+                let out = env
+                    .hexz(&["pack", p(&env.path("no-such-dir")), "-o", &gone])
+                    .output()
+                    .unwrap();
+                assert!(!out.status.success());
+                assert!(!env.hexz(&["info", &gone]).output().unwrap().status.success());
                 assert!(env.client().list_multipart_uploads("").unwrap().is_empty());
             }),
         ),

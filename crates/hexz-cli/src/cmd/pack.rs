@@ -162,13 +162,16 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
         .output
         .to_str()
         .filter(|o| hexz_core::store::Location::parse(o).is_ok_and(|l| l.is_remote()));
+    // Streamed up; Ctrl-C aborts the upload instead of orphaning it.
+    let upload = remote_out.map(|url| {
+        let topts = hexz_core::ops::transfer::TransferOptions {
+            remote: a.remote.options(),
+            cancel: Some(crate::interrupt::install()),
+            ..Default::default()
+        };
+        (url, topts)
+    });
     if tree {
-        if let Some(url) = remote_out {
-            bail!(
-                "tree archives are packed to a local file; pack to one, then upload it with \
-                 hexz push FILE {url}"
-            );
-        }
         let t = hexz_core::ops::tree::TreePackOptions {
             exclude: a.exclude.clone(),
             strict: a.strict,
@@ -177,6 +180,7 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
             a.dir.as_deref(),
             a.from_tar.as_deref(),
             &a.output,
+            upload,
             &opts,
             &t,
             a.json,
@@ -188,14 +192,8 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
     };
     let bars = crate::util::StreamBars::default();
     let on_progress = |p: &PackProgress| bars.update(p);
-    let stats = match remote_out {
-        Some(url) => {
-            // Stream the archive up; Ctrl-C aborts the upload instead of orphaning it.
-            let topts = hexz_core::ops::transfer::TransferOptions {
-                remote: a.remote.options(),
-                cancel: Some(crate::interrupt::install()),
-                ..Default::default()
-            };
+    let stats = match upload {
+        Some((url, topts)) => {
             hexz_core::ops::transfer::pack_to_url(input, url, &opts, &topts, Some(&on_progress))
                 .map(|(stats, _)| stats)
         }

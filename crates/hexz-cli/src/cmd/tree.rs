@@ -6,7 +6,9 @@ use anyhow::{bail, Context, Result};
 use hexz_core::api::tree::EntryKind;
 use hexz_core::api::FileTree;
 use hexz_core::format::tree::TreeEntry;
-use hexz_core::ops::tree::{pack_tar, pack_tree, ExtractOptions, TreePackOptions};
+use hexz_core::ops::pack::{FileSink, PackSink};
+use hexz_core::ops::transfer::{upload_packed, TransferOptions};
+use hexz_core::ops::tree::{pack_tar_to, pack_tree_to, ExtractOptions, TreePackOptions};
 use hexz_core::ops::{PackOptions, PackProgress};
 use hexz_core::File;
 use std::io::Write;
@@ -24,20 +26,21 @@ pub fn require_tree(f: &File, name: &Path) -> Result<FileTree> {
     })
 }
 
-/// `hexz pack DIR` / `hexz pack --from-tar FILE|-`.
+/// `hexz pack DIR` / `hexz pack --from-tar FILE|-`, to a local file or, with `upload`
+/// (the URL and transfer options), streamed into an object.
 pub fn pack(
     dir: Option<&Path>,
     from_tar: Option<&Path>,
     output: &Path,
+    upload: Option<(&str, TransferOptions<'_>)>,
     opts: &PackOptions,
     tree: &TreePackOptions,
     json: bool,
 ) -> Result<ExitCode> {
     let pb = progress_bar(None, "files");
     let on_progress = |p: &PackProgress| pb.set_position(p.done);
-    let stats = match (dir, from_tar) {
-        (Some(d), None) => pack_tree(d, output, opts, tree, Some(&on_progress))
-            .with_context(|| format!("packing {} into {}", d.display(), output.display()))?,
+    let (what, tar) = match (dir, from_tar) {
+        (Some(d), None) => (d, None),
         (None, Some(t)) => {
             let input: Box<dyn std::io::Read + Send> = if t.as_os_str() == "-" {
                 Box::new(std::io::stdin())
@@ -47,11 +50,19 @@ pub fn pack(
                     std::fs::File::open(t).with_context(|| format!("opening {}", t.display()))?,
                 ))
             };
-            pack_tar(input, output, opts, tree, Some(&on_progress))
-                .with_context(|| format!("packing {} into {}", t.display(), output.display()))?
+            (t, Some(input))
         }
         _ => bail!("give either a directory or --from-tar, not both"),
     };
+    let run = |sink: &mut dyn PackSink| match tar {
+        None => pack_tree_to(what, sink, opts, tree, Some(&on_progress)),
+        Some(input) => pack_tar_to(input, sink, opts, tree, Some(&on_progress)),
+    };
+    let stats = match upload {
+        Some((url, topts)) => upload_packed(url, &topts, run),
+        None => FileSink::create(output).and_then(|mut sink| run(&mut sink)),
+    }
+    .with_context(|| format!("packing {} into {}", what.display(), output.display()))?;
     pb.finish_and_clear();
     for w in &stats.warnings {
         eprintln!("hexz: warning: {w}");

@@ -360,7 +360,6 @@ fn upload_file(path: &Path, url: &str, opts: &TransferOptions<'_>) -> Result<u64
 /// archive streams up as a multipart upload whose part 1, holding the header that is known
 /// only at the end, is uploaded last (docs/FORMAT.md, "Streaming upload"). A failure or
 /// cancel aborts the upload: no object, no orphaned parts.
-#[cfg(feature = "s3")]
 pub fn pack_to_url(
     input: super::PackInput,
     url: &str,
@@ -368,29 +367,39 @@ pub fn pack_to_url(
     topts: &TransferOptions<'_>,
     progress: Option<&(dyn Fn(&super::PackProgress) + Sync)>,
 ) -> Result<(super::PackStats, Transferred)> {
+    let stats = upload_packed(url, topts, |sink| {
+        super::pack::pack_to(input, sink, opts, progress)
+    })?;
+    let t = Transferred {
+        from: "pack".into(),
+        to: url.to_string(),
+        bytes: stats.archive_bytes,
+    };
+    Ok((stats, t))
+}
+
+/// Runs `pack` with a sink that streams the archive into the object at `url` (`s3://`),
+/// as [`pack_to_url`] does: for the tree packer ([`super::tree::pack_tree_to`]) and any
+/// other writer of a whole archive. `pack` must finish the sink (every packer does); if it
+/// fails, or `topts.cancel` is set, the upload is aborted and no object appears.
+#[cfg(feature = "s3")]
+pub fn upload_packed<T>(
+    url: &str,
+    topts: &TransferOptions<'_>,
+    pack: impl FnOnce(&mut dyn super::pack::PackSink) -> Result<T>,
+) -> Result<T> {
     let (client, key) = s3::client_for(url, topts)?;
     let mut sink = s3::StreamingUpload::new(client, key, topts.cancel);
-    let stats = super::pack::pack_to(input, &mut sink, opts, progress)?;
-    Ok((
-        Transferred {
-            from: "pack".into(),
-            to: url.to_string(),
-            bytes: stats.archive_bytes,
-        },
-        stats,
-    ))
-    .map(|(t, s)| (s, t))
+    pack(&mut sink)
 }
 
 /// Without the `s3` feature there is nowhere to stream to.
 #[cfg(not(feature = "s3"))]
-pub fn pack_to_url(
-    _input: super::PackInput,
+pub fn upload_packed<T>(
     url: &str,
-    _opts: &super::PackOptions,
     _topts: &TransferOptions<'_>,
-    _progress: Option<&(dyn Fn(&super::PackProgress) + Sync)>,
-) -> Result<(super::PackStats, Transferred)> {
+    _pack: impl FnOnce(&mut dyn super::pack::PackSink) -> Result<T>,
+) -> Result<T> {
     Err(Error::Unsupported(format!(
         "{url}: this build of hexz has no S3 support (cargo feature `s3`)"
     )))

@@ -300,7 +300,9 @@ pub fn pack_with_sections(
     pack_to_with(input, &mut sink, opts, progress, sections)
 }
 
-fn pack_to_with(
+/// [`pack_to`], plus sections written by `sections`: a tree archive into any sink (a local
+/// file or a streaming upload).
+pub fn pack_to_with(
     input: PackInput,
     sink: &mut dyn PackSink,
     opts: &PackOptions,

@@ -21,4 +21,6 @@ mod walk;
 
 pub use extract::{extract, ExtractOptions, ExtractStats};
 pub(crate) use pack::copy_table;
-pub use pack::{pack_entries, pack_tar, pack_tree, TreePackOptions, TreePackStats};
+pub use pack::{
+    pack_entries, pack_tar, pack_tar_to, pack_tree, pack_tree_to, TreePackOptions, TreePackStats,
+};

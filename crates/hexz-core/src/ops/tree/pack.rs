@@ -1,5 +1,5 @@
 //! The tree packer's shared parts: options and stats, the data-stream writer the producers
-//! feed, the file table builder, and the glue around [`pack_with_sections`].
+//! feed, the file table builder, and the glue around [`pack_to_with`].
 
 use crate::algo::compression::{compressor_for, Compressor};
 use crate::error::{Error, Result};
@@ -9,7 +9,7 @@ use crate::format::tree::{
     TreeHeader, TreePageRef, TARGET_PAGE_SIZE,
 };
 use crate::format::Codec;
-use crate::ops::pack::{pack_with_sections, SectionOut};
+use crate::ops::pack::{pack_to_with, FileSink, PackSink, SectionOut};
 use crate::ops::{PackInput, PackOptions, PackProgress, PackSource, PackStats};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::collections::HashMap;
@@ -378,10 +378,10 @@ impl Warnings {
     }
 }
 
-/// Runs `produce` on its own thread, feeding the disk stream of a new archive at `output`,
-/// then writes the file table it built.
+/// Runs `produce` on its own thread, feeding the disk stream of a new archive written to
+/// `sink`, then writes the file table it built.
 fn run_pack(
-    output: &Path,
+    sink: &mut dyn PackSink,
     opts: &PackOptions,
     progress: Option<&(dyn Fn(&PackProgress) + Sync)>,
     produce: impl FnOnce(&mut DataOut) -> Result<Produced> + Send,
@@ -437,7 +437,7 @@ fn run_pack(
             disk: Some(PackSource::Reader(Box::new(reader))),
             memory: None,
         };
-        let packed = pack_with_sections(input, output, opts, progress, Some(&mut write_table));
+        let packed = pack_to_with(input, sink, opts, progress, Some(&mut write_table));
         let packed = match packed {
             Ok(p) => p,
             Err(e) => {
@@ -475,8 +475,21 @@ pub fn pack_tree(
     tree: &TreePackOptions,
     progress: Option<&(dyn Fn(&PackProgress) + Sync)>,
 ) -> Result<TreePackStats> {
-    let walker = super::walk::Walker::new(root, output, opts, tree)?;
-    run_pack(output, opts, progress, move |data| walker.run(data))
+    pack_tree_to(root, &mut FileSink::create(output)?, opts, tree, progress)
+}
+
+/// [`pack_tree`] into any sink: a local file, or a streaming upload
+/// ([`crate::ops::transfer::upload_packed`]).
+pub fn pack_tree_to(
+    root: &Path,
+    sink: &mut dyn PackSink,
+    opts: &PackOptions,
+    tree: &TreePackOptions,
+    progress: Option<&(dyn Fn(&PackProgress) + Sync)>,
+) -> Result<TreePackStats> {
+    let output = sink.local_path().map(Path::to_path_buf);
+    let walker = super::walk::Walker::new(root, output.as_deref(), opts, tree)?;
+    run_pack(sink, opts, progress, move |data| walker.run(data))
 }
 
 /// Packs a tar stream into a new tree archive at `output`, without unpacking it to disk.
@@ -488,9 +501,21 @@ pub fn pack_tar(
     tree: &TreePackOptions,
     progress: Option<&(dyn Fn(&PackProgress) + Sync)>,
 ) -> Result<TreePackStats> {
+    pack_tar_to(input, &mut FileSink::create(output)?, opts, tree, progress)
+}
+
+/// [`pack_tar`] into any sink: a local file, or a streaming upload
+/// ([`crate::ops::transfer::upload_packed`]).
+pub fn pack_tar_to(
+    input: Box<dyn Read + Send>,
+    sink: &mut dyn PackSink,
+    opts: &PackOptions,
+    tree: &TreePackOptions,
+    progress: Option<&(dyn Fn(&PackProgress) + Sync)>,
+) -> Result<TreePackStats> {
     let table = TableBuilder::new(opts.codec, opts.level)?;
     let excludes = super::walk::Excludes::new(&tree.exclude)?;
-    run_pack(output, opts, progress, move |data| {
+    run_pack(sink, opts, progress, move |data| {
         super::tar::produce(input, data, table, &excludes)
     })
 }
@@ -524,7 +549,7 @@ pub fn pack_entries(
 ) -> Result<TreePackStats> {
     let mut table = TableBuilder::new(opts.codec, opts.level)?;
     table.unchecked = true;
-    run_pack(output, opts, None, move |out| {
+    run_pack(&mut FileSink::create(output)?, opts, None, move |out| {
         out.append(&data)?;
         for e in &entries {
             table.push(e)?;

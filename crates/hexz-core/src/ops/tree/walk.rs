@@ -169,7 +169,7 @@ pub(super) struct Walker {
 impl Walker {
     pub(super) fn new(
         root: &Path,
-        output: &Path,
+        output: Option<&Path>,
         opts: &PackOptions,
         tree: &TreePackOptions,
     ) -> Result<Walker> {
@@ -183,17 +183,20 @@ impl Walker {
         }
         let canon_root = std::fs::canonicalize(root)
             .map_err(|e| Error::io(format!("resolving {}", root.display()), e))?;
-        let out_dir = match output.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        if let Ok(d) = std::fs::canonicalize(&out_dir) {
-            if d.starts_with(&canon_root) {
-                return Err(Error::InvalidArgument(format!(
-                    "the output {} is inside the directory being packed ({}); write it elsewhere",
-                    output.display(),
-                    root.display()
-                )));
+        if let Some(output) = output {
+            let out_dir = match output.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            if let Ok(d) = std::fs::canonicalize(&out_dir) {
+                if d.starts_with(&canon_root) {
+                    return Err(Error::InvalidArgument(format!(
+                        "the output {} is inside the directory being packed ({}); write it \
+                         elsewhere",
+                        output.display(),
+                        root.display()
+                    )));
+                }
             }
         }
         Ok(Walker {
