@@ -398,3 +398,52 @@ fn corrupt_block_in_a_batch_is_an_error() {
         assert!(f.read_at(D, 0, BLOCK).unwrap() == d[..BLOCK]);
     }
 }
+
+/// A remote thin chain opens its ancestors in parallel (from the child's ancestor-path hint,
+/// resolved across directories), a local one one after another; either way every ancestor
+/// costs one call and every byte reads back.
+#[test]
+fn remote_chain_ancestors_are_fetched_in_parallel() {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["a/b", "c"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+    }
+    // Each level in its own place, so the recorded paths climb and descend.
+    let names = ["a/g0.hxz", "a/b/g1.hxz", "c/g2.hxz", "c/g3.hxz", "g4.hxz"];
+    let mut version = data(6 << 20, 40);
+    let mut prev: Option<std::path::PathBuf> = None;
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            Rng::new(41 + i as u64).fill(&mut version[i << 20..(i << 20) + 100_000]);
+        }
+        let opts = PackOptions {
+            base: prev.clone(),
+            ..PackOptions::default()
+        };
+        let (p, _) = pack_files(dir.path(), name, Some(&version), None, &opts);
+        prev = Some(p);
+    }
+    let top = prev.unwrap();
+    let f = File::open(&top).unwrap();
+    let hint = f.master().meta(hexz_core::format::index::META_ANCESTOR_PATHS);
+    let paths = hexz_core::format::index::decode_ancestor_paths(hint.unwrap(), 255).unwrap();
+    assert_eq!(paths, ["c/g3.hxz", "g2.hxz", "../a/b/g1.hxz", "../g0.hxz"]);
+
+    for remote in [true, false] {
+        let (f, c) = open_counted_latency(
+            &top,
+            remote,
+            Duration::from_millis(30),
+            OpenOptions::default(),
+        );
+        assert_eq!(f.chain_len(), 5);
+        assert_eq!(c.calls(), 5, "one call per archive (remote={remote})");
+        let parallel = c.max_in_flight();
+        if remote {
+            assert_eq!(parallel, 4, "the four ancestors are fetched at once");
+        } else {
+            assert_eq!(parallel, 1, "a local chain opens one archive at a time");
+        }
+        check_bytes(&f, D, &version, 42, "remote chain");
+    }
+}

@@ -163,6 +163,26 @@ impl File {
         v
     }
 
+    /// The parent paths recorded along the chain: this archive's, then its parent's, … up
+    /// to the first archive without one (for a child's ancestor-path hint).
+    pub(crate) fn recorded_parent_paths(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        let mut f = Some(self);
+        while let Some(x) = f {
+            match x
+                .inner
+                .master
+                .meta(crate::format::index::META_PARENT_PATH)
+                .and_then(|p| std::str::from_utf8(p).ok())
+            {
+                Some(p) => v.push(p.to_string()),
+                None => break,
+            }
+            f = x.parent();
+        }
+        v
+    }
+
     /// The parent of a thin snapshot (`None` for a standalone archive).
     pub fn parent(&self) -> Option<&File> {
         self.inner.parent.as_ref()

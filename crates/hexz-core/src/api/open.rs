@@ -10,7 +10,10 @@ use crate::algo::encryption::{ArchiveCipher, DataKey, Password};
 use crate::cache::ShardedLru;
 use crate::error::{Error, Result};
 use crate::format::header::{FLAG_HAS_PARENT, HEADER_SIZE};
-use crate::format::index::{IndexPage, MasterIndex, MAX_MASTER_LEN, META_PARENT_PATH};
+use crate::format::index::{
+    decode_ancestor_paths, IndexPage, MasterIndex, MAX_MASTER_LEN, META_ANCESTOR_PATHS,
+    META_PARENT_PATH,
+};
 use crate::format::{BlockEntry, Codec, Header};
 use crate::store::local::FileBackend;
 use crate::store::{ReadRequest, StorageBackend};
@@ -58,7 +61,7 @@ impl File {
         compressor: Option<Box<dyn Compressor>>,
         options: OpenOptions,
     ) -> Result<File> {
-        Self::open_chain(backend, compressor, options, &mut Vec::new(), None)
+        Self::open_chain(backend, compressor, options, &mut ChainOpen::default(), None)
     }
 
     /// Opens an ancestor: `open_chain` one level deeper. Every [`ANCESTORS_PER_THREAD`]
@@ -68,10 +71,10 @@ impl File {
     fn open_ancestor(
         backend: Arc<dyn StorageBackend>,
         options: OpenOptions,
-        seen: &mut Vec<[u8; 16]>,
+        seen: &mut ChainOpen,
         chain_key: Option<&DataKey>,
     ) -> Result<File> {
-        if seen.len() % ANCESTORS_PER_THREAD != 0 {
+        if seen.ids.len() % ANCESTORS_PER_THREAD != 0 {
             return Self::open_chain(backend, None, options, seen, chain_key);
         }
         std::thread::scope(|s| {
@@ -91,11 +94,12 @@ impl File {
         backend: Arc<dyn StorageBackend>,
         compressor: Option<Box<dyn Compressor>>,
         mut options: OpenOptions,
-        seen: &mut Vec<[u8; 16]>,
+        seen: &mut ChainOpen,
         chain_key: Option<&DataKey>,
     ) -> Result<File> {
+        let pre = seen.next.take();
         let opened =
-            read_header_and_master(backend.as_ref(), options.password.as_ref(), chain_key)?;
+            read_prefetched(backend.as_ref(), options.password.as_ref(), chain_key, pre)?;
         let (header, master) = (opened.header, opened.master);
         if let Some(pk) = &options.require_signer {
             crate::algo::signing::check_archive_signature(
@@ -125,7 +129,7 @@ impl File {
                 (header.level as i32).clamp(1, 22),
             )?,
         };
-        if seen.contains(&header.archive_id) {
+        if seen.ids.contains(&header.archive_id) {
             return Err(Error::corrupt(
                 "parent chain",
                 format!(
@@ -135,10 +139,13 @@ impl File {
                 ),
             ));
         }
-        seen.push(header.archive_id);
+        seen.ids.push(header.archive_id);
         let supplied = options.parent.take();
         let parent = if header.flags & FLAG_HAS_PARENT != 0 {
-            if seen.len() > MAX_CHAIN_DEPTH {
+            if seen.ids.len() == 1 && supplied.is_none() && backend.is_remote() {
+                seen.prefetch_ancestors(&backend, &master);
+            }
+            if seen.ids.len() > MAX_CHAIN_DEPTH {
                 return Err(Error::corrupt(
                     "parent chain",
                     format!("more than {MAX_CHAIN_DEPTH} ancestors"),
@@ -229,14 +236,14 @@ impl File {
         master: &MasterIndex,
         supplied: Option<File>,
         options: &OpenOptions,
-        seen: &mut Vec<[u8; 16]>,
+        seen: &mut ChainOpen,
         chain_key: Option<&DataKey>,
     ) -> Result<File> {
         let want_id = hex(&header.parent.archive_id);
         let parent = match supplied {
             Some(p) => {
                 for id in p.chain_ids() {
-                    if seen.contains(&id) {
+                    if seen.ids.contains(&id) {
                         return Err(Error::corrupt(
                             "parent chain",
                             format!(
@@ -265,13 +272,16 @@ impl File {
                     "cannot open parent archive '{path}' of {} (expected archive id {want_id})",
                     child.describe()
                 );
-                let pb = child.open_relative(path).map_err(|e| match e {
-                    Error::Io { context, err } => Error::Io {
-                        context: format!("{what}: {context}"),
-                        err,
-                    },
-                    e => Error::InvalidArgument(format!("{what}: {e}")),
-                })?;
+                let pb = match seen.take_prefetched(path, &header.parent.archive_id) {
+                    Some(pb) => pb,
+                    None => child.open_relative(path).map_err(|e| match e {
+                        Error::Io { context, err } => Error::Io {
+                            context: format!("{what}: {context}"),
+                            err,
+                        },
+                        e => Error::InvalidArgument(format!("{what}: {e}")),
+                    })?,
+                };
                 let popts = OpenOptions {
                     cache_bytes: 0,
                     index_cache_bytes: 1 << 20,
@@ -334,6 +344,9 @@ pub(crate) struct Opened {
     pub(crate) tail: Vec<u8>,
 }
 
+/// An archive's header bytes, the offset of its tail, and the tail.
+type HeadTail = (Vec<u8>, u64, Vec<u8>);
+
 /// Bytes read from the end of a local archive together with the header: the master index
 /// and, usually, the last index page come with it.
 pub const OPEN_TAIL_LOCAL: u64 = 64 << 10;
@@ -344,7 +357,7 @@ pub const OPEN_TAIL_REMOTE: u64 = 512 << 10;
 
 /// The header bytes and the tail of the archive in `backend`, in one backend call (the whole
 /// archive when it is small). Returns `(header bytes, tail offset, tail)`.
-fn read_head_and_tail(backend: &dyn StorageBackend) -> Result<(Vec<u8>, u64, Vec<u8>)> {
+fn read_head_and_tail(backend: &dyn StorageBackend) -> Result<HeadTail> {
     let len = backend.len();
     let tail_len = if backend.is_remote() {
         OPEN_TAIL_REMOTE
@@ -383,7 +396,18 @@ pub(crate) fn read_header_and_master(
     password: Option<&Password>,
     chain_key: Option<&DataKey>,
 ) -> Result<Opened> {
-    read_structures(backend, password, chain_key).map_err(|e| match e {
+    read_prefetched(backend, password, chain_key, None)
+}
+
+/// [`read_header_and_master`], starting from the header and tail bytes when they were
+/// fetched already (`pre`, as [`read_head_and_tail`] returns them).
+fn read_prefetched(
+    backend: &dyn StorageBackend,
+    password: Option<&Password>,
+    chain_key: Option<&DataKey>,
+    pre: Option<HeadTail>,
+) -> Result<Opened> {
+    read_structures(backend, password, chain_key, pre).map_err(|e| match e {
         Error::CorruptStructure { structure, detail } => Error::CorruptStructure {
             structure: format!("{structure} of {}", backend.describe()),
             detail,
@@ -406,9 +430,13 @@ fn read_structures(
     backend: &dyn StorageBackend,
     password: Option<&Password>,
     chain_key: Option<&DataKey>,
+    pre: Option<HeadTail>,
 ) -> Result<Opened> {
     let len = backend.len();
-    let (head, tail_offset, tail) = read_head_and_tail(backend)?;
+    let (head, tail_offset, tail) = match pre {
+        Some(p) => p,
+        None => read_head_and_tail(backend)?,
+    };
     let header = Header::decode(&head, len)?;
     if header.master_len > MAX_MASTER_LEN {
         return Err(Error::corrupt(
@@ -490,3 +518,84 @@ fn read_structures(
 
 /// Chain levels opened on one thread's stack before the recursion moves to a new thread.
 const ANCESTORS_PER_THREAD: usize = 16;
+
+/// Ancestor fetches in flight at once when a remote chain is opened.
+const PREFETCH_THREADS: usize = 8;
+
+/// State of one chain being opened: the archive ids seen so far (to refuse loops), and the
+/// ancestors fetched ahead of time from the child's ancestor-path hint.
+#[derive(Default)]
+pub(super) struct ChainOpen {
+    ids: Vec<[u8; 16]>,
+    /// Per ancestor (parent first): the recorded path it was fetched for, its backend and
+    /// its header and tail bytes; `None` where the fetch failed (it is retried the usual
+    /// way, which reports the error).
+    prefetched: std::collections::VecDeque<Option<(String, Arc<dyn StorageBackend>, HeadTail)>>,
+    /// Header and tail bytes for the archive about to be opened.
+    next: Option<HeadTail>,
+}
+
+impl ChainOpen {
+    /// Fetches the header and tail of every ancestor named by the child's
+    /// [`META_ANCESTOR_PATHS`] record, all at once, so that a remote chain of depth d costs
+    /// about one round trip instead of d. Each path in the record is relative to the
+    /// previous archive; it is resolved here relative to the child.
+    fn prefetch_ancestors(&mut self, child: &Arc<dyn StorageBackend>, master: &MasterIndex) {
+        let Some(paths) = master
+            .meta(META_ANCESTOR_PATHS)
+            .and_then(|r| decode_ancestor_paths(r, MAX_CHAIN_DEPTH))
+        else {
+            return;
+        };
+        let mut composed: Vec<String> = Vec::with_capacity(paths.len());
+        for p in &paths {
+            let c = match composed.last() {
+                Some(prev) if !p.starts_with('/') => match prev.rfind('/') {
+                    Some(i) => format!("{}/{p}", &prev[..i]),
+                    None => p.clone(),
+                },
+                _ => p.clone(),
+            };
+            composed.push(c);
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let slots: Vec<Mutex<Option<(Arc<dyn StorageBackend>, HeadTail)>>> =
+            paths.iter().map(|_| Mutex::new(None)).collect();
+        std::thread::scope(|s| {
+            for _ in 0..PREFETCH_THREADS.min(paths.len()) {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(rel) = composed.get(i) else { break };
+                    let got = child.open_relative(rel).and_then(|b| {
+                        let ht = read_head_and_tail(b.as_ref())?;
+                        Ok((b, ht))
+                    });
+                    *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = got.ok();
+                });
+            }
+        });
+        self.prefetched = paths
+            .into_iter()
+            .zip(slots)
+            .map(|(p, slot)| {
+                let got = slot.into_inner().unwrap_or_else(|p| p.into_inner());
+                got.map(|(b, ht)| (p, b, ht))
+            })
+            .collect();
+    }
+
+    /// The prefetched backend of the next ancestor, if it was fetched for `path` (the path
+    /// its child records) and its header carries the archive id the child expects; its
+    /// bytes are kept for the open that follows. Anything else drops the remaining
+    /// prefetches: the chain is then opened one archive at a time, as without the hint.
+    fn take_prefetched(&mut self, path: &str, want_id: &[u8; 16]) -> Option<Arc<dyn StorageBackend>> {
+        let (p, backend, ht) = self.prefetched.pop_front()??;
+        let id_ok = Header::decode(&ht.0, backend.len()).is_ok_and(|h| h.archive_id == *want_id);
+        if p != path || !id_ok {
+            self.prefetched.clear();
+            return None;
+        }
+        self.next = Some(ht);
+        Some(backend)
+    }
+}

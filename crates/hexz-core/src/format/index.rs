@@ -36,6 +36,41 @@ pub const MAX_METADATA_LEN: u32 = 1024 * 1024;
 /// Metadata record type: the parent archive's path, UTF-8, relative to the child's directory
 /// when it was packed that way.
 pub const META_PARENT_PATH: u16 = 1;
+/// Metadata record type: the recorded parent path of every ancestor (the parent's, then
+/// the grandparent's as recorded in the parent, …), so that a reader can fetch a remote
+/// chain's ancestors in parallel instead of one after another. Only a hint: each ancestor
+/// is still checked by archive id and index digest (docs/FORMAT.md, "Thin snapshots").
+pub const META_ANCESTOR_PATHS: u16 = 2;
+/// Largest encoded [`META_ANCESTOR_PATHS`] record a packer writes (a longer chain of long
+/// paths simply goes without the hint).
+pub const MAX_ANCESTOR_PATHS_LEN: usize = 64 << 10;
+
+/// Encodes a [`META_ANCESTOR_PATHS`] record: per path, its length (u16 LE) then its UTF-8
+/// bytes. `None` if a path or the whole record is too long to be worth a hint.
+pub fn encode_ancestor_paths(paths: &[String]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    for p in paths {
+        out.extend_from_slice(&u16::try_from(p.len()).ok()?.to_le_bytes());
+        out.extend_from_slice(p.as_bytes());
+    }
+    (out.len() <= MAX_ANCESTOR_PATHS_LEN).then_some(out)
+}
+
+/// Decodes a [`META_ANCESTOR_PATHS`] record, at most `max` paths; `None` if it is malformed
+/// (a reader then opens the chain one ancestor after another, as without the record).
+pub fn decode_ancestor_paths(mut b: &[u8], max: usize) -> Option<Vec<String>> {
+    let mut paths = Vec::new();
+    while !b.is_empty() {
+        if paths.len() == max || b.len() < 2 {
+            return None;
+        }
+        let n = usize::from(u16::from_le_bytes([b[0], b[1]]));
+        let body = b.get(2..2 + n)?;
+        paths.push(String::from_utf8(body.to_vec()).ok()?);
+        b = &b[2 + n..];
+    }
+    Some(paths)
+}
 
 /// Entry flag: the block is all zeros and has no stored bytes.
 pub const ENTRY_FLAG_ZERO: u8 = 1;
@@ -509,5 +544,24 @@ impl MasterIndex {
             sections,
             digest,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ancestor_paths_round_trip_and_reject_malformed_records() {
+        let paths = vec!["c/g3.hxz".to_string(), "../é/g2.hxz".to_string()];
+        let rec = encode_ancestor_paths(&paths).unwrap();
+        assert_eq!(decode_ancestor_paths(&rec, 255), Some(paths.clone()));
+        assert_eq!(decode_ancestor_paths(&rec, 1), None, "more paths than allowed");
+        assert_eq!(decode_ancestor_paths(&rec[..rec.len() - 1], 255), None, "truncated");
+        assert_eq!(decode_ancestor_paths(&rec[..1], 255), None, "half a length");
+        assert_eq!(decode_ancestor_paths(&[1, 0, 0xff], 255), None, "not UTF-8");
+        assert_eq!(decode_ancestor_paths(&[], 255), Some(vec![]));
+        let long = vec!["x".repeat(70_000)];
+        assert_eq!(encode_ancestor_paths(&long), None, "a path longer than u16");
     }
 }

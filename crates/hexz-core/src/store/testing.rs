@@ -17,6 +17,10 @@ pub struct Counters {
     pub ranges: AtomicU64,
     /// Bytes requested.
     pub bytes: AtomicU64,
+    /// Calls running right now.
+    pub in_flight: AtomicU64,
+    /// Most calls that ran at the same time (shows whether a reader fetches in parallel).
+    pub max_in_flight: AtomicU64,
 }
 
 impl Counters {
@@ -35,8 +39,14 @@ impl Counters {
         self.bytes.load(Ordering::SeqCst)
     }
 
+    /// Most calls that ran at the same time so far.
+    pub fn max_in_flight(&self) -> u64 {
+        self.max_in_flight.load(Ordering::SeqCst)
+    }
+
     /// Sets every counter back to zero.
     pub fn reset(&self) {
+        self.max_in_flight.store(0, Ordering::SeqCst);
         self.calls.store(0, Ordering::SeqCst);
         self.ranges.store(0, Ordering::SeqCst);
         self.bytes.store(0, Ordering::SeqCst);
@@ -82,13 +92,20 @@ impl CountingBackend {
         self.counters.clone()
     }
 
-    fn count(&self, ranges: u64, bytes: u64) {
-        self.counters.calls.fetch_add(1, Ordering::SeqCst);
-        self.counters.ranges.fetch_add(ranges, Ordering::SeqCst);
-        self.counters.bytes.fetch_add(bytes, Ordering::SeqCst);
+    /// Counts a call and runs it (after the injected latency).
+    fn count<T>(&self, ranges: u64, bytes: u64, call: impl FnOnce() -> T) -> T {
+        let c = &self.counters;
+        c.calls.fetch_add(1, Ordering::SeqCst);
+        c.ranges.fetch_add(ranges, Ordering::SeqCst);
+        c.bytes.fetch_add(bytes, Ordering::SeqCst);
+        let now = c.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        c.max_in_flight.fetch_max(now, Ordering::SeqCst);
         if !self.latency.is_zero() {
             std::thread::sleep(self.latency);
         }
+        let r = call();
+        c.in_flight.fetch_sub(1, Ordering::SeqCst);
+        r
     }
 }
 
@@ -98,14 +115,12 @@ impl StorageBackend for CountingBackend {
     }
 
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.count(1, buf.len() as u64);
-        self.inner.read_exact_at(offset, buf)
+        self.count(1, buf.len() as u64, || self.inner.read_exact_at(offset, buf))
     }
 
     fn read_batch(&self, reqs: &mut [ReadRequest<'_>]) -> Result<()> {
         let bytes = reqs.iter().map(|r| r.buf.len() as u64).sum();
-        self.count(reqs.len() as u64, bytes);
-        self.inner.read_batch(reqs)
+        self.count(reqs.len() as u64, bytes, || self.inner.read_batch(reqs))
     }
 
     fn identity(&self) -> Option<String> {

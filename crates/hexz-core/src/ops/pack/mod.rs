@@ -29,7 +29,9 @@ use crate::format::header::{
     ParentRef, FLAG_BOUND_CRC, FLAG_CDC, FLAG_ENCRYPTED, FLAG_HAS_PARENT, FLAG_SECTIONS,
     FORMAT_MAJOR, FORMAT_MINOR, FORMAT_MINOR_1_0, HEADER_SIZE, MINOR_SECTIONS,
 };
-use crate::format::index::{MasterIndex, StreamRecord, META_PARENT_PATH};
+use crate::format::index::{
+    encode_ancestor_paths, MasterIndex, StreamRecord, META_ANCESTOR_PATHS, META_PARENT_PATH,
+};
 use crate::format::section::SectionRecord;
 use crate::format::{Codec, Header, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
 use base::{open_base, setup_encryption};
@@ -399,10 +401,19 @@ pub fn pack_to_with(
         stats[stream.id() as usize] = Some(sb.stats);
     }
 
-    let metadata = match &base {
-        Some(b) => vec![(META_PARENT_PATH, b.recorded_path.clone().into_bytes())],
-        None => Vec::new(),
-    };
+    let mut metadata = Vec::new();
+    if let Some(b) = &base {
+        metadata.push((META_PARENT_PATH, b.recorded_path.clone().into_bytes()));
+        // With two or more ancestors, record the whole chain's paths so that a remote
+        // reader fetches the ancestors in parallel (only a hint: each is still checked).
+        let mut chain = vec![b.recorded_path.clone()];
+        chain.extend(b.file.recorded_parent_paths());
+        if chain.len() > 1 {
+            if let Some(rec) = encode_ancestor_paths(&chain) {
+                metadata.push((META_ANCESTOR_PATHS, rec));
+            }
+        }
+    }
     let section_records = match sections {
         Some(f) => f(&mut SectionOut { w: &mut w })?,
         None => Vec::new(),
