@@ -16,6 +16,7 @@ mod archive;
 mod buffer;
 mod errors;
 mod pack;
+mod tree;
 
 use pyo3::prelude::*;
 
@@ -23,6 +24,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _hexz(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<archive::Archive>()?;
+    m.add_class::<tree::FileStat>()?;
     m.add_function(wrap_pyfunction!(archive::open, m)?)?;
     m.add_function(wrap_pyfunction!(archive::_unpickle, m)?)?;
     m.add_function(wrap_pyfunction!(pack::pack, m)?)?;
