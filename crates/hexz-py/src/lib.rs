@@ -5,6 +5,10 @@
 //! pure-Python package on top (`python/hexz/`) adds the file object, the exception classes
 //! and the PyTorch datasets.
 //!
+//! File-tree archives (`hexz pack DIR`) are read through hexz-core's `FileTree`: the
+//! `Archive` methods `namelist`, `infolist`, `stat`, `read_file` and `open_file` live in
+//! `archive.rs`, the `FileStat` class and path conversions in `tree.rs`.
+//!
 //! # Processes
 //! An [`Archive`] remembers how it was opened (location and options) and the id of the
 //! process that opened its reader. Used from any other process — a DataLoader worker made by
