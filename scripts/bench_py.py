@@ -8,6 +8,10 @@ docs/BENCHMARKS.md, section "Python").
    log-uniform in [min, max], incompressible like JPEGs), in index order, from:
    hexz (IndexDataset over one archive), loose files in a directory, one raw file + offsets
    (numpy.memmap), and litdata (litdata.optimize, then StreamingDataset, local).
+3. Images (``--section images``, runnable alone): an image pipeline on the CPU, 224 px JPEGs
+   generated with Pillow, decoded and randomly cropped in 2 DataLoader workers, fed by
+   hexz.torch.FileDataset over a tree archive (``hexz pack DIR``) vs torchvision ImageFolder
+   over the same files loose in a directory; images/s.
 
 Every configuration runs `--runs` times, interleaved so that machine noise hits all alike;
 medians are reported. Data is generated once under --dir (a real disk) and reused.
@@ -92,6 +96,137 @@ def make_litdata(d: Path, n: int) -> None:
     os.environ["HEXZ_BENCH_INDEX"] = str(d / "index.npy")
     litdata.optimize(fn=_lit_sample, inputs=list(range(n)), output_dir=str(out),
                      chunk_bytes="64MB", num_workers=2, mode="overwrite")
+
+
+# ---------------------------------------------------------------- images
+
+
+def prepare_images(d: Path, n: int, classes: int, hexz_bin: str) -> Path:
+    """`n` 224x224 JPEGs (quality 90) in d/images/cls{k}/ (ImageFolder's layout), smooth
+    random colour fields with noise and edges so they compress and decode like photos, and
+    d/images.hxz packed from them by the hexz CLI. Reused when present."""
+    import subprocess
+
+    from PIL import Image
+
+    root = d / "images"
+    meta_path = d / "images.json"
+    want = {"n": n, "classes": classes, "version": 1}
+    if meta_path.exists() and json.loads(meta_path.read_text()) == want and (d / "images.hxz").exists():
+        return root
+    import shutil
+
+    shutil.rmtree(root, ignore_errors=True)
+    rng = np.random.default_rng(7)
+    t = time.perf_counter()
+    total = 0
+    for i in range(n):
+        c = root / f"cls{i % classes}"
+        c.mkdir(parents=True, exist_ok=True)
+        small = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+        img = Image.fromarray(small, "RGB").resize((224, 224), Image.BICUBIC)
+        arr = np.asarray(img).astype(np.int16)
+        arr += rng.integers(-12, 13, arr.shape, dtype=np.int16)
+        y0, x0 = rng.integers(0, 160, 2)
+        arr[y0 : y0 + 40, x0 : x0 + 60] = rng.integers(0, 256, 3)
+        p = c / f"{i:06d}.jpg"
+        Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB").save(p, quality=90)
+        total += p.stat().st_size
+    print(f"generated {n} JPEGs, {total / 2**20:.1f} MiB (mean {total / n / 1024:.1f} KiB) "
+          f"in {time.perf_counter() - t:.1f}s", file=sys.stderr)
+    t = time.perf_counter()
+    subprocess.run([hexz_bin, "pack", str(root), "-o", str(d / "images.hxz")], check=True,
+                   stdin=subprocess.DEVNULL)
+    print(f"hexz pack {time.perf_counter() - t:.1f}s", file=sys.stderr)
+    meta_path.write_text(json.dumps(want))
+    return root
+
+
+class DecodeCrop:
+    """Decode a JPEG (a path or an array of its bytes) and take a random 192x192 crop: the
+    same work for both sources. Returns a uint8 CHW tensor."""
+
+    def __init__(self) -> None:
+        from torchvision import transforms
+
+        self.t = transforms.Compose([transforms.RandomCrop(192), transforms.PILToTensor()])
+
+    def __call__(self, img):
+        return self.t(img)
+
+
+def _decode(arr: np.ndarray):
+    import io
+
+    from PIL import Image
+
+    return Image.open(io.BytesIO(arr)).convert("RGB")
+
+
+class HexzImages:
+    """FileDataset items as (crop, label), the label from the class directory, like
+    ImageFolder's."""
+
+    def __init__(self, archive: Path) -> None:
+        from hexz.torch import FileDataset
+
+        self.ds = FileDataset(archive, suffix=".jpg")
+        classes = sorted({p.split("/")[0] for p in self.ds.paths})
+        self.labels = [classes.index(p.split("/")[0]) for p in self.ds.paths]
+        self.crop = DecodeCrop()
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int):
+        return self.crop(_decode(self.ds[i])), self.labels[i]
+
+
+def bench_images(kind: str, d: Path, workers: int, batch: int, seed: int) -> float:
+    import torch
+    from torch.utils.data import DataLoader
+
+    if kind == "hexz FileDataset":
+        ds = HexzImages(d / "images.hxz")
+    else:
+        from torchvision.datasets import ImageFolder
+
+        ds = ImageFolder(str(d / "images"), transform=DecodeCrop())
+    dl = DataLoader(ds, batch_size=batch, num_workers=workers, shuffle=True,
+                    generator=torch.Generator().manual_seed(seed))
+    got = 0
+    t = time.perf_counter()
+    for x, y in dl:
+        assert x.shape[1:] == (3, 192, 192) and x.dtype == torch.uint8
+        got += len(y)
+    el = time.perf_counter() - t
+    if got != len(ds):
+        raise SystemExit(f"{kind}: {got} images, expected {len(ds)}")
+    return got / el
+
+
+def run_images(args, d: Path) -> None:
+    import torch
+    import torchvision
+
+    hexz_bin = os.environ.get("HEXZ_BIN", "hexz")
+    prepare_images(d, args.images, args.classes, hexz_bin)
+    print(f"\n## Image pipeline: {args.images} JPEGs of 224 px, decode + random 192 px crop, "
+          f"{args.workers} workers, batch {args.batch}, shuffled, median of {args.runs} "
+          f"(torch {torch.__version__}, torchvision {torchvision.__version__}, "
+          f"load average {os.getloadavg()[0]:.2f} at start)")
+    kinds = ["hexz FileDataset", "torchvision ImageFolder"]
+    res = {k: [] for k in kinds}
+    for k in kinds:  # warm-up (page cache)
+        bench_images(k, d, args.workers, args.batch, 0)
+    for r in range(args.runs):
+        for k in kinds:
+            res[k].append(bench_images(k, d, args.workers, args.batch, r + 1))
+    med = {k: statistics.median(v) for k, v in res.items()}
+    for k in kinds:
+        print(f"  {k:24s} {med[k]:8.0f} images/s   hexz/this {med[kinds[0]] / med[k]:.2f}x"
+              f"   runs: {', '.join(f'{x:.0f}' for x in res[k])}")
+    print(f"  load average at end {os.getloadavg()[0]:.2f}")
 
 
 # ---------------------------------------------------------------- threads
@@ -229,8 +364,17 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--reads", type=int, default=8000)
+    ap.add_argument("--section", choices=["all", "streams", "images"], default="all",
+                    help="streams: threads + DataLoader samples/s; images: the JPEG pipeline")
+    ap.add_argument("--images", type=int, default=5000, help="JPEGs of the image section")
+    ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--workers", type=int, default=2, help="DataLoader workers (images)")
     args = ap.parse_args()
     d = Path(args.dir)
+    if args.section in ("all", "images"):
+        run_images(args, d)
+        if args.section == "images":
+            return
     meta = prepare(d, args.samples, args.min, args.max)
     index = np.load(d / "index.npy")
     total = int(index[:, 1].sum())

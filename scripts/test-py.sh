@@ -23,7 +23,10 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PY="$VENV/bin/python"
 need=()
-for m in maturin pytest numpy; do "$PY" -c "import $m" 2>/dev/null || need+=("$m"); done
+# Pillow: test_tree.py makes and opens a PNG and a JPEG inside a tree archive.
+for m in maturin pytest numpy PIL; do
+  "$PY" -c "import $m" 2>/dev/null || need+=("$([ $m = PIL ] && echo pillow || echo $m)")
+done
 if [ "$TORCH" = 1 ]; then
   "$PY" -c "import torch" 2>/dev/null || need+=(torch)
   export HEXZ_REQUIRE_TORCH=1

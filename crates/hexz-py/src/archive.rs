@@ -2,11 +2,14 @@
 
 use crate::buffer::WritableBuffer;
 use crate::errors::to_py;
+use crate::tree::{no_tree, not_found, not_regular, path_arg, path_str, FileStat};
 use hexz_core::algo::encryption::Password;
+use hexz_core::api::tree::{normalize_path, EntryKind, FileTree};
+use hexz_core::format::tree::TreeEntry;
 use hexz_core::{Error, File, OpenOptions, SnapshotStream};
-use pyo3::exceptions::{PyNotImplementedError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyTuple};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -61,6 +64,9 @@ impl Config {
 struct Opened {
     pid: u32,
     file: File,
+    /// The file table, once a tree method asked for it: `Some(None)` for an archive that
+    /// holds streams only.
+    tree: Option<Option<FileTree>>,
 }
 
 /// An open hexz archive: random-access reads of its streams, info, verification.
@@ -175,6 +181,7 @@ impl Archive {
                 *g = Some(Opened {
                     pid,
                     file: file.clone(),
+                    tree: None,
                 });
                 Ok(file)
             }
@@ -194,6 +201,58 @@ impl Archive {
         Ok((f, s))
     }
 
+    /// The file table of this process's reader (opened once per reader); `NoFileTree` for a
+    /// streams-only archive. `what` names the method in that error.
+    fn tree(&self, py: Python<'_>, what: &str) -> PyResult<FileTree> {
+        let f = self.file(py)?;
+        let pid = std::process::id();
+        let cached = match self.lock().as_ref() {
+            Some(o) if o.pid == pid => o.tree.clone(),
+            _ => None,
+        };
+        let t = match cached {
+            Some(t) => t,
+            None => {
+                let t = py.detach(|| FileTree::open(&f)).map_err(|e| {
+                    to_py(
+                        py,
+                        e,
+                        Some(&format!("reading the file table of {}", f.describe())),
+                    )
+                })?;
+                if let Some(o) = self.lock().as_mut() {
+                    if o.pid == pid {
+                        o.tree = Some(t.clone());
+                    }
+                }
+                t
+            }
+        };
+        t.ok_or_else(|| no_tree(py, &self.config.location, what))
+    }
+
+    /// The entry at `path` (GIL released for the lookup); `PathNotFound` when missing.
+    fn entry(&self, py: Python<'_>, t: &FileTree, path: &[u8]) -> PyResult<TreeEntry> {
+        py.detach(|| t.lookup(path))
+            .map_err(|e| to_py(py, e, None))?
+            .ok_or_else(|| not_found(py, &self.config.location, path))
+    }
+
+    /// The regular file at `path`; `IsADirectory`/`NotARegularFile` for other entries.
+    fn regular_file(
+        &self,
+        py: Python<'_>,
+        path: &Bound<'_, PyAny>,
+        what: &str,
+    ) -> PyResult<(FileTree, TreeEntry)> {
+        let t = self.tree(py, what)?;
+        let e = self.entry(py, &t, &path_arg(path)?)?;
+        if e.kind != EntryKind::File {
+            return Err(not_regular(py, &self.config.location, &e));
+        }
+        Ok((t, e))
+    }
+
     fn new_unopened(config: Config, owner_pid: Option<u32>) -> Archive {
         Archive {
             config,
@@ -202,13 +261,6 @@ impl Archive {
             closed: Default::default(),
         }
     }
-}
-
-fn no_trees(what: &str) -> PyErr {
-    PyNotImplementedError::new_err(format!(
-        "Archive.{what}: file-tree archives are not supported yet (hexz issue #11); \
-         this archive holds raw streams only"
-    ))
 }
 
 #[pymethods]
@@ -337,27 +389,165 @@ impl Archive {
         Ok(d)
     }
 
-    /// File-tree archives only (hexz issue #11, not implemented yet).
-    fn namelist(&self) -> PyResult<Vec<String>> {
-        Err(no_trees("namelist"))
+    /// Every path of a file-tree archive except the root, sorted (by UTF-8 bytes: Python's
+    /// order for valid UTF-8 names); directories end with `/`, as in `zipfile`.
+    fn namelist<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let t = self.tree(py, "Archive.namelist")?;
+        let mut names = py
+            .detach(|| {
+                let mut v = Vec::new();
+                t.walk(b"", &mut |e| {
+                    if !e.path.is_empty() {
+                        let mut p = e.path;
+                        if e.kind == EntryKind::Dir {
+                            p.push(b'/');
+                        }
+                        v.push(p);
+                    }
+                    Ok(())
+                })?;
+                Ok::<_, Error>(v)
+            })
+            .map_err(|e| to_py(py, e, None))?;
+        names.sort_unstable();
+        let out = PyList::empty(py);
+        for n in &names {
+            out.append(path_str(py, n)?)?;
+        }
+        Ok(out)
     }
 
-    /// File-tree archives only (hexz issue #11, not implemented yet).
-    fn stat(&self, path: &str) -> PyResult<()> {
-        let _ = path;
-        Err(no_trees("stat"))
+    /// A `FileStat` for every entry except the root, in `namelist()` order.
+    fn infolist(&self, py: Python<'_>) -> PyResult<Vec<FileStat>> {
+        let t = self.tree(py, "Archive.infolist")?;
+        let mut entries = py
+            .detach(|| {
+                let mut v = Vec::new();
+                t.walk(b"", &mut |e| {
+                    if !e.path.is_empty() {
+                        v.push(e);
+                    }
+                    Ok(())
+                })?;
+                Ok::<_, Error>(v)
+            })
+            .map_err(|e| to_py(py, e, None))?;
+        let key = |e: &TreeEntry| {
+            let mut k = e.path.clone();
+            if e.kind == EntryKind::Dir {
+                k.push(b'/');
+            }
+            k
+        };
+        entries.sort_by_cached_key(key);
+        entries.into_iter().map(|e| FileStat::new(py, e)).collect()
     }
 
-    /// File-tree archives only (hexz issue #11, not implemented yet).
-    fn read_file(&self, path: &str) -> PyResult<()> {
-        let _ = path;
-        Err(no_trees("read_file"))
+    /// What the file table says about `path` (not following symlinks, like `os.lstat`);
+    /// `PathNotFound` (a `FileNotFoundError`) when there is no such entry.
+    fn stat(&self, py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<FileStat> {
+        let t = self.tree(py, "Archive.stat")?;
+        let e = self.entry(py, &t, &path_arg(path)?)?;
+        FileStat::new(py, e)
     }
 
-    /// File-tree archives only (hexz issue #11, not implemented yet).
-    fn open_file(&self, path: &str) -> PyResult<()> {
-        let _ = path;
-        Err(no_trees("open_file"))
+    /// The bytes of regular file `path` (from byte `offset`, at most `length` bytes),
+    /// decoded straight into the returned object with the GIL released.
+    #[pyo3(signature = (path, *, offset=0, length=None))]
+    fn read_file<'py>(
+        &self,
+        py: Python<'py>,
+        path: &Bound<'py, PyAny>,
+        offset: u64,
+        length: Option<u64>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let (t, e) = self.regular_file(py, path, "Archive.read_file")?;
+        let n = e
+            .size
+            .saturating_sub(offset)
+            .min(length.unwrap_or(u64::MAX));
+        let n = usize::try_from(n)
+            .map_err(|_| PyValueError::new_err(format!("read of {n} bytes is too large")))?;
+        PyBytes::new_with(py, n, |buf| {
+            let got = py
+                .detach(|| t.read_file_into(&e, offset, buf))
+                .map_err(|e| to_py(py, e, None))?;
+            debug_assert_eq!(got, n);
+            Ok(())
+        })
+    }
+
+    /// A seekable, read-only binary file object over regular file `path`: an
+    /// `io.BufferedReader` over a `hexz.ArchiveFile` (`.raw`), for PIL, numpy, tarfile...
+    #[pyo3(signature = (path, *, buffering=-1))]
+    fn open_file<'py>(
+        slf: &Bound<'py, Self>,
+        path: &Bound<'py, PyAny>,
+        buffering: i64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let (t, e) = slf.get().regular_file(py, path, "Archive.open_file")?;
+        let (start, size) = t.data_range(&e).map_err(|e| to_py(py, e, None))?;
+        py.import("hexz._stream")?.getattr("_open_file")?.call1((
+            slf,
+            path_str(py, &e.path)?,
+            start,
+            size,
+            buffering,
+        ))
+    }
+
+    /// The regular files whose path starts with `prefix` and ends with `suffix`, sorted:
+    /// `(paths, offsets, sizes)`, the last two as little-endian u64 arrays in bytes (for
+    /// `numpy.frombuffer`). Walks only the deepest directory `prefix` names. Each range is
+    /// checked against the `"disk"` stream. For `hexz.torch.FileDataset`.
+    #[pyo3(signature = (prefix=None, suffix=None))]
+    fn _file_index<'py>(
+        &self,
+        py: Python<'py>,
+        prefix: Option<&Bound<'py, PyAny>>,
+        suffix: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+        let t = self.tree(py, "hexz.torch.FileDataset")?;
+        let mut prefix = prefix.map(path_arg).transpose()?.unwrap_or_default();
+        while prefix.first() == Some(&b'/') {
+            prefix.remove(0);
+        }
+        let suffix = suffix.map(path_arg).transpose()?.unwrap_or_default();
+        let top = match prefix.iter().rposition(|&c| c == b'/') {
+            Some(i) => normalize_path(&prefix[..i]).map_err(|e| to_py(py, e, None))?,
+            None => Vec::new(),
+        };
+        let mut files = py
+            .detach(|| {
+                let mut v = Vec::new();
+                match t.lookup(&top)? {
+                    Some(e) if e.kind == EntryKind::Dir => {}
+                    _ => return Ok(v),
+                }
+                t.walk(&top, &mut |e| {
+                    if e.kind == EntryKind::File
+                        && e.path.starts_with(&prefix)
+                        && e.path.ends_with(&suffix)
+                    {
+                        let (off, size) = t.data_range(&e)?;
+                        v.push((e.path, off, size));
+                    }
+                    Ok(())
+                })?;
+                Ok::<_, Error>(v)
+            })
+            .map_err(|e| to_py(py, e, None))?;
+        files.sort_unstable();
+        let names = PyList::empty(py);
+        let mut offs = Vec::with_capacity(files.len() * 8);
+        let mut sizes = Vec::with_capacity(files.len() * 8);
+        for (p, o, n) in &files {
+            names.append(path_str(py, p)?)?;
+            offs.extend_from_slice(&o.to_le_bytes());
+            sizes.extend_from_slice(&n.to_le_bytes());
+        }
+        Ok((names, PyBytes::new(py, &offs), PyBytes::new(py, &sizes)))
     }
 
     /// Drops this process's reader (its caches); later reads raise `ValueError`.

@@ -5,6 +5,10 @@
 //! pure-Python package on top (`python/hexz/`) adds the file object, the exception classes
 //! and the PyTorch datasets.
 //!
+//! File-tree archives (`hexz pack DIR`) are read through hexz-core's `FileTree`: the
+//! `Archive` methods `namelist`, `infolist`, `stat`, `read_file` and `open_file` live in
+//! `archive.rs`, the `FileStat` class and path conversions in `tree.rs`.
+//!
 //! # Processes
 //! An [`Archive`] remembers how it was opened (location and options) and the id of the
 //! process that opened its reader. Used from any other process — a DataLoader worker made by
@@ -16,6 +20,7 @@ mod archive;
 mod buffer;
 mod errors;
 mod pack;
+mod tree;
 
 use pyo3::prelude::*;
 
@@ -23,6 +28,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _hexz(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<archive::Archive>()?;
+    m.add_class::<tree::FileStat>()?;
     m.add_function(wrap_pyfunction!(archive::open, m)?)?;
     m.add_function(wrap_pyfunction!(archive::_unpickle, m)?)?;
     m.add_function(wrap_pyfunction!(pack::pack, m)?)?;

@@ -216,3 +216,90 @@ http {{
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def make_png_jpeg(d: Path) -> None:
+    """A 64x48 gradient as PNG (lossless) and JPEG, with Pillow."""
+    from PIL import Image
+
+    x = np.arange(64, dtype=np.uint8)[None, :, None]
+    y = np.arange(48, dtype=np.uint8)[:, None, None]
+    rgb = np.concatenate([np.broadcast_to(x * 4, (48, 64, 1)), np.broadcast_to(y * 5, (48, 64, 1)),
+                          np.broadcast_to((x + y) * 2, (48, 64, 1))], axis=2)
+    img = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
+    img.save(d / "pic.png")
+    img.save(d / "pic.jpg", quality=90)
+
+
+@pytest.fixture(scope="session")
+def tree(cli, workdir):
+    """(archive, source dir) of a file tree packed by `hexz pack DIR` with 64 KiB blocks:
+    empty, small, multi-block and odd-named files, nested and empty directories, a symlink,
+    a hard link, a PNG, a JPEG, a .npy and a tar file, various modes, owners, nanosecond
+    mtimes and (where the file system has them) an extended attribute."""
+    src = workdir / "tree-src"
+    (src / "sub" / "deeper").mkdir(parents=True)
+    (src / "empty-dir").mkdir()
+    (src / "imgs").mkdir()
+    (src / "empty.txt").write_bytes(b"")
+    (src / "hello.txt").write_bytes(b"hello world\n")
+    (src / "sub" / "big.bin").write_bytes(make_data(700_000, 21))  # 11 blocks of 64 KiB
+    (src / "sub" / "deeper" / "notes.md").write_bytes(b"# notes\n" * 1000)
+    (src / "sub" / "sp ace & ünïcode.txt").write_bytes("ünïcode\n".encode())
+    (src / "run.sh").write_bytes(b"#!/bin/sh\necho hi\n")
+    (src / "run.sh").chmod(0o755)
+    (src / "secret").write_bytes(b"s" * 5000)
+    (src / "secret").chmod(0o600)
+    os.link(src / "sub" / "big.bin", src / "sub" / "big-link.bin")
+    os.symlink("sub/big.bin", src / "link-to-big")
+    os.symlink("/nowhere/at/all", src / "dangling")
+    make_png_jpeg(src / "imgs")
+    np.save(src / "imgs" / "arr.npy", np.arange(10_000, dtype=np.float32).reshape(100, 100))
+    import tarfile
+
+    with tarfile.open(src / "bundle.tar", "w") as t:
+        t.add(src / "hello.txt", arcname="hello.txt")
+        t.add(src / "sub" / "deeper" / "notes.md", arcname="notes.md")
+    if os.geteuid() == 0:
+        os.chown(src / "secret", 1234, 5678)
+    try:
+        os.setxattr(src / "hello.txt", "user.hexz.test", b"xattr value")
+    except OSError:
+        pass
+    # Times last (children first: creating entries changes a directory's mtime).
+    t0 = 1_700_000_000_123_456_789
+    paths = sorted((p for p in src.rglob("*")), key=lambda p: -len(p.parts))
+    for i, p in enumerate(paths + [src]):
+        ns = t0 + i * 1_000_000_007
+        os.utime(p, ns=(ns, ns), follow_symlinks=False)
+    out = workdir / "tree.hxz"
+    cli.run("pack", src, "-o", out, "--block-size", "64K")
+    return out, src
+
+
+NFILES = 300
+
+
+@pytest.fixture(scope="session")
+def many_files(cli, workdir):
+    """(archive, {path: bytes}) of NFILES files under train/cls{0..4}/ (.bin) plus
+    NFILES // 10 under val/ (.bin) and a notes.txt per class; file `k` of train starts with
+    k as u64 little-endian, sizes 8 bytes to ~40 KiB."""
+    src = workdir / "many-src"
+    rng = np.random.default_rng(9)
+    files = {}
+    for k in range(NFILES):
+        n = int(rng.integers(8, 40_000))
+        body = np.uint64(k).tobytes() + rng.integers(0, 256, n - 8, dtype=np.uint8).tobytes()
+        files[f"train/cls{k % 5}/img{k:04d}.bin"] = body
+    for k in range(NFILES // 10):
+        files[f"val/img{k:04d}.bin"] = np.uint64(10_000 + k).tobytes() + b"v" * k
+    for c in range(5):
+        files[f"train/cls{c}/notes.txt"] = f"class {c}\n".encode()
+    for rel, body in files.items():
+        p = src / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(body)
+    out = workdir / "many.hxz"
+    cli.run("pack", src, "-o", out)
+    return out, files

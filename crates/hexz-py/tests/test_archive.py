@@ -332,13 +332,6 @@ def test_io_and_remote_errors(cli, workdir):
     assert e.value.transient is True and isinstance(e.value, OSError)
 
 
-def test_file_tree_api_is_not_there_yet(plain):
-    a = hexz.open(plain[0])
-    for call in (a.namelist, lambda: a.stat("x"), lambda: a.read_file("x"), lambda: a.open_file("x")):
-        with pytest.raises(NotImplementedError, match="#11"):
-            call()
-
-
 def test_closed_archive(plain):
     with hexz.open(plain[0]) as a:
         assert a.read(0, 4) == plain[1][:4]

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, DistributedSampler  # noqa: E402
 
 import hexz  # noqa: E402
 from hexz.torch import FileDataset, IndexDataset, RecordDataset, ShardedIterable  # noqa: E402
-from conftest import NRECORDS, RECORD  # noqa: E402
+from conftest import NFILES, NRECORDS, RECORD  # noqa: E402
 
 
 def record_no(item) -> int:
@@ -208,6 +208,100 @@ def test_sharded_iterable_over_index(records):
     assert sorted(record_no(x) for x in items) == list(range(0, NRECORDS, 3))
 
 
-def test_file_dataset_waits_for_file_trees(records):
-    with pytest.raises(NotImplementedError, match="#11"):
+# ---------------------------------------------------------------- FileDataset
+
+
+def train_files(files):
+    return {p: b for p, b in files.items() if p.startswith("train/") and p.endswith(".bin")}
+
+
+def test_file_dataset_items_are_the_files(many_files, tree):
+    path, files = many_files
+    ds = FileDataset(path)
+    assert len(ds) == len(files) and ds.paths == sorted(files)
+    for i, p in enumerate(ds.paths):
+        item = ds[i]
+        assert isinstance(item, np.ndarray) and item.dtype == np.uint8 and item.flags.writeable
+        assert item.tobytes() == files[p], p
+    assert ds[-1].tobytes() == files[ds.paths[-1]]
+    with pytest.raises(IndexError):
+        ds[len(files)]
+    assert ds.sizes.tolist() == [len(files[p]) for p in ds.paths]
+
+    tr = FileDataset(hexz.open(path), prefix="train/", suffix=".bin")
+    assert tr.paths == sorted(train_files(files)) and len(tr) == NFILES
+    assert FileDataset(path, prefix="train/cls3/").paths == sorted(
+        p for p in files if p.startswith("train/cls3/"))
+    assert FileDataset(path, prefix="/train/cls3/img000").paths == [
+        f"train/cls3/img{k:04d}.bin" for k in (3, 8)]
+    assert FileDataset(path, prefix="tra").paths == sorted(p for p in files if p.startswith("train/"))
+    assert FileDataset(path, suffix=".txt").paths == [f"train/cls{c}/notes.txt" for c in range(5)]
+    assert len(FileDataset(path, prefix="nope/")) == 0
+    t = FileDataset(path, suffix=".txt", transform=lambda a: bytes(a).decode())
+    assert t[2] == "class 2\n"
+
+    # Regular files only (hard links too), empty files included.
+    tp, src = tree
+    td = FileDataset(tp)
+    assert "empty.txt" in td.paths and "sub/big-link.bin" in td.paths
+    assert "link-to-big" not in td.paths and "sub" not in td.paths and len(td) == 12
+    for i, p in enumerate(td.paths):
+        assert td[i].tobytes() == (src / p).read_bytes(), p
+
+
+def test_file_dataset_needs_a_tree(records):
+    with pytest.raises(hexz.NoFileTree, match="FileDataset"):
         FileDataset(records[0], suffix=".jpg")
+
+
+def file_no(item) -> int:
+    arr = item.numpy() if hasattr(item, "numpy") else np.asarray(item)
+    return int(arr[:8].view(np.uint64)[0])
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_file_dataset_dataloader_two_workers_every_file_once(many_files, method):
+    path, files = many_files
+    ds = FileDataset(path, prefix="train/", suffix=".bin")
+    ds[0]  # the parent reads first
+    dl = DataLoader(ds, batch_size=16, num_workers=2, multiprocessing_context=method,
+                    collate_fn=as_list, shuffle=True,
+                    generator=torch.Generator().manual_seed(2))
+    seen = np.zeros(NFILES, dtype=np.int64)
+    for batch in dl:
+        for item in batch:
+            k = file_no(item)
+            assert item.tobytes() == files[f"train/cls{k % 5}/img{k:04d}.bin"]
+            seen[k] += 1
+    assert (seen == 1).all(), np.flatnonzero(seen != 1)[:10]
+
+
+def test_file_dataset_distributed_sampler_partitions(many_files):
+    path, files = many_files
+    ds = FileDataset(path, prefix="train/", suffix=".bin")
+    parts = []
+    for rank in range(2):
+        sampler = DistributedSampler(ds, num_replicas=2, rank=rank, shuffle=True, seed=5)
+        dl = DataLoader(ds, batch_size=8, sampler=sampler, num_workers=2, collate_fn=as_list)
+        got = []
+        for batch in dl:
+            for item in batch:
+                k = file_no(item)
+                assert item.tobytes() == files[f"train/cls{k % 5}/img{k:04d}.bin"]
+                got.append(k)
+        assert len(got) == NFILES // 2
+        parts.append(set(got))
+    assert not parts[0] & parts[1]
+    assert parts[0] | parts[1] == set(range(NFILES))
+
+
+def test_file_dataset_pickles(many_files):
+    import pickle
+
+    path, files = many_files
+    ds = FileDataset(path, prefix="val/")
+    blob = pickle.dumps(ds)
+    assert str(path).encode() in blob
+    copy = pickle.loads(blob)
+    assert copy.paths == ds.paths and len(copy) == NFILES // 10
+    assert [copy[i].tobytes() for i in range(len(copy))] == [files[p] for p in ds.paths]

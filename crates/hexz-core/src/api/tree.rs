@@ -267,9 +267,11 @@ impl FileTree {
         Ok(())
     }
 
-    /// Reads up to `len` bytes of regular file `e` from byte `offset` of the file; a read
-    /// past the end is truncated (empty at or after the end).
-    pub fn read_file(&self, e: &TreeEntry, offset: u64, len: usize) -> Result<Vec<u8>> {
+    /// Where regular file `e`'s bytes lie in the data (disk) stream: `(offset, size)`. An
+    /// error when `e` is not a regular file, or (corrupt) when the range lies outside the
+    /// stream. Readers that keep a file open (a Python file object, a mount handle) check
+    /// once here and then read the stream directly.
+    pub fn data_range(&self, e: &TreeEntry) -> Result<(u64, u64)> {
         if e.kind != EntryKind::File {
             return Err(Error::InvalidArgument(format!(
                 "'{}' is a {}, not a regular file",
@@ -287,12 +289,31 @@ impl FileTree {
                 ),
             ));
         }
-        if offset >= e.size || len == 0 {
-            return Ok(Vec::new());
+        Ok((e.data_offset, e.size))
+    }
+
+    /// Reads up to `len` bytes of regular file `e` from byte `offset` of the file; a read
+    /// past the end is truncated (empty at or after the end).
+    pub fn read_file(&self, e: &TreeEntry, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let (_, size) = self.data_range(e)?;
+        let n = size.saturating_sub(offset).min(len as u64) as usize;
+        let mut buf = vec![0u8; n];
+        let got = self.read_file_into(e, offset, &mut buf)?;
+        debug_assert_eq!(got, n);
+        Ok(buf)
+    }
+
+    /// Fills `buf` with the bytes of regular file `e` from byte `offset` of the file and
+    /// returns how many were read: `buf.len()` unless the file ends first (0 at or after the
+    /// end). Decodes only the blocks the range spans, straight into `buf` when covered whole.
+    pub fn read_file_into(&self, e: &TreeEntry, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let (start, size) = self.data_range(e)?;
+        if offset >= size || buf.is_empty() {
+            return Ok(0);
         }
-        let n = (e.size - offset).min(len as u64) as usize;
+        let n = (size - offset).min(buf.len() as u64) as usize;
         self.file
-            .read_at(SnapshotStream::Disk, e.data_offset + offset, n)
+            .read_at_into(SnapshotStream::Disk, start + offset, &mut buf[..n])
     }
 }
 

@@ -5,6 +5,10 @@
 ...     header = a.read(0, 512)                     # bytes of the disk stream
 ...     n = a.readinto(numpy_array, 1 << 20)        # straight into a numpy array
 ...     info = a.info()                             # what `hexz info --json` says
+>>> with hexz.open("tree.hxz") as t:              # doctest: +SKIP
+...     names = t.namelist()                        # a tree archive (`hexz pack DIR`)
+...     data = t.read_file("imgs/0001.jpg")
+...     img = PIL.Image.open(t.open_file("imgs/0001.jpg"))
 
 Reads release the GIL (threads scale with cores), an :class:`Archive` pickles as its
 location and options and reopens lazily in the process that uses it (DataLoader workers
@@ -19,7 +23,11 @@ from ._errors import (
     CorruptArchive,
     HexzError,
     InvalidArgument,
+    IsADirectory,
+    NoFileTree,
     NoSuchStream,
+    NotARegularFile,
+    PathNotFound,
     PasswordRequired,
     RemoteError,
     SignatureError,
@@ -30,15 +38,18 @@ from ._hexz import (
     DEFAULT_CACHE_SIZE,
     WORKER_CACHE_SIZE,
     Archive,
+    FileStat,
     __version__,
     open,
     pack,
 )
-from ._stream import ArchiveStream
+from ._stream import ArchiveFile, ArchiveStream
 
 __all__ = [
     "Archive",
     "ArchiveStream",
+    "ArchiveFile",
+    "FileStat",
     "open",
     "pack",
     "DEFAULT_CACHE_SIZE",
@@ -54,6 +65,10 @@ __all__ = [
     "PasswordRequired",
     "SignatureError",
     "NoSuchStream",
+    "NoFileTree",
+    "PathNotFound",
+    "NotARegularFile",
+    "IsADirectory",
     "RemoteError",
     "ArchiveChanged",
 ]

@@ -2,8 +2,8 @@
 
 Every error hexz raises is a :class:`HexzError`; the subclass says what kind of failure it
 is, and the message is the same one line the ``hexz`` command prints. Where a builtin fits,
-the class also derives from it (``ArchiveNotFound`` is a ``FileNotFoundError``,
-``InvalidArgument`` a ``ValueError``), so generic handlers keep working.
+the class also derives from it (``ArchiveNotFound`` and ``PathNotFound`` are
+``FileNotFoundError``\ s, ``InvalidArgument`` a ``ValueError``), so generic handlers keep working.
 
 Each exception has a ``transient`` attribute: ``True`` when retrying later may succeed (a
 remote timeout or 5xx, an interrupted read).
@@ -52,6 +52,24 @@ class NoSuchStream(HexzError, LookupError):
     """The archive has no such stream (``"disk"`` or ``"memory"``)."""
 
 
+class NoFileTree(HexzError, LookupError):
+    """The archive holds byte streams only, not a file tree (``namelist``, ``stat``,
+    ``read_file``, ``open_file`` and ``hexz.torch.FileDataset`` need one)."""
+
+
+class PathNotFound(HexzError, FileNotFoundError):
+    """No entry at that path in a file-tree archive (``errno`` is ``ENOENT``)."""
+
+
+class NotARegularFile(HexzError, OSError):
+    """``read_file``/``open_file`` of an entry that is not a regular file (a symlink, a
+    device node, ...; symlinks are not followed)."""
+
+
+class IsADirectory(NotARegularFile, IsADirectoryError):
+    """``read_file``/``open_file`` of a directory."""
+
+
 class RemoteError(HexzError, OSError):
     """A remote store (HTTP, S3) failed; see ``transient``."""
 
@@ -71,6 +89,10 @@ __all__ = [
     "PasswordRequired",
     "SignatureError",
     "NoSuchStream",
+    "NoFileTree",
+    "PathNotFound",
+    "NotARegularFile",
+    "IsADirectory",
     "RemoteError",
     "ArchiveChanged",
 ]

@@ -1,9 +1,10 @@
 """Type stubs of the compiled module ``hexz._hexz`` (import ``hexz`` instead)."""
 
+import io
 import os
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-from ._stream import ArchiveStream
+from ._stream import ArchiveFile, ArchiveStream
 
 __version__: str
 DEFAULT_CACHE_SIZE: int
@@ -11,9 +12,72 @@ WORKER_CACHE_SIZE: int
 
 _PathOrUrl = Union[str, "os.PathLike[str]"]
 _Buffer = Any  # any object exporting a writable, C-contiguous buffer
+_Path = Union[str, bytes, "os.PathLike[str]"]  # a path inside a file-tree archive
+
+class FileStat:
+    """What the file table of a tree archive says about one entry (``Archive.stat``).
+
+    Fields follow ``os.lstat``; the ``st_*`` aliases let code written for
+    ``os.stat_result`` take one."""
+
+    @property
+    def path(self) -> str:
+        """Path relative to the tree's root."""
+    @property
+    def type(self) -> str:
+        """``"file"``, ``"dir"``, ``"symlink"``, ``"chardev"``, ``"blockdev"``, ``"fifo"``
+        or ``"socket"``."""
+    @property
+    def mode(self) -> int:
+        """``st_mode``: type and permission bits."""
+    @property
+    def size(self) -> int:
+        """Regular file: its length; symlink: the length of its target; otherwise 0."""
+    @property
+    def uid(self) -> int: ...
+    @property
+    def gid(self) -> int: ...
+    @property
+    def mtime(self) -> float:
+        """Seconds since the epoch (``mtime_ns`` is exact)."""
+    @property
+    def mtime_ns(self) -> int: ...
+    @property
+    def rdev(self) -> int:
+        """Device number of a device node (0 otherwise)."""
+    @property
+    def link_target(self) -> Optional[str]:
+        """Target of a symlink, as stored; ``None`` for other entries."""
+    @property
+    def hardlink_to(self) -> Optional[str]:
+        """For a hard link, the path of the entry it shares contents with; else ``None``."""
+    @property
+    def xattrs(self) -> Dict[str, bytes]:
+        """Extended attributes."""
+    @property
+    def data_offset(self) -> int:
+        """Regular file: where its bytes start in the ``"disk"`` stream."""
+    def is_file(self) -> bool: ...
+    def is_dir(self) -> bool: ...
+    def is_symlink(self) -> bool: ...
+    @property
+    def st_mode(self) -> int: ...
+    @property
+    def st_size(self) -> int: ...
+    @property
+    def st_uid(self) -> int: ...
+    @property
+    def st_gid(self) -> int: ...
+    @property
+    def st_mtime(self) -> float: ...
+    @property
+    def st_mtime_ns(self) -> int: ...
+    @property
+    def st_rdev(self) -> int: ...
 
 class Archive:
-    """An open hexz archive: random-access reads of its streams, info, verification.
+    """An open hexz archive: random-access reads of its streams, info, verification, and
+    the files of a file-tree archive (``namelist``, ``stat``, ``read_file``, ``open_file``).
 
     Thread-safe (reads release the GIL), a context manager, and picklable (pickles as its
     location and options; reopens lazily in the process that uses it)."""
@@ -52,13 +116,23 @@ class Archive:
         """Checks every page and block; raises ``CorruptArchive`` naming the first bad one.
         Returns ``{"pages", "blocks", "bytes", "archives"}`` checked."""
     def namelist(self) -> List[str]:
-        """File-tree archives only (hexz issue #11): raises ``NotImplementedError``."""
-    def stat(self, path: str) -> Any:
-        """File-tree archives only (hexz issue #11): raises ``NotImplementedError``."""
-    def read_file(self, path: str) -> bytes:
-        """File-tree archives only (hexz issue #11): raises ``NotImplementedError``."""
-    def open_file(self, path: str) -> Any:
-        """File-tree archives only (hexz issue #11): raises ``NotImplementedError``."""
+        """File-tree archives: every path except the root, sorted; directories end with
+        ``/`` (as in ``zipfile``). ``NoFileTree`` for a streams-only archive."""
+    def infolist(self) -> List["FileStat"]:
+        """File-tree archives: a ``FileStat`` per entry except the root, in ``namelist()``
+        order."""
+    def stat(self, path: _Path) -> "FileStat":
+        """File-tree archives: what the table says about ``path`` (symlinks not followed,
+        like ``os.lstat``). ``PathNotFound`` (a ``FileNotFoundError``) when missing."""
+    def read_file(self, path: _Path, *, offset: int = 0, length: Optional[int] = None) -> bytes:
+        """File-tree archives: the bytes of regular file ``path`` from ``offset`` (at most
+        ``length``). ``IsADirectory``/``NotARegularFile`` for other entries."""
+    def open_file(self, path: _Path, *, buffering: int = -1) -> Union[io.BufferedReader, ArchiveFile]:
+        """File-tree archives: a seekable binary file object over regular file ``path``, an
+        ``io.BufferedReader`` over an ``ArchiveFile`` (the raw file with ``buffering=0``)."""
+    def _file_index(
+        self, prefix: Optional[_Path] = None, suffix: Optional[_Path] = None
+    ) -> Tuple[List[str], bytes, bytes]: ...
     def close(self) -> None:
         """Drops this process's reader; later reads raise ``ValueError``."""
     def __enter__(self) -> "Archive": ...

@@ -6,8 +6,8 @@
   DataLoader worker, shuffles them deterministically per ``(seed, epoch)`` while reading
   nearby records together, and resumes mid-epoch from :meth:`ShardedIterable.state_dict`,
   also with another number of workers.
-- :class:`FileDataset`: over the files of a file-tree archive (hexz issue #11; raises
-  ``NotImplementedError`` until file trees exist).
+- :class:`FileDataset`: map-style, one regular file of a file-tree archive per index
+  (``hexz pack DIR``), filtered by path prefix and suffix.
 
 Items are 1-D ``numpy.uint8`` arrays (or whatever ``transform`` returns for one). Every
 dataset takes a path, a URL or an already opened :class:`hexz.Archive` (to pass a password
@@ -24,7 +24,7 @@ threads (one decode, two IO) rather than a pool per core.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -175,11 +175,27 @@ class IndexDataset(_Reader, Dataset):
 
 
 class FileDataset(Dataset):
-    """Map-style dataset over the files of a file-tree archive, optionally filtered by
-    ``prefix`` and ``suffix``; items are each file's bytes as a ``numpy.uint8`` array.
+    """Map-style dataset over the regular files of a file-tree archive (``hexz pack DIR``):
+    item ``i`` is the bytes of file ``paths[i]`` as a ``numpy.uint8`` array (or what
+    ``transform`` returns for that array).
 
-    Not available yet: file-tree archives are hexz issue #11. Constructing one raises
-    ``NotImplementedError``.
+    The files are those whose path (relative to the tree's root, as in
+    :meth:`hexz.Archive.namelist`) starts with ``prefix`` and ends with ``suffix``, sorted by
+    path; hard links count as files, symlinks, directories and other entries are left out.
+    The list is made once, here (walking only the directory ``prefix`` names), with where
+    each file lies in the archive, so an item is one ``readinto`` that decodes only the
+    blocks the file spans, with no lookup. The dataset pickles as the archive's location and
+    options plus that list, and opens the archive lazily in each DataLoader worker.
+
+    Args:
+        path_or_url: archive path or URL, or an open :class:`hexz.Archive`.
+        prefix: keep paths starting with this (``"train/"``: the files below ``train``).
+        suffix: keep paths ending with this (``".jpg"``).
+        transform: applied to each item (a ``numpy.uint8`` array of the file's bytes), e.g.
+            a function decoding an image; ``bytes(array)`` or ``io.BytesIO(array)`` give
+            what byte-oriented decoders want.
+
+    Raises ``hexz.NoFileTree`` for an archive that holds byte streams only.
     """
 
     def __init__(
@@ -190,10 +206,44 @@ class FileDataset(Dataset):
         suffix: Optional[str] = None,
         transform: Optional[Callable[[np.ndarray], Any]] = None,
     ) -> None:
-        raise NotImplementedError(
-            "hexz.torch.FileDataset needs file-tree archives, which hexz does not support "
-            "yet (issue #11); use RecordDataset or IndexDataset over raw streams"
-        )
+        self._archive = _archive(path_or_url)
+        self.prefix = prefix
+        self.suffix = suffix
+        self.transform = transform
+        names, offs, sizes = self._archive._file_index(prefix, suffix)
+        self.paths: List[str] = names
+        self._offsets = np.frombuffer(offs, dtype="<u8").astype(np.int64)
+        self._sizes = np.frombuffer(sizes, dtype="<u8").astype(np.int64)
+
+    @property
+    def archive(self) -> Archive:
+        """The archive the files come from."""
+        return self._archive
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """Byte length of each file, in item order."""
+        return self._sizes
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> Any:
+        i = int(i)
+        n = len(self.paths)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"file {i} out of range ({n} files)")
+        size = int(self._sizes[i])
+        out = np.empty(size, dtype=np.uint8)
+        if size:
+            got = self._archive.readinto(out, int(self._offsets[i]), "disk")
+            if got != size:  # the archive is shorter than when the dataset was made
+                raise EOFError(
+                    f"{self._archive.location}: read {got} of {size} bytes of {self.paths[i]!r}"
+                )
+        return self.transform(out) if self.transform is not None else out
 
 
 def _dist_rank_world() -> "tuple[int, int]":
