@@ -211,7 +211,10 @@ fn build_tree(d: &Dir) -> (PathBuf, bool) {
     std::os::unix::fs::symlink("/etc/hostname", syn.join("abs-link")).unwrap();
     std::os::unix::fs::symlink("does/not/exist", syn.join("dangling")).unwrap();
     std::os::unix::fs::symlink("a/b", syn.join("dir-link")).unwrap();
-    for (i, mode) in [0o600, 0o751, 0o4755, 0o1777, 0o000, 0o444].iter().enumerate() {
+    for (i, mode) in [0o600, 0o751, 0o4755, 0o1777, 0o000, 0o444]
+        .iter()
+        .enumerate()
+    {
         let p = syn.join(format!("modes/m{i}"));
         std::fs::write(&p, format!("mode {mode:o}\n")).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode)).unwrap();
@@ -359,7 +362,10 @@ fn mounted_tree_matches_the_source() {
             (m.ino(), m.nlink())
         })
         .collect();
-    assert!(inos.iter().all(|&(i, n)| i == inos[0].0 && n == 3), "{inos:?}");
+    assert!(
+        inos.iter().all(|&(i, n)| i == inos[0].0 && n == 3),
+        "{inos:?}"
+    );
     let other = std::fs::symlink_metadata(mp.join("syn/empty file")).unwrap();
     assert_ne!(other.ino(), inos[0].0);
     assert_eq!(other.nlink(), 1);
@@ -402,13 +408,20 @@ fn mounted_tree_matches_the_source() {
     listed.sort();
     let expect: Vec<String> = (0..BIG_DIR).map(|i| format!("f{i:05}")).collect();
     assert_eq!(listed, expect);
-    let empty: Vec<_> = std::fs::read_dir(mp.join("syn/empty dir")).unwrap().collect();
+    let empty: Vec<_> = std::fs::read_dir(mp.join("syn/empty dir"))
+        .unwrap()
+        .collect();
     assert!(empty.is_empty());
 
     // Ranges of a large file.
     let want = std::fs::read(src.join("syn/large.bin")).unwrap();
     let f = std::fs::File::open(mp.join("syn/large.bin")).unwrap();
-    for (off, len) in [(0usize, 1), (65_535, 3), (1_000_000, 200_000), ((3 << 20) - 10, 10)] {
+    for (off, len) in [
+        (0usize, 1),
+        (65_535, 3),
+        (1_000_000, 200_000),
+        ((3 << 20) - 10, 10),
+    ] {
         let mut buf = vec![0u8; len];
         f.read_exact_at(&mut buf, off as u64).unwrap();
         assert_eq!(buf, want[off..off + len], "range {off}+{len}");
@@ -469,7 +482,11 @@ fn corrupt_file_data_gives_eio_and_a_log_line_naming_the_path() {
     std::fs::write(src.join("dir/victim.bin"), &data).unwrap();
     std::fs::write(src.join("fine.txt"), b"still readable\n").unwrap();
     let arc = d.path("t.hxz");
-    pack(&src, &arc, &["--compression", "none", "--block-size", "64K"]);
+    pack(
+        &src,
+        &arc,
+        &["--compression", "none", "--block-size", "64K"],
+    );
     let mut bytes = std::fs::read(&arc).unwrap();
     let pos = bytes
         .windows(16)

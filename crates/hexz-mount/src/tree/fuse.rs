@@ -10,9 +10,9 @@ use super::{Stat, TreeFs};
 use crate::error::Result;
 use crate::fuse::{mount_filesystem, MountOptions, Mounted, MAX_IO};
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, ForgetOne, Generation,
-    INodeNo, InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
 use hexz_core::api::tree::EntryKind;
 use std::cell::RefCell;
@@ -102,12 +102,6 @@ impl Filesystem for TreeFuse {
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
         self.fs.forget(ino.0, nlookup);
-    }
-
-    fn batch_forget(&self, _req: &Request, nodes: &[ForgetOne]) {
-        for n in nodes {
-            self.fs.forget(n.nodeid().0, n.nlookup());
-        }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
