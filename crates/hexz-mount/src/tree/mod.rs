@@ -480,7 +480,7 @@ mod tests {
         assert_ne!(a, path_ino(b"a/c"));
         for p in [&b"x"[..], b"y", b"a/b/c"] {
             let i = path_ino(p);
-            assert!(i >= 2 && i < 1 << 63, "{i}");
+            assert!((2..1 << 63).contains(&i), "{i}");
             assert_ne!(probe_ino(p, 1), i);
         }
     }
