@@ -85,7 +85,12 @@ mount_sq() {
   for _ in $(seq 100); do mountpoint -q "$mp" && return; sleep 0.05; done
   echo "squashfuse_ll did not mount" >&2; exit 1
 }
-umount_mp() { fusermount3 -u "$mp" 2>/dev/null || umount -l "$mp"; while mountpoint -q "$mp"; do sleep 0.05; done; }
+# hexz unmount waits for the mount's process to exit: after a bare fusermount3 -u, the
+# exiting daemon could still tear down a mount made at the same path in the meantime.
+umount_mp() {
+  if grep -q "^hexz:[^ ]* $mp " /proc/mounts; then "$hexz" unmount "$mp"; else fusermount3 -u "$mp" 2>/dev/null || umount -l "$mp"; fi
+  while mountpoint -q "$mp"; do sleep 0.05; done
+}
 trap 'mountpoint -q "$mp" && umount_mp; rm -rf "$work"' EXIT
 # mtime TOOL NAME CMD: median wall time (s) of CMD run in a fresh mount by TOOL, RUNS times.
 mtime() {
