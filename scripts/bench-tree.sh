@@ -1,25 +1,29 @@
 #!/usr/bin/env bash
 # File-tree benchmarks for docs/BENCHMARKS.md ("File trees"): hexz tree archives against
 # mksquashfs/unsquashfs (same codec and block size) and tar | zstd, in the same run, on the
-# same trees: size, pack time, peak memory, full extract time, and reading 1,000 random
-# files by path in one process.
+# same trees: size, pack time, peak memory, full extract time, reading 1,000 random
+# files by path in one process, and through the mount against squashfuse_ll (1,000 random
+# files, ls -R, find; a fresh mount for every run, since the page cache cannot be dropped).
 #
 #   scripts/bench-tree.sh                 # /usr/share/doc + /usr/include + /usr/share/perl5
 #   TREE=/some/dir scripts/bench-tree.sh  # another tree
 #   RUNS=5 scripts/bench-tree.sh          # runs per timed command (default 3)
+#   SECTIONS=mount scripts/bench-tree.sh  # only the mount section (archives packed once)
 #
 # Archives and extracted trees go to /var/tmp (a real disk); inputs are read once first so
 # every tool starts from a warm page cache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin:/sbin"
-for t in mksquashfs unsquashfs zstd hyperfine; do
+for t in mksquashfs unsquashfs zstd hyperfine squashfuse_ll fusermount3 jq bc; do
   command -v "$t" >/dev/null || { echo "missing $t (scripts/deps.sh bench)" >&2; exit 1; }
 done
 command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >/dev/null
 cargo build --release --locked -p hexz-cli >/dev/null
 hexz=$PWD/target/release/hexz
 runs=${RUNS:-3}
+sections=${SECTIONS:-pack extract read mount}
+has() { case " $sections " in *" $1 "*) return 0;; esac; return 1; }
 work=$(mktemp -d /var/tmp/hexz-bench-tree.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
@@ -36,9 +40,11 @@ tar -cf - -C "$src" . >/dev/null
 files=$(find "$src" -type f | wc -l)
 bytes=$(du -sb "$src" | cut -f1)
 
+load=$(cut -d' ' -f1-3 /proc/loadavg)
 hf() { hyperfine --style none --runs "$runs" --warmup 1 --export-json "$@" >/dev/null; }
 peak() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
 
+if has pack; then
 echo "pack..." >&2
 hf "$work/pack.json" \
   -p "rm -f $work/t.hxz $work/t.sqfs $work/t.tar.zst" \
@@ -47,33 +53,112 @@ hf "$work/pack.json" \
   -n "tar | zstd -3 -T0" "tar -cf - -C $src . | zstd -3 -T0 -q -o $work/t.tar.zst"
 mem_hexz=$(rm -f "$work/t.hxz"; peak "$hexz" pack "$src" -o "$work/t.hxz" --compression zstd --level 3 --block-size 128K)
 mem_sq=$(rm -f "$work/t.sqfs"; peak mksquashfs "$src" "$work/t.sqfs" -comp zstd -Xcompression-level 3 -b 131072 -quiet -no-progress)
+else
+  "$hexz" pack "$src" -o "$work/t.hxz" --compression zstd --level 3 --block-size 128K >/dev/null
+  mksquashfs "$src" "$work/t.sqfs" -comp zstd -Xcompression-level 3 -b 131072 -quiet -no-progress >/dev/null
+fi
 
+if has extract; then
 echo "extract..." >&2
 hf "$work/extract.json" \
   -p "rm -rf $work/x" \
   -n "hexz extract" "$hexz extract $work/t.hxz -o $work/x" \
   -n "unsquashfs" "unsquashfs -q -n -d $work/x $work/t.sqfs" \
   -n "zstd -d | tar -x" "mkdir -p $work/x && zstd -dc $work/t.tar.zst | tar -xf - -C $work/x"
+fi
 
-echo "random reads..." >&2
 (cd "$src" && find . -type f -printf '%P\n') | shuf -n 1000 --random-source=<(yes) >"$work/pick"
+if has read; then
+echo "random reads..." >&2
 hf "$work/read.json" \
   -n "hexz cat x1000 (process per file)" "while IFS= read -r p; do $hexz cat $work/t.hxz \"\$p\"; done <$work/pick >/dev/null" \
   -n "unsquashfs -e x1000 (process per file)" "while IFS= read -r p; do unsquashfs -q -n -cat $work/t.sqfs \"\$p\"; done <$work/pick >/dev/null"
+fi
+
+# Through the mount: each run on a fresh mount (cold FUSE dentry, attribute and page
+# caches; the archive file itself stays in the host page cache, for both tools alike).
+mp=$work/mnt
+mkdir -p "$mp"
+mount_hexz() { "$hexz" mount "$work/t.hxz" "$mp"; }
+mount_sq() {
+  squashfuse_ll "$work/t.sqfs" "$mp"
+  for _ in $(seq 100); do mountpoint -q "$mp" && return; sleep 0.05; done
+  echo "squashfuse_ll did not mount" >&2; exit 1
+}
+# hexz unmount waits for the mount's process to exit: after a bare fusermount3 -u, the
+# exiting daemon could still tear down a mount made at the same path in the meantime.
+umount_mp() {
+  if grep -q "^hexz:[^ ]* $mp " /proc/mounts; then "$hexz" unmount "$mp"; else fusermount3 -u "$mp" 2>/dev/null || umount -l "$mp"; fi
+  while mountpoint -q "$mp"; do sleep 0.05; done
+}
+trap 'mountpoint -q "$mp" && umount_mp; rm -rf "$work"' EXIT
+# mtime TOOL NAME CMD: median wall time (s) of CMD run in a fresh mount by TOOL, RUNS times.
+mtime() {
+  local tool=$1 cmd=$3 t=()
+  for _ in $(seq "$runs"); do
+    "mount_$tool"
+    local t0 t1
+    t0=$(date +%s.%N)
+    (cd "$mp" && bash -c "$cmd") >/dev/null
+    t1=$(date +%s.%N)
+    umount_mp
+    t+=("$(echo "$t1 - $t0" | bc -l)")
+  done
+  printf '%s\n' "${t[@]}" | sort -g | awk '{a[NR]=$1} END {printf "%.3f", a[int((NR+1)/2)]}'
+}
+if has mount; then
+  echo "mount..." >&2
+  # The mounts must read what was packed.
+  sanity() {
+    "mount_$1"
+    (cd "$mp" && xargs -d '\n' cat -- <"$work/pick") | cmp -s - <(cd "$src" && xargs -d '\n' cat -- <"$work/pick") \
+      || { echo "$1: reads through the mount differ from the source" >&2; umount_mp; exit 1; }
+    umount_mp
+  }
+  sanity hexz
+  sanity sq
+  rd_hexz=$(mtime hexz read "xargs -d '\n' cat -- <$work/pick")
+  rd_sq=$(mtime sq read "xargs -d '\n' cat -- <$work/pick")
+  ls_hexz=$(mtime hexz ls "ls -R .")
+  ls_sq=$(mtime sq ls "ls -R .")
+  find_hexz=$(mtime hexz find "find .")
+  find_sq=$(mtime sq find "find .")
+fi
 
 med() { jq -r --arg n "$2" '.results[] | select(.command==$n) | .median' "$1"; }
 size() { stat -c %s "$1"; }
 {
   echo "Tree: $files files, $(numfmt --to=iec "$bytes") ($([ -n "${TREE:-}" ] && echo "$TREE" || echo "/usr/share/doc + /usr/include + /usr/share/perl5")); runs: $runs; $(date -u +%F)"
+  if has pack && has extract; then
   echo
   echo "| tool | archive size | pack (median s) | peak RSS pack | full extract (median s) |"
   echo "|---|---:|---:|---:|---:|"
   echo "| hexz zstd-3 128K | $(size "$work/t.hxz") | $(med "$work/pack.json" "hexz pack zstd-3 128K") | ${mem_hexz} KiB | $(med "$work/extract.json" "hexz extract") |"
   echo "| mksquashfs zstd-3 128K | $(size "$work/t.sqfs") | $(med "$work/pack.json" "mksquashfs zstd-3 128K") | ${mem_sq} KiB | $(med "$work/extract.json" "unsquashfs") |"
   echo "| tar \\| zstd -3 -T0 | $(size "$work/t.tar.zst") | $(med "$work/pack.json" "tar | zstd -3 -T0") | - | $(med "$work/extract.json" "zstd -d | tar -x") |"
+  else
+  echo
+  echo "| archive (zstd-3, 128K) | size |"
+  echo "|---|---:|"
+  echo "| hexz | $(size "$work/t.hxz") |"
+  echo "| mksquashfs | $(size "$work/t.sqfs") |"
+  fi
+  if has read; then
   echo
   echo "| 1,000 random files by path | median s |"
   echo "|---|---:|"
   echo "| hexz cat, one process per file | $(med "$work/read.json" "hexz cat x1000 (process per file)") |"
   echo "| unsquashfs -cat, one process per file | $(med "$work/read.json" "unsquashfs -e x1000 (process per file)") |"
+  fi
+  if has mount; then
+    echo
+    echo "Through the mount, fresh mount per run, median of $runs (load average before: $load):"
+    echo
+    echo "| through the mount | hexz mount | squashfuse_ll | hexz / squashfuse_ll |"
+    echo "|---|---:|---:|---:|"
+    fps() { echo "scale=0; 1000 / $1" | bc -l; }
+    echo "| 1,000 random files by path (xargs cat), files/s | $(fps "$rd_hexz") ($rd_hexz s) | $(fps "$rd_sq") ($rd_sq s) | $(echo "scale=2; $rd_sq / $rd_hexz" | bc -l)x |"
+    echo "| ls -R, s | $ls_hexz | $ls_sq | $(echo "scale=2; $ls_sq / $ls_hexz" | bc -l)x |"
+    echo "| find, s | $find_hexz | $find_sq | $(echo "scale=2; $find_sq / $find_hexz" | bc -l)x |"
+  fi
 } | tee "$work/../hexz-bench-tree.md"

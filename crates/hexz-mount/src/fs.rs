@@ -2,7 +2,7 @@
 //! stream of the archive (`disk`, `memory`), sized as the stream. Plain structs and errnos,
 //! no FUSE types, so it is tested without mounting; `fuse.rs` is a thin adapter over it.
 //!
-//! File trees (a file-tree archive showing its own tree) are not handled here yet.
+//! A file-tree archive shows its own tree instead: see [`crate::tree`].
 
 use crate::error::Error;
 use crate::volume::Volume;

@@ -382,8 +382,19 @@ fn unescape_mountinfo(s: &str) -> String {
 /// background threads. Returns once the kernel has completed the FUSE handshake, i.e.
 /// once the mount is usable.
 pub fn mount(fs: Arc<ArchiveFs>, mountpoint: &Path, opts: &MountOptions) -> Result<Mounted> {
-    let canon = check_mountpoint(mountpoint)?;
     let writable = fs.volume().is_writable();
+    mount_filesystem(FuseFs { fs }, mountpoint, opts, writable)
+}
+
+/// Mounts any of this crate's FUSE adapters (streams or file tree) on `mountpoint` with
+/// the shared options (threads, 1 MiB requests, read-ahead, `ro` unless `writable`).
+pub(crate) fn mount_filesystem<F: Filesystem + Send + Sync + 'static>(
+    fs: F,
+    mountpoint: &Path,
+    opts: &MountOptions,
+    writable: bool,
+) -> Result<Mounted> {
+    let canon = check_mountpoint(mountpoint)?;
     let mut mount_options = vec![
         MountOption::FSName(opts.fsname.clone()),
         MountOption::Subtype("hexz".into()),
@@ -405,7 +416,7 @@ pub fn mount(fs: Arc<ArchiveFs>, mountpoint: &Path, opts: &MountOptions) -> Resu
     if opts.allow_other {
         config.acl = fuser::SessionACL::All;
     }
-    let session = fuser::Session::new(FuseFs { fs }, &canon, &config).map_err(|e| {
+    let session = fuser::Session::new(fs, &canon, &config).map_err(|e| {
         let shown = mountpoint.display();
         match e.raw_os_error() {
             Some(libc::EPERM) | Some(libc::EACCES) => Error::InvalidArgument(format!(

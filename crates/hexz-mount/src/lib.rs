@@ -3,6 +3,8 @@
 //! - [`volume`]: an archive's streams as block devices, optionally writable through an
 //!   [`overlay`] file; the one object both front ends serve.
 //! - [`fs`]: the stream-as-files view (`disk`, `memory` in a root directory), FUSE-free.
+//! - [`tree`]: the file-tree view of a tree archive (its own directories, files and
+//!   links, read-only), FUSE-free, with its FUSE adapter in [`tree::fuse`].
 //! - [`fuse`]: the FUSE mount (multi-threaded, 1 MiB requests, kernel page cache kept).
 //! - [`nbd`]: an NBD server (newstyle fixed handshake, several clients); [`nbd::proto`] is
 //!   the pure wire parser.
@@ -21,6 +23,7 @@ pub mod fuse;
 pub mod nbd;
 pub mod overlay;
 pub mod signals;
+pub mod tree;
 pub mod volume;
 
 pub use error::{Error, Result};

@@ -1,4 +1,5 @@
-//! `hexz mount` and `hexz unmount`: an archive's streams as files under a FUSE mount.
+//! `hexz mount` and `hexz unmount`: an archive's streams as files under a FUSE mount, or a
+//! file-tree archive's own tree (read-only).
 //!
 //! In the background (the default) the command starts a copy of itself in the foreground
 //! mode as a daemon, hands it the password through a pipe, and returns once the daemon says
@@ -7,10 +8,12 @@
 use crate::secret::OpenArgs;
 use anyhow::{bail, Context, Result};
 use hexz_core::algo::encryption::Password;
+use hexz_core::api::FileTree;
 use hexz_core::{Error as CoreError, File, OpenOptions};
 use hexz_mount::fs::{log, ArchiveFs};
 use hexz_mount::fuse::{self, MountOptions};
 use hexz_mount::overlay::Overlay;
+use hexz_mount::tree::{fuse::mount_tree, TreeFs};
 use hexz_mount::Volume;
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
@@ -236,6 +239,31 @@ fn run_foreground(
     // Block termination signals before any thread starts, so only this thread sees them.
     let signals = hexz_mount::signals::block_termination();
     let file = open_archive(&a.archive, password, &a.open)?;
+    let opts = MountOptions {
+        threads: a.threads.clamp(1, 64),
+        allow_other: a.allow_other,
+        fsname: format!("hexz:{}", a.archive.replace([' ', ','], "_")),
+    };
+    let tree = FileTree::open(&file).with_context(|| format!("opening {}", a.archive))?;
+    let mounted = match tree {
+        Some(tree) => {
+            if a.overlay.is_some() {
+                bail!(
+                    "{} is a file-tree archive, which mounts read-only: --overlay applies to \
+                     stream archives",
+                    a.archive
+                );
+            }
+            let fs = TreeFs::new(tree).with_context(|| format!("opening {}", a.archive))?;
+            mount_tree(Arc::new(fs), &a.mountpoint, &opts)?
+        }
+        None => mount_streams(a, file, &opts)?,
+    };
+    serve_until_unmounted(a, mounted, ready, &signals)
+}
+
+/// Mounts a streams archive (`disk`, `memory` files), writable with `--overlay`.
+fn mount_streams(a: &Args, file: File, opts: &MountOptions) -> Result<fuse::Mounted> {
     let volume = match &a.overlay {
         Some(p) => {
             let ov = Overlay::open_or_create(p, &file, &absolute_location(&a.archive))?;
@@ -246,12 +274,16 @@ fn run_foreground(
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let fs = Arc::new(ArchiveFs::new(Arc::new(volume), uid, gid));
-    let opts = MountOptions {
-        threads: a.threads.clamp(1, 64),
-        allow_other: a.allow_other,
-        fsname: format!("hexz:{}", a.archive.replace([' ', ','], "_")),
-    };
-    let mounted = fuse::mount(fs, &a.mountpoint, &opts)?;
+    Ok(fuse::mount(fs, &a.mountpoint, opts)?)
+}
+
+/// Signals "ready", then serves until a signal or an unmount from outside; unmounts.
+fn serve_until_unmounted(
+    a: &Args,
+    mounted: fuse::Mounted,
+    ready: Option<&mut dyn FnMut()>,
+    signals: &hexz_mount::signals::Signals,
+) -> Result<ExitCode> {
     let pidf = pid_file(mounted.mountpoint());
     if let Some(dir) = pidf.parent() {
         let _ = std::fs::create_dir_all(dir);

@@ -1,0 +1,517 @@
+//! The file-tree view a mount shows for a tree archive (format 1.2): the archive's own
+//! directories, files, symlinks, hard links, device nodes and FIFOs, read-only.
+//!
+//! [`TreeFs`] holds the operations as plain functions returning entries and errnos, so it is
+//! tested without mounting; [`fuse`] is the thin FUSE adapter over it.
+//!
+//! * **Inode numbers** are derived from paths (a 64-bit BLAKE3 prefix of the path; of the
+//!   link target for a hard link), so they are stable across mounts and equal for all names
+//!   of a hard-linked file. The root is inode 1. A hash collision between two live paths is
+//!   resolved by probing (and logged); it changes nothing else.
+//! * **The inode table** maps a live inode number to its file table entry. An inode enters
+//!   it on `lookup` and leaves it when the kernel `forget`s as many lookups, so it holds what
+//!   the kernel holds, never the whole table. Lookups descend the paged B+tree
+//!   ([`FileTree::lookup`]): a few pages, kept in the tree's page cache.
+//! * **Directories** are listed once per open handle ([`FileTree::read_dir`] reads only
+//!   that directory's pages) and served by offset, so a 10k-entry directory is listed once
+//!   however many `readdir` calls the kernel makes.
+//! * **Reads** go through [`hexz_core::File::read_at_into`] on the data stream: only the
+//!   blocks a range spans are decoded, through the archive's shared block cache.
+//! * **Link counts**: the file table records a hard link as a link to its first name but no
+//!   per-inode count, so the hard links are counted once at start-up by one pass over the
+//!   table (memory proportional to the number of hard-linked files, not to the table).
+//!
+//! Damaged archive data gives EIO and one log line naming the path; nothing panics.
+
+pub mod fuse;
+
+use crate::error::Error;
+use crate::fs::log;
+use hexz_core::api::tree::EntryKind;
+use hexz_core::api::FileTree;
+use hexz_core::format::tree::TreeEntry;
+use hexz_core::SnapshotStream;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// Inode number of the root directory.
+pub const ROOT_INO: u64 = 1;
+
+/// How many hash probes are tried for a free inode number on a collision.
+const MAX_PROBES: u64 = 64;
+
+/// The attributes of one node, as `stat` shows them.
+#[derive(Debug, Clone)]
+pub struct Stat {
+    /// Inode number (equal for the names of one hard-linked file).
+    pub ino: u64,
+    /// Link count: the number of names of a hard-linked file, 1 otherwise (directories
+    /// report 1, "unknown", as btrfs does: tools then do not derive subdirectory counts).
+    pub nlink: u32,
+    /// The file table entry (type, mode, owner, size, mtime, link target, xattrs).
+    pub entry: Arc<TreeEntry>,
+}
+
+impl Stat {
+    /// Modification time with nanoseconds (times before 1970 included).
+    pub fn mtime(&self) -> SystemTime {
+        entry_mtime(&self.entry)
+    }
+
+    /// The device number in the kernel's FUSE encoding (`new_encode_dev`).
+    pub fn rdev_fuse(&self) -> u32 {
+        let dev = self.entry.rdev;
+        let (major, minor) = (libc::major(dev), libc::minor(dev));
+        (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
+    }
+}
+
+/// Modification time of `e`.
+pub fn entry_mtime(e: &TreeEntry) -> SystemTime {
+    let nsec = Duration::from_nanos(u64::from(e.mtime_nsec.min(999_999_999)));
+    let t = if e.mtime >= 0 {
+        SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(e.mtime as u64))
+    } else {
+        SystemTime::UNIX_EPOCH.checked_sub(Duration::from_secs(e.mtime.unsigned_abs()))
+    };
+    t.and_then(|t| t.checked_add(nsec))
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// One name in a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirItem {
+    /// Inode number (as `stat` would show it).
+    pub ino: u64,
+    /// Entry kind.
+    pub kind: EntryKind,
+    /// The name (`.` and `..` included).
+    pub name: Vec<u8>,
+}
+
+struct Node {
+    entry: Arc<TreeEntry>,
+    /// The path that names the inode: the entry's path, or a hard link's target.
+    key: Vec<u8>,
+    /// Lookups the kernel holds (the root is never forgotten).
+    lookups: u64,
+}
+
+/// The filesystem of one mounted tree archive.
+pub struct TreeFs {
+    tree: FileTree,
+    inodes: Mutex<HashMap<u64, Node>>,
+    /// Names per hard-linked inode, by the path of its first name.
+    nlinks: HashMap<Vec<u8>, u32>,
+    /// Listings of open directory handles.
+    dirs: Mutex<HashMap<u64, Arc<Vec<DirItem>>>>,
+    next_fh: AtomicU64,
+    /// Size of the data stream (0 when the tree has no file bytes).
+    data_size: u64,
+}
+
+impl std::fmt::Debug for TreeFs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TreeFs").field("tree", &self.tree).finish()
+    }
+}
+
+/// The inode number a path hashes to (before collision probing). The root is 1; no path
+/// gets 0 or 1.
+pub fn path_ino(path: &[u8]) -> u64 {
+    probe_ino(path, 0)
+}
+
+fn probe_ino(path: &[u8], probe: u64) -> u64 {
+    if path.is_empty() {
+        return ROOT_INO;
+    }
+    let mut h = blake3::Hasher::new();
+    h.update(path);
+    if probe > 0 {
+        h.update(&probe.to_le_bytes());
+    }
+    let d = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d.as_bytes()[..8]);
+    // Keep clear of 0 (invalid) and 1 (the root); stay below 2^63 for tools that use
+    // signed inode numbers.
+    (u64::from_le_bytes(b) >> 1).max(2)
+}
+
+/// The path naming `e`'s inode: its hard link target, or its own path.
+fn inode_key(e: &TreeEntry) -> &[u8] {
+    if e.is_hardlink() {
+        &e.link
+    } else {
+        &e.path
+    }
+}
+
+impl TreeFs {
+    /// A filesystem over `tree`. Counts the hard links in one pass over the file table; a
+    /// damaged table page stops the count with a log line (link counts may then be low),
+    /// the mount still works for everything readable.
+    pub fn new(tree: FileTree) -> crate::Result<TreeFs> {
+        let root = tree
+            .lookup(b"")?
+            .ok_or_else(|| hexz_core::Error::corrupt("file table", "no root entry"))?;
+        let mut nlinks: HashMap<Vec<u8>, u32> = HashMap::new();
+        let scan = tree.iter().and_then(|c| {
+            for e in c {
+                let e = e?;
+                if e.is_hardlink() {
+                    let n = nlinks.entry(e.link).or_insert(1);
+                    *n = n.saturating_add(1);
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = scan {
+            log(format!("counting hard links stopped early: {e}"));
+        }
+        let data_size = if tree.file().has_stream(SnapshotStream::Disk) {
+            tree.file().size(SnapshotStream::Disk)
+        } else {
+            0
+        };
+        let mut inodes = HashMap::new();
+        inodes.insert(
+            ROOT_INO,
+            Node {
+                entry: Arc::new(root),
+                key: Vec::new(),
+                lookups: 1,
+            },
+        );
+        Ok(TreeFs {
+            tree,
+            inodes: Mutex::new(inodes),
+            nlinks,
+            dirs: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            data_size,
+        })
+    }
+
+    /// The file table.
+    pub fn tree(&self) -> &FileTree {
+        &self.tree
+    }
+
+    /// Inodes currently held (the root included).
+    pub fn live_inodes(&self) -> usize {
+        self.inodes.lock().map_or(0, |m| m.len())
+    }
+
+    fn nlink(&self, e: &TreeEntry) -> u32 {
+        if e.kind == EntryKind::File {
+            self.nlinks.get(inode_key(e)).copied().unwrap_or(1)
+        } else {
+            1
+        }
+    }
+
+    fn stat_of(&self, ino: u64, entry: Arc<TreeEntry>) -> Stat {
+        Stat {
+            ino,
+            nlink: self.nlink(&entry),
+            entry,
+        }
+    }
+
+    fn node_entry(&self, ino: u64) -> Result<Arc<TreeEntry>, i32> {
+        let m = self.inodes.lock().map_err(|_| libc::EIO)?;
+        m.get(&ino).map(|n| n.entry.clone()).ok_or(libc::ENOENT)
+    }
+
+    /// A core error while handling `path`: logged when it is the archive's fault (damaged
+    /// or unreadable data), turned into an errno.
+    fn fail(&self, what: &str, path: &[u8], e: impl Into<Error>) -> i32 {
+        let e = e.into();
+        let errno = e.errno();
+        log(format!(
+            "{what} of '{}' failed: {e}",
+            String::from_utf8_lossy(path)
+        ));
+        if errno == libc::EINVAL {
+            // Only damaged table data can make the library reject a path the kernel sent.
+            libc::EIO
+        } else {
+            errno
+        }
+    }
+
+    /// Records one kernel lookup of `entry` and returns its attributes.
+    fn remember(&self, entry: TreeEntry) -> Result<Stat, i32> {
+        let key = inode_key(&entry).to_vec();
+        let mut m = self.inodes.lock().map_err(|_| libc::EIO)?;
+        for probe in 0..MAX_PROBES {
+            let ino = probe_ino(&key, probe);
+            match m.get_mut(&ino) {
+                Some(n) if n.key == key => {
+                    n.lookups += 1;
+                    let e = n.entry.clone();
+                    drop(m);
+                    return Ok(self.stat_of(ino, e));
+                }
+                Some(n) => {
+                    log(format!(
+                        "inode number {ino} of '{}' collides with '{}': probing",
+                        String::from_utf8_lossy(&key),
+                        String::from_utf8_lossy(&n.key)
+                    ));
+                }
+                None => {
+                    let entry = Arc::new(entry);
+                    m.insert(
+                        ino,
+                        Node {
+                            entry: entry.clone(),
+                            key,
+                            lookups: 1,
+                        },
+                    );
+                    drop(m);
+                    return Ok(self.stat_of(ino, entry));
+                }
+            }
+        }
+        Err(libc::EIO)
+    }
+
+    /// Looks `name` up in directory `parent`; on success the kernel holds one more lookup
+    /// of the returned inode (released by [`TreeFs::forget`]).
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Stat, i32> {
+        let dir = self.node_entry(parent)?;
+        if dir.kind != EntryKind::Dir {
+            return Err(libc::ENOTDIR);
+        }
+        let path = match name {
+            b"" | b"." => dir.path.clone(),
+            b".." => hexz_core::format::tree::split_path(&dir.path).0.to_vec(),
+            _ if name.contains(&b'/') || name.contains(&0) => return Err(libc::EINVAL),
+            _ if dir.path.is_empty() => name.to_vec(),
+            _ => [dir.path.as_slice(), b"/", name].concat(),
+        };
+        match self.tree.lookup(&path) {
+            Ok(Some(e)) => self.remember(e),
+            Ok(None) => Err(libc::ENOENT),
+            Err(e) => Err(self.fail("lookup", &path, e)),
+        }
+    }
+
+    /// Drops `n` kernel lookups of `ino`; the inode leaves the table at zero.
+    pub fn forget(&self, ino: u64, n: u64) {
+        if ino == ROOT_INO {
+            return;
+        }
+        if let Ok(mut m) = self.inodes.lock() {
+            if let Some(node) = m.get_mut(&ino) {
+                node.lookups = node.lookups.saturating_sub(n);
+                if node.lookups == 0 {
+                    m.remove(&ino);
+                }
+            }
+        }
+    }
+
+    /// Attributes of inode `ino`.
+    pub fn getattr(&self, ino: u64) -> Result<Stat, i32> {
+        let e = self.node_entry(ino)?;
+        Ok(self.stat_of(ino, e))
+    }
+
+    /// The target of symlink `ino`.
+    pub fn readlink(&self, ino: u64) -> Result<Vec<u8>, i32> {
+        let e = self.node_entry(ino)?;
+        if e.kind != EntryKind::Symlink {
+            return Err(libc::EINVAL);
+        }
+        Ok(e.link.clone())
+    }
+
+    /// Opens file `ino`: writing is refused with EROFS.
+    pub fn open(&self, ino: u64, write: bool) -> Result<(), i32> {
+        let e = self.node_entry(ino)?;
+        if write {
+            return Err(libc::EROFS);
+        }
+        match e.kind {
+            EntryKind::Dir => Err(libc::EISDIR),
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads up to `buf.len()` bytes of regular file `ino` from `offset`; returns how many
+    /// (fewer only at the end of the file). Decodes only the blocks the range spans.
+    pub fn read(&self, ino: u64, offset: u64, buf: &mut [u8]) -> Result<usize, i32> {
+        let e = self.node_entry(ino)?;
+        match e.kind {
+            EntryKind::File => {}
+            EntryKind::Dir => return Err(libc::EISDIR),
+            _ => return Err(libc::EINVAL),
+        }
+        let end = e.data_offset.checked_add(e.size);
+        if end.is_none_or(|end| e.size > 0 && end > self.data_size) {
+            log(format!(
+                "read of '{}' failed: its data (offset {}, length {}) lies outside the \
+                 {}-byte data stream",
+                String::from_utf8_lossy(&e.path),
+                e.data_offset,
+                e.size,
+                self.data_size
+            ));
+            return Err(libc::EIO);
+        }
+        if offset >= e.size || buf.is_empty() {
+            return Ok(0);
+        }
+        let n = (e.size - offset).min(buf.len() as u64) as usize;
+        let got = self
+            .tree
+            .file()
+            .read_at_into(SnapshotStream::Disk, e.data_offset + offset, &mut buf[..n])
+            .map_err(|err| self.fail("read", &e.path, err))?;
+        if got != n {
+            log(format!(
+                "read of '{}' failed: {got} of {n} bytes at offset {offset}",
+                String::from_utf8_lossy(&e.path)
+            ));
+            return Err(libc::EIO);
+        }
+        Ok(n)
+    }
+
+    /// Opens directory `ino`: lists it once (`.`, `..`, then its entries in name order)
+    /// and returns a handle for [`TreeFs::readdir`].
+    pub fn opendir(&self, ino: u64) -> Result<u64, i32> {
+        let dir = self.node_entry(ino)?;
+        if dir.kind != EntryKind::Dir {
+            return Err(libc::ENOTDIR);
+        }
+        let entries = self
+            .tree
+            .read_dir(&dir.path)
+            .map_err(|e| self.fail("listing", &dir.path, e))?;
+        let parent = hexz_core::format::tree::split_path(&dir.path).0;
+        let mut items = Vec::with_capacity(entries.len() + 2);
+        items.push(DirItem {
+            ino,
+            kind: EntryKind::Dir,
+            name: b".".to_vec(),
+        });
+        items.push(DirItem {
+            ino: path_ino(parent),
+            kind: EntryKind::Dir,
+            name: b"..".to_vec(),
+        });
+        for e in entries {
+            items.push(DirItem {
+                ino: path_ino(inode_key(&e)),
+                kind: e.kind,
+                name: e.name().to_vec(),
+            });
+        }
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.dirs
+            .lock()
+            .map_err(|_| libc::EIO)?
+            .insert(fh, Arc::new(items));
+        Ok(fh)
+    }
+
+    /// The listing of open directory handle `fh`; item `i` has offset `i + 1`.
+    pub fn readdir(&self, fh: u64) -> Result<Arc<Vec<DirItem>>, i32> {
+        self.dirs
+            .lock()
+            .map_err(|_| libc::EIO)?
+            .get(&fh)
+            .cloned()
+            .ok_or(libc::EBADF)
+    }
+
+    /// Closes directory handle `fh`.
+    pub fn releasedir(&self, fh: u64) {
+        if let Ok(mut d) = self.dirs.lock() {
+            d.remove(&fh);
+        }
+    }
+
+    /// The value of extended attribute `name` of `ino` (ENODATA when it has none such).
+    pub fn getxattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>, i32> {
+        let e = self.node_entry(ino)?;
+        e.xattrs
+            .iter()
+            .find(|(n, _)| n.as_slice() == name)
+            .map(|(_, v)| v.clone())
+            .ok_or(libc::ENODATA)
+    }
+
+    /// The names of `ino`'s extended attributes, each followed by a NUL byte.
+    pub fn listxattr(&self, ino: u64) -> Result<Vec<u8>, i32> {
+        let e = self.node_entry(ino)?;
+        let mut out = Vec::new();
+        for (n, _) in &e.xattrs {
+            out.extend_from_slice(n);
+            out.push(0);
+        }
+        Ok(out)
+    }
+
+    /// (blocks of 4 KiB, entries) for `statfs`.
+    pub fn usage(&self) -> (u64, u64) {
+        let h = self.tree.header();
+        (h.file_bytes.div_ceil(4096), h.entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inode_numbers_are_stable_and_avoid_reserved_values() {
+        assert_eq!(path_ino(b""), ROOT_INO);
+        let a = path_ino(b"a/b");
+        assert_eq!(a, path_ino(b"a/b"));
+        assert_ne!(a, path_ino(b"a/c"));
+        for p in [&b"x"[..], b"y", b"a/b/c"] {
+            let i = path_ino(p);
+            assert!((2..1 << 63).contains(&i), "{i}");
+            assert_ne!(probe_ino(p, 1), i);
+        }
+    }
+
+    #[test]
+    fn mtime_keeps_nanoseconds_and_negative_seconds() {
+        let mut e = TreeEntry::dir(b"d".to_vec());
+        e.mtime = 5;
+        e.mtime_nsec = 7;
+        assert_eq!(
+            entry_mtime(&e),
+            SystemTime::UNIX_EPOCH + Duration::new(5, 7)
+        );
+        e.mtime = -2;
+        e.mtime_nsec = 500_000_000;
+        assert_eq!(
+            entry_mtime(&e),
+            SystemTime::UNIX_EPOCH - Duration::from_millis(1500)
+        );
+    }
+
+    #[test]
+    fn rdev_is_encoded_for_fuse() {
+        let mut e = TreeEntry::dir(b"d".to_vec());
+        e.rdev = libc::makedev(8, 0x123);
+        let s = Stat {
+            ino: 2,
+            nlink: 1,
+            entry: Arc::new(e),
+        };
+        // new_encode_dev(8, 0x123) = 0x23 | 8 << 8 | 0x100 << 12
+        assert_eq!(s.rdev_fuse(), 0x23 | (8 << 8) | (0x100 << 12));
+    }
+}
