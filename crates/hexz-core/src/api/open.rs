@@ -389,18 +389,10 @@ fn read_head_and_tail(backend: &dyn StorageBackend) -> Result<HeadTail> {
 }
 
 /// Reads and validates the header and master index of the archive in `backend`, unwrapping
-/// the key and decrypting the master index of an encrypted archive with `password`.
-/// Every structural error names the archive it comes from (a chain has several).
-pub(crate) fn read_header_and_master(
-    backend: &dyn StorageBackend,
-    password: Option<&Password>,
-    chain_key: Option<&DataKey>,
-) -> Result<Opened> {
-    read_prefetched(backend, password, chain_key, None)
-}
-
-/// [`read_header_and_master`], starting from the header and tail bytes when they were
-/// fetched already (`pre`, as [`read_head_and_tail`] returns them).
+/// the key and decrypting the master index of an encrypted archive with `password`,
+/// starting from the header and tail bytes when they were fetched already (`pre`, as
+/// [`read_head_and_tail`] returns them). Every structural error names the archive it comes
+/// from (a chain has several).
 fn read_prefetched(
     backend: &dyn StorageBackend,
     password: Option<&Password>,
