@@ -67,3 +67,10 @@ fn master_index_seeds() {
 fn index_page_seeds() {
     assert!(replay_with("index_page", hexz_fuzz::check_index_page) > 0);
 }
+
+#[test]
+fn file_table_seeds() {
+    // Tree archives (opened as is and with their digests fixed up, then iterated, looked up,
+    // listed, walked and read) and the plain pages and headers cut out of them.
+    assert!(replay_with("file_table", hexz_fuzz::check_file_table) > 4);
+}
