@@ -290,8 +290,8 @@ fn tree_pages(a: &[u8], r: &hexz_core::format::tree::TreePageRef, out: &mut Vec<
 }
 
 /// `file_table` seeds: small tree archives (regular files, a symlink, a hard link, an empty
-/// directory, a FIFO, extended attributes; LZ4, stored, Zstandard with a three-level table,
-/// encrypted), and the plain pages and file table headers cut out of the unencrypted ones.
+/// directory, a FIFO, extended attributes; LZ4, stored, encrypted; a two-level table with
+/// Zstandard), and the plain pages and file table headers cut out of the unencrypted ones.
 fn tree_seeds(root: &Path, tmp: &Path, small: &PackOptions) {
     use hexz_core::format::tree::{EntryKind, TreeEntry, TreeHeader};
     use hexz_core::ops::tree::{pack_entries, pack_tree, TreePackOptions};
@@ -343,16 +343,18 @@ fn tree_seeds(root: &Path, tmp: &Path, small: &PackOptions) {
     )
     .unwrap();
     archives.push(("tree-enc", enc, false));
-    // Three levels: 30 000-byte paths put two entries in a leaf and three keys in an
-    // interior page; Zstandard stores the near-identical paths in a few hundred bytes.
+    // Two levels: 2000 empty files (Zstandard packs their near-identical entries into a few
+    // KiB) fill five leaves; the root is a small interior page that stays uncompressed (its
+    // child digests do not compress), so mutations reach its keys and references directly.
     let mut entries = vec![TreeEntry::dir(Vec::new())];
-    let long = "x".repeat(30_000);
-    for i in 0..8 {
-        let mut e = TreeEntry::dir(format!("{long}{i}").into_bytes());
+    for i in 0..2000 {
+        let mut e = TreeEntry::dir(format!("file-{i:05}-{}", "p".repeat(80)).into_bytes());
         e.kind = EntryKind::File;
         e.mode = 0o644;
-        e.size = 10;
-        e.data_offset = i * 10;
+        if i % 500 == 0 {
+            e.size = 10;
+            e.data_offset = i / 50;
+        }
         entries.push(e);
     }
     let deep = tmp.join("tree-deep");
@@ -386,7 +388,7 @@ fn tree_seeds(root: &Path, tmp: &Path, small: &PackOptions) {
         let mut pages = Vec::new();
         tree_pages(&a, &h.root, &mut pages);
         for (i, pg) in pages.iter().enumerate() {
-            if pg.len() < 64 << 10 {
+            if pg.len() < 16 << 10 {
                 write(root, "file_table", &format!("{name}-page-{i}"), pg);
             }
         }
