@@ -38,11 +38,13 @@ clean:
 	cargo clean
 
 # Reliability harness (docs/RELIABILITY.md). The sampled parts run in `make test`.
+# `make fuzz` runs every target (file_table and nbd_proto included); FUZZ_TARGETS="file_table
+# nbd_proto" picks some.
 fuzz:
-	FUZZ_SECONDS=$${FUZZ_SECONDS:-600} scripts/fuzz.sh
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-600} scripts/fuzz.sh $(FUZZ_TARGETS)
 
 fuzz-ci:
-	FUZZ_SECONDS=10 FUZZ_SEED=1 scripts/fuzz.sh
+	FUZZ_SECONDS=10 FUZZ_SEED=1 scripts/fuzz.sh $(FUZZ_TARGETS)
 
 sweep:
 	HEXZ_SWEEP=full cargo test --release -p hexz-core --test sweep -- --nocapture

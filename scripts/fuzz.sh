@@ -2,6 +2,10 @@
 # Runs every libFuzzer target in fuzz/ for FUZZ_SECONDS each (default 600; CI uses 10).
 #   scripts/fuzz.sh                 all targets, FUZZ_SECONDS each
 #   scripts/fuzz.sh header codec_decode   only these targets
+# Targets (every [[bin]] in fuzz/Cargo.toml, listed by `cargo fuzz list`): header,
+# master_index, index_page, codec_decode, open_read, open_read_fixed, encrypted_open,
+# thin_chain, signature, cdc_pack, file_table (tree archives' file table), nbd_proto (the NBD
+# server driven by a client byte stream).
 # Works on the stable toolchain: cargo-fuzz wants nightly flags (-Zsanitizer,
 # -Cpasses=sancov-module), which stable rustc accepts with RUSTC_BOOTSTRAP=1. Builds with
 # AddressSanitizer unless FUZZ_SANITIZER=none (faster builds and runs).
@@ -9,7 +13,7 @@
 # The corpus lives in fuzz/corpus/<target> (seeds committed; new finds are added there, not
 # committed). Crashes land in fuzz/artifacts/<target>/ and fail the run; each one found is
 # copied into fuzz/corpus/<target>/ as regress-* and is then replayed by `cargo test`
-# (crates/hexz-core/tests/fuzz_corpus.rs).
+# (crates/hexz-core/tests/fuzz_corpus.rs; nbd_proto: crates/hexz-mount/tests/nbd_fuzz_corpus.rs).
 # FUZZ_SEED=N makes the mutation sequence repeatable (the short CI session sets it, so a red
 # CI is a reproducible find, not luck of the draw); unset, every run explores afresh.
 # Prints a summary line per target (executions, corpus size) and writes it to
@@ -26,8 +30,11 @@ if ! command -v cargo-fuzz >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo-fuz
     echo "cargo-fuzz installed in $(( $(date +%s) - t0 )) s" >&2
 fi
 export PATH="$HOME/.cargo/bin:$PATH"
-if [ ! -d fuzz/corpus/header ]; then
+if [ ! -d fuzz/corpus/header ] || [ ! -d fuzz/corpus/file_table ]; then
     cargo run -q -p hexz-core --example fuzz_corpus -- fuzz/corpus
+fi
+if [ ! -d fuzz/corpus/nbd_proto ]; then
+    cargo run -q -p hexz-mount --example nbd_corpus -- fuzz/corpus
 fi
 if [ $# -gt 0 ]; then
     targets=("$@")

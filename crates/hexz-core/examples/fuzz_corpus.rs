@@ -244,10 +244,153 @@ fn main() {
         );
     }
 
+    tree_seeds(&root, &tmp, &small);
+
     // CDC chunker / packer round trip: raw input bytes.
     write(&root, "cdc_pack", "mixed", &data(20_000, 4));
     write(&root, "cdc_pack", "zeros", &[0u8; 9000]);
 
     std::fs::remove_dir_all(&tmp).unwrap();
     eprintln!("seed corpus written to {}", root.display());
+}
+
+/// Sets extended attribute `name` on `p` (no error if the file system refuses).
+fn set_xattr(p: &Path, name: &str, value: &[u8]) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid NUL-terminated strings and a valid buffer.
+    unsafe {
+        libc::lsetxattr(
+            c.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        ) == 0
+    }
+}
+
+/// Plain pages of a file table reachable from `r` (stored in `a`), depth first.
+fn tree_pages(a: &[u8], r: &hexz_core::format::tree::TreePageRef, out: &mut Vec<Vec<u8>>) {
+    use hexz_core::format::tree::TreePage;
+    let stored = &a[r.offset as usize..r.offset as usize + r.stored_len as usize];
+    let mut plain = vec![0u8; r.plain_len as usize];
+    compressor_for(r.codec, 3)
+        .unwrap()
+        .decompress_into(stored, &mut plain)
+        .unwrap();
+    let page = TreePage::decode(&plain, plain[4], "seed page").unwrap();
+    out.push(plain);
+    if let TreePage::Interior { children, .. } = page {
+        for c in &children {
+            tree_pages(a, &c.page, out);
+        }
+    }
+}
+
+/// `file_table` seeds: small tree archives (regular files, a symlink, a hard link, an empty
+/// directory, a FIFO, extended attributes; LZ4, stored, encrypted; a two-level table with
+/// Zstandard), and the plain pages and file table headers cut out of the unencrypted ones.
+fn tree_seeds(root: &Path, tmp: &Path, small: &PackOptions) {
+    use hexz_core::format::tree::{EntryKind, TreeEntry, TreeHeader};
+    use hexz_core::ops::tree::{pack_entries, pack_tree, TreePackOptions};
+    use std::os::unix::fs::PermissionsExt;
+    let src = tmp.join("tree-src");
+    std::fs::create_dir_all(src.join("dir/sub")).unwrap();
+    std::fs::create_dir_all(src.join("empty")).unwrap();
+    std::fs::write(src.join("a.txt"), b"hello, tree\n").unwrap();
+    std::fs::write(src.join("dir/big.bin"), data(9000, 5)).unwrap();
+    std::fs::write(src.join("dir/sub/same.txt"), b"hello, tree\n").unwrap();
+    std::fs::write(src.join("zero"), b"").unwrap();
+    std::fs::set_permissions(src.join("a.txt"), std::fs::Permissions::from_mode(0o4751)).unwrap();
+    std::os::unix::fs::symlink("dir/big.bin", src.join("link")).unwrap();
+    std::fs::hard_link(src.join("dir/big.bin"), src.join("dir/hard")).unwrap();
+    let fifo = std::ffi::CString::new(src.join("fifo").to_str().unwrap()).unwrap();
+    // SAFETY: valid path.
+    unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) };
+    if !set_xattr(&src.join("a.txt"), "user.fuzz", b"seed\0value") {
+        eprintln!("note: extended attributes not supported here; seeds have none");
+    }
+    set_xattr(&src.join("dir"), "user.d", b"");
+    let mut archives = Vec::new();
+    for (name, codec) in [("tree-lz4", Codec::Lz4), ("tree-none", Codec::None)] {
+        let out = tmp.join(name);
+        let o = PackOptions {
+            codec,
+            ..small.clone()
+        };
+        pack_tree(&src, &out, &o, &TreePackOptions::default(), None).unwrap();
+        archives.push((name, out, true));
+    }
+    let enc = tmp.join("tree-enc");
+    pack_tree(
+        &src,
+        &enc,
+        &PackOptions {
+            encryption: Some(EncryptOptions {
+                password: Password::new(PASSWORD),
+                kdf: Kdf::Argon2id {
+                    m_kib: 8,
+                    t: 1,
+                    p: 1,
+                },
+            }),
+            ..small.clone()
+        },
+        &TreePackOptions::default(),
+        None,
+    )
+    .unwrap();
+    archives.push(("tree-enc", enc, false));
+    // Two levels: 2000 empty files (Zstandard packs their near-identical entries into a few
+    // KiB) fill five leaves; the root is a small interior page that stays uncompressed (its
+    // child digests do not compress), so mutations reach its keys and references directly.
+    let mut entries = vec![TreeEntry::dir(Vec::new())];
+    for i in 0..2000 {
+        let mut e = TreeEntry::dir(format!("file-{i:05}-{}", "p".repeat(80)).into_bytes());
+        e.kind = EntryKind::File;
+        e.mode = 0o644;
+        if i % 500 == 0 {
+            e.size = 10;
+            e.data_offset = i / 50;
+        }
+        entries.push(e);
+    }
+    let deep = tmp.join("tree-deep");
+    pack_entries(
+        entries,
+        data(80, 6),
+        &deep,
+        &PackOptions {
+            codec: Codec::Zstd,
+            level: 3,
+            ..small.clone()
+        },
+    )
+    .unwrap();
+    archives.push(("tree-deep", deep, true));
+    for (name, p, plain) in archives {
+        let a = std::fs::read(&p).unwrap();
+        assert!(a.len() < 64 << 10, "{name} is {} bytes", a.len());
+        write(root, "file_table", name, &a);
+        if !plain {
+            continue;
+        }
+        let f = hexz_core::File::open(&p).unwrap();
+        let sec = *f
+            .master()
+            .section(hexz_core::format::section::SECTION_FILE_TABLE)
+            .unwrap();
+        let hb = &a[sec.offset as usize..(sec.offset + sec.len) as usize];
+        write(root, "file_table", &format!("{name}-header"), hb);
+        let h = TreeHeader::decode(hb).unwrap();
+        let mut pages = Vec::new();
+        tree_pages(&a, &h.root, &mut pages);
+        for (i, pg) in pages.iter().enumerate() {
+            if pg.len() < 16 << 10 {
+                write(root, "file_table", &format!("{name}-page-{i}"), pg);
+            }
+        }
+    }
 }

@@ -19,7 +19,8 @@ use crate::api::File;
 use crate::error::{Error, Result};
 use crate::format::section::SECTION_FILE_TABLE;
 use crate::format::tree::{
-    split_path, TreeEntry, TreeHeader, TreePage, TreePageRef, MAX_PAGE_SIZE, TREE_HEADER_SIZE,
+    split_path, ChildRef, TreeEntry, TreeHeader, TreePage, TreePageRef, MAX_PAGE_SIZE,
+    TREE_HEADER_SIZE,
 };
 use crate::format::{Codec, SnapshotStream, MAX_STORED_OVERHEAD};
 use std::sync::{Arc, Mutex};
@@ -158,6 +159,29 @@ impl FileTree {
         Ok(page)
     }
 
+    /// The page `c` (an entry of an interior page at `level`) refers to, checked to start
+    /// with the key `c` gives for it: lookups descend by the keys and iteration by the pages,
+    /// so a key that disagrees with its child (in a hostile table) would hide listed entries
+    /// from lookups.
+    fn child(&self, c: &ChildRef, level: u8) -> Result<Arc<TreePage>> {
+        let page = self.page(&c.page, level - 1)?;
+        let first = match &*page {
+            TreePage::Leaf(entries) => &entries[0].path,
+            TreePage::Interior { children, .. } => &children[0].first_path,
+        };
+        if *first != c.first_path {
+            return Err(Error::corrupt(
+                format!("file table page at offset {}", c.page.offset),
+                format!(
+                    "first path '{}' differs from its key '{}' in the parent page",
+                    String::from_utf8_lossy(first),
+                    String::from_utf8_lossy(&c.first_path)
+                ),
+            ));
+        }
+        Ok(page)
+    }
+
     fn root(&self) -> Result<Arc<TreePage>> {
         self.page(&self.header.root, self.header.depth - 1)
     }
@@ -172,7 +196,7 @@ impl FileTree {
                     let i = children
                         .partition_point(|c| split_path(&c.first_path) <= (parent, name))
                         .saturating_sub(1);
-                    let child = self.page(&children[i].page, level - 1)?;
+                    let child = self.child(&children[i], *level)?;
                     stack.push((page.clone(), i));
                     child
                 }
@@ -351,7 +375,7 @@ impl Cursor<'_> {
             let Some((page, i)) = self.stack.last_mut() else {
                 return Ok(None);
             };
-            let (r, level) = match &**page {
+            let (c, level) = match &**page {
                 TreePage::Leaf(entries) => {
                     if let Some(e) = entries.get(*i) {
                         *i += 1;
@@ -364,7 +388,7 @@ impl Cursor<'_> {
                 TreePage::Interior { level, children } => {
                     *i += 1;
                     match children.get(*i) {
-                        Some(c) => (c.page, level - 1),
+                        Some(c) => (c.clone(), *level),
                         None => {
                             self.stack.pop();
                             continue;
@@ -372,7 +396,7 @@ impl Cursor<'_> {
                     }
                 }
             };
-            let child = self.tree.page(&r, level)?;
+            let child = self.tree.child(&c, level)?;
             self.descend_leftmost(child)?;
         }
     }
@@ -381,7 +405,7 @@ impl Cursor<'_> {
         loop {
             let next = match &*page {
                 TreePage::Interior { level, children } => {
-                    Some(self.tree.page(&children[0].page, level - 1)?)
+                    Some(self.tree.child(&children[0], *level)?)
                 }
                 TreePage::Leaf(_) => None,
             };

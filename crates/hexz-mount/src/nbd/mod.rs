@@ -106,11 +106,12 @@ pub struct Server {
     next_id: AtomicU64,
 }
 
-/// Why a connection ended.
-enum End {
+/// Why a session ([`serve_session`]) ended.
+#[derive(Debug)]
+pub enum End {
     /// The client disconnected or aborted normally.
     Clean,
-    /// The socket failed.
+    /// The connection failed (`UnexpectedEof`: the client went away mid-message).
     Io(std::io::Error),
     /// The client broke the protocol.
     Proto(ProtoError),
@@ -265,9 +266,14 @@ impl Server {
     }
 }
 
-fn read_exact_vec(c: &mut Conn, len: usize) -> std::io::Result<Vec<u8>> {
-    let mut v = vec![0u8; len];
-    c.read_exact(&mut v)?;
+/// Reads exactly `len` bytes. The buffer grows with the bytes that arrive, so a client that
+/// announces a 32 MiB write and sends nothing does not make the server allocate 32 MiB.
+fn read_exact_vec<C: Read>(c: &mut C, len: usize) -> std::io::Result<Vec<u8>> {
+    let mut v = Vec::new();
+    c.by_ref().take(len as u64).read_to_end(&mut v)?;
+    if v.len() != len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
     Ok(v)
 }
 
@@ -295,8 +301,15 @@ fn transmission_flags(vol: &Volume) -> u16 {
 }
 
 fn serve_conn(vol: &Volume, mut c: Conn) -> End {
-    match negotiate(vol, &mut c) {
-        Ok(Some(stream)) => match transmit(vol, &mut c, stream) {
+    serve_session(vol, &mut c)
+}
+
+/// Serves one client over `c` (any byte stream: a socket, or in tests and the `nbd_proto`
+/// fuzz target an in-memory pipe): greeting, option negotiation, then transmission until
+/// the client disconnects, breaks the protocol or the stream ends.
+pub fn serve_session<C: Read + Write>(vol: &Volume, c: &mut C) -> End {
+    match negotiate(vol, c) {
+        Ok(Some(stream)) => match transmit(vol, c, stream) {
             Ok(()) => End::Clean,
             Err(e) => e,
         },
@@ -306,7 +319,10 @@ fn serve_conn(vol: &Volume, mut c: Conn) -> End {
 }
 
 /// The option haggling phase; `Some(stream)` when the client entered transmission.
-fn negotiate(vol: &Volume, c: &mut Conn) -> std::result::Result<Option<SnapshotStream>, End> {
+fn negotiate<C: Read + Write>(
+    vol: &Volume,
+    c: &mut C,
+) -> std::result::Result<Option<SnapshotStream>, End> {
     c.write_all(&proto::greeting())?;
     let mut fb = [0u8; 4];
     c.read_exact(&mut fb)?;
@@ -404,7 +420,11 @@ fn negotiate(vol: &Volume, c: &mut Conn) -> std::result::Result<Option<SnapshotS
     }
 }
 
-fn transmit(vol: &Volume, c: &mut Conn, stream: SnapshotStream) -> std::result::Result<(), End> {
+fn transmit<C: Read + Write>(
+    vol: &Volume,
+    c: &mut C,
+    stream: SnapshotStream,
+) -> std::result::Result<(), End> {
     let size = vol.size(stream);
     let writable = vol.is_writable();
     // This connection's own reader: its read-ahead follows this client's reads.
@@ -417,7 +437,7 @@ fn transmit(vol: &Volume, c: &mut Conn, stream: SnapshotStream) -> std::result::
         let mut rb = [0u8; proto::REQUEST_LEN];
         c.read_exact(&mut rb)?;
         let r = proto::parse_request(&rb)?;
-        let reply = |c: &mut Conn, e: u32| c.write_all(&proto::simple_reply(e, r.cookie));
+        let reply = |c: &mut C, e: u32| c.write_all(&proto::simple_reply(e, r.cookie));
         match r.command {
             Command::Read => {
                 if let Err(e) = proto::check_range(&r, size) {
