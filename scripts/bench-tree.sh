@@ -9,6 +9,7 @@
 #   TREE=/some/dir scripts/bench-tree.sh  # another tree
 #   RUNS=5 scripts/bench-tree.sh          # runs per timed command (default 3)
 #   SECTIONS=mount scripts/bench-tree.sh  # only the mount section (archives packed once)
+#   SECTIONS=million scripts/bench-tree.sh  # peak memory packing 1,000,000 small files
 #
 # Archives and extracted trees go to /var/tmp (a real disk); inputs are read once first so
 # every tool starts from a warm page cache.
@@ -19,13 +20,55 @@ for t in mksquashfs unsquashfs zstd hyperfine squashfuse_ll fusermount3 jq bc; d
   command -v "$t" >/dev/null || { echo "missing $t (scripts/deps.sh bench)" >&2; exit 1; }
 done
 command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >/dev/null
-cargo build --release --locked -p hexz-cli >/dev/null
-hexz=$PWD/target/release/hexz
+# HEXZ_BIN=path uses an already built hexz (no cargo build).
+if [ -z "${HEXZ_BIN:-}" ]; then cargo build --release --locked -p hexz-cli >/dev/null; fi
+hexz=${HEXZ_BIN:-$PWD/target/release/hexz}
 runs=${RUNS:-3}
 sections=${SECTIONS:-pack extract read mount}
 has() { case " $sections " in *" $1 "*) return 0;; esac; return 1; }
 work=$(mktemp -d /var/tmp/hexz-bench-tree.XXXXXX)
 trap 'rm -rf "$work"' EXIT
+
+# One million files (1,000 directories of 1,000 files of 0-255 bytes): peak memory of packing
+# them (target: well under 150 MB plus the file table's stored size), against mksquashfs,
+# and the time of one lookup by path in the archive.
+if [ "$sections" = million ]; then
+  m=$work/million
+  echo "making 1,000,000 files..." >&2
+  python3 - "$m" <<'PY'
+import os, sys
+root = sys.argv[1]
+for d in range(1000):
+    dd = os.path.join(root, f"d{d:04}")
+    os.makedirs(dd)
+    for f in range(1000):
+        with open(os.path.join(dd, f"file-{f:04}.txt"), "wb") as fh:
+            fh.write(os.urandom((d * 7 + f) % 256).hex().encode()[: (d + f) % 256])
+PY
+  echo "packing..." >&2
+  load=$(cut -d' ' -f1-3 /proc/loadavg)
+  t0=$(date +%s.%N)
+  mem=$( { /usr/bin/time -f %M "$hexz" pack "$m" -o "$work/m.hxz" --compression zstd --level 3 --block-size 128K --json >"$work/m.json"; } 2>&1 | tail -1)
+  t1=$(date +%s.%N)
+  sqmem=$( { /usr/bin/time -f %M mksquashfs "$m" "$work/m.sqfs" -comp zstd -Xcompression-level 3 -b 131072 -quiet -no-progress >/dev/null; } 2>&1 | tail -1)
+  t2=$(date +%s.%N)
+  look0=$(date +%s.%N)
+  "$hexz" cat "$work/m.hxz" d0500/file-0500.txt | cmp -s - "$m/d0500/file-0500.txt" || { echo "lookup returned other bytes" >&2; exit 1; }
+  look1=$(date +%s.%N)
+  tb=$(jq -r .table_bytes "$work/m.json")
+  {
+    echo "One million files (1,000 dirs x 1,000 files of 0-255 bytes), $(date -u +%F), load before: $load"
+    echo
+    echo "| | hexz pack (zstd-3, 128K) | mksquashfs (zstd-3, 128K) |"
+    echo "|---|---:|---:|"
+    echo "| peak RSS | $((mem / 1024)) MiB | $((sqmem / 1024)) MiB |"
+    echo "| wall time | $(echo "$t1 - $t0" | bc -l | cut -c1-6) s | $(echo "$t2 - $t1" | bc -l | cut -c1-6) s |"
+    echo "| archive size | $(stat -c %s "$work/m.hxz") | $(stat -c %s "$work/m.sqfs") |"
+    echo "| file table stored size | $tb bytes | - |"
+    echo "| hexz cat of one path (process start included) | $(echo "$look1 - $look0" | bc -l | cut -c1-6) s | |"
+  } | tee "$work/../hexz-bench-million.md"
+  exit 0
+fi
 
 src=$work/src
 mkdir -p "$src"

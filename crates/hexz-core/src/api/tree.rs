@@ -11,7 +11,7 @@
 //! * [`FileTree::read_file`] reads a byte range of a regular file through [`File::read_at`],
 //!   decoding only the data blocks the range spans.
 //!
-//! Recently used pages are kept in a small cache (by count), so walking a directory or
+//! Recently used pages are kept in a small cache (bounded in bytes), so walking a directory or
 //! looking up neighbouring paths does not reread them.
 
 use crate::algo::compression::compressor_for;
@@ -25,8 +25,9 @@ use crate::format::tree::{
 use crate::format::{Codec, SnapshotStream, MAX_STORED_OVERHEAD};
 use std::sync::{Arc, Mutex};
 
-/// Pages the per-tree cache keeps.
-const PAGE_CACHE_PAGES: usize = 64;
+/// Plain bytes of pages the per-tree cache keeps (about 128 pages of the usual 64 KiB; a
+/// hostile table of 16 MiB pages cannot make it hold more than this plus one page).
+const PAGE_CACHE_BYTES: usize = 8 << 20;
 
 pub use crate::format::tree::EntryKind;
 
@@ -36,10 +37,11 @@ pub struct FileTree {
     file: File,
     header: TreeHeader,
     /// Decoded pages by offset, with the digest and level they were checked against.
-    cache: Arc<Mutex<PageCache>>,
+    cache: Arc<Mutex<(PageCache, usize)>>,
 }
 
-type PageCache = lru::LruCache<u64, ([u8; 32], u8, Arc<TreePage>)>;
+/// Page offset → (digest, level, page, plain length); the total plain length is kept beside.
+type PageCache = lru::LruCache<u64, ([u8; 32], u8, Arc<TreePage>, usize)>;
 
 impl std::fmt::Debug for FileTree {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -98,9 +100,7 @@ impl FileTree {
         Ok(Some(FileTree {
             file: file.clone(),
             header,
-            cache: Arc::new(Mutex::new(lru::LruCache::new(
-                std::num::NonZeroUsize::new(PAGE_CACHE_PAGES).expect("non-zero"),
-            ))),
+            cache: Arc::new(Mutex::new((lru::LruCache::unbounded(), 0))),
         }))
     }
 
@@ -118,7 +118,7 @@ impl FileTree {
         // A hit counts only for the same digest and level: a hostile reference to an
         // already-loaded page (a page naming itself or an ancestor as its child) must not
         // skip the checks, or a cursor would descend forever.
-        if let Some((h, l, p)) = self.cache.lock().map_err(|_| poisoned())?.get(&r.offset) {
+        if let Some((h, l, p, _)) = self.cache.lock().map_err(|_| poisoned())?.0.get(&r.offset) {
             if *h == r.hash && *l == level {
                 return Ok(p.clone());
             }
@@ -152,10 +152,19 @@ impl FileTree {
             ));
         }
         let page = Arc::new(TreePage::decode(&plain, level, &name)?);
-        self.cache
-            .lock()
-            .map_err(|_| poisoned())?
-            .put(r.offset, (r.hash, level, page.clone()));
+        let size = plain.len();
+        let mut guard = self.cache.lock().map_err(|_| poisoned())?;
+        let (cache, bytes) = &mut *guard;
+        if let Some(old) = cache.put(r.offset, (r.hash, level, page.clone(), size)) {
+            *bytes -= old.3;
+        }
+        *bytes += size;
+        while *bytes > PAGE_CACHE_BYTES {
+            match cache.pop_lru() {
+                Some((_, old)) => *bytes -= old.3,
+                None => break,
+            }
+        }
         Ok(page)
     }
 
