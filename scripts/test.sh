@@ -30,14 +30,14 @@ fi
 #   1     install it when missing; its tests must run (HEXZ_REQUIRE_TORCH=1)
 #   0     never install it; its tests run only if it is already importable
 #   auto  (default) as 1 when torch is already in the virtualenv, or when this run has taken
-#         at most 26 minutes so far (CI's budget is 40 minutes on 2 cores: the install (~7), the
-#         wheel (~3) and the Python tests (~1) fit in the rest with a margin); otherwise as
+#         at most 24 minutes so far (CI's budget is 40 minutes on 2 cores: the install (~7), the
+#         wheel (~3) and the Python tests (~2) fit in the rest with a margin); otherwise as
 #         0, saying so.
 torch=${HEXZ_TORCH:-auto}
 if [ "$torch" = auto ]; then
   venv=${HEXZ_VENV:-/var/cache/hexz/venv}
   used=$(( (SECONDS - start) / 60 ))
-  if "$venv/bin/python" -c "import torch" >/dev/null 2>&1 || [ "$used" -le 26 ]; then
+  if "$venv/bin/python" -c "import torch" >/dev/null 2>&1 || [ "$used" -le 24 ]; then
     torch=1
   else
     torch=0
