@@ -50,7 +50,10 @@ PY
   t0=$(date +%s.%N)
   mem=$( { /usr/bin/time -f %M "$hexz" pack "$m" -o "$work/m.hxz" --compression zstd --level 3 --block-size 128K --json >"$work/m.json"; } 2>&1 | tail -1)
   t1=$(date +%s.%N)
+  # SQUASHFS=0 skips mksquashfs (about 10 minutes on 2 cores for this tree).
+  if [ "${SQUASHFS:-1}" = 0 ]; then sqmem=0; : >"$work/m.sqfs"; else
   sqmem=$( { /usr/bin/time -f %M mksquashfs "$m" "$work/m.sqfs" -comp zstd -Xcompression-level 3 -b 131072 -quiet -no-progress >/dev/null; } 2>&1 | tail -1)
+  fi
   t2=$(date +%s.%N)
   look0=$(date +%s.%N)
   "$hexz" cat "$work/m.hxz" d0500/file-0500.txt | cmp -s - "$m/d0500/file-0500.txt" || { echo "lookup returned other bytes" >&2; exit 1; }

@@ -53,8 +53,10 @@ const CHUNK: usize = 1 << 20;
 /// The producer's error when the packer has gone (it failed first: its error is the one
 /// to report).
 const PACKER_STOPPED: &str = "the packer stopped reading";
-/// Small-file dedup table cap (entries of 32 bytes plus slack).
-const MAX_DEDUP_FILES: usize = 2 << 20;
+/// Small-file dedup table cap: 33 bytes per bucket, and kept under 7/8 of 2^20 buckets so
+/// the table never doubles to 2^21 (that last doubling briefly held 100 MB when packing a
+/// million files); about 35 MB at most. Later small files are stored without the check.
+const MAX_DEDUP_FILES: usize = 900_000;
 
 /// Feeds file contents into the data stream and hands out their offsets.
 pub(super) struct DataOut {
