@@ -388,7 +388,11 @@ fn commands_with_urls_against_nginx_and_seaweedfs() {
                     .args(["-r", "--no-dereference", p(&src), p(&dst)])
                     .output()
                     .unwrap();
-                assert!(diff.status.success(), "{}", String::from_utf8_lossy(&diff.stdout));
+                assert!(
+                    diff.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&diff.stdout)
+                );
                 assert_eq!(
                     std::fs::read_link(dst.join("link")).unwrap(),
                     Path::new("sub/f1.txt")
@@ -400,7 +404,12 @@ fn commands_with_urls_against_nginx_and_seaweedfs() {
                     .output()
                     .unwrap();
                 assert!(!out.status.success());
-                assert!(!env.hexz(&["info", &gone]).output().unwrap().status.success());
+                assert!(!env
+                    .hexz(&["info", &gone])
+                    .output()
+                    .unwrap()
+                    .status
+                    .success());
                 assert!(env.client().list_multipart_uploads("").unwrap().is_empty());
             }),
         ),

@@ -425,7 +425,9 @@ fn remote_chain_ancestors_are_fetched_in_parallel() {
     }
     let top = prev.unwrap();
     let f = File::open(&top).unwrap();
-    let hint = f.master().meta(hexz_core::format::index::META_ANCESTOR_PATHS);
+    let hint = f
+        .master()
+        .meta(hexz_core::format::index::META_ANCESTOR_PATHS);
     let paths = hexz_core::format::index::decode_ancestor_paths(hint.unwrap(), 255).unwrap();
     assert_eq!(paths, ["c/g3.hxz", "g2.hxz", "../a/b/g1.hxz", "../g0.hxz"]);
 

@@ -61,7 +61,13 @@ impl File {
         compressor: Option<Box<dyn Compressor>>,
         options: OpenOptions,
     ) -> Result<File> {
-        Self::open_chain(backend, compressor, options, &mut ChainOpen::default(), None)
+        Self::open_chain(
+            backend,
+            compressor,
+            options,
+            &mut ChainOpen::default(),
+            None,
+        )
     }
 
     /// Opens an ancestor: `open_chain` one level deeper. Every [`ANCESTORS_PER_THREAD`]
@@ -98,8 +104,7 @@ impl File {
         chain_key: Option<&DataKey>,
     ) -> Result<File> {
         let pre = seen.next.take();
-        let opened =
-            read_prefetched(backend.as_ref(), options.password.as_ref(), chain_key, pre)?;
+        let opened = read_prefetched(backend.as_ref(), options.password.as_ref(), chain_key, pre)?;
         let (header, master) = (opened.header, opened.master);
         if let Some(pk) = &options.require_signer {
             crate::algo::signing::check_archive_signature(
@@ -580,7 +585,11 @@ impl ChainOpen {
     /// its child records) and its header carries the archive id the child expects; its
     /// bytes are kept for the open that follows. Anything else drops the remaining
     /// prefetches: the chain is then opened one archive at a time, as without the hint.
-    fn take_prefetched(&mut self, path: &str, want_id: &[u8; 16]) -> Option<Arc<dyn StorageBackend>> {
+    fn take_prefetched(
+        &mut self,
+        path: &str,
+        want_id: &[u8; 16],
+    ) -> Option<Arc<dyn StorageBackend>> {
         let (p, backend, ht) = self.prefetched.pop_front()??;
         let id_ok = Header::decode(&ht.0, backend.len()).is_ok_and(|h| h.archive_id == *want_id);
         if p != path || !id_ok {

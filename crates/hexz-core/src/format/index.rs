@@ -556,8 +556,16 @@ mod tests {
         let paths = vec!["c/g3.hxz".to_string(), "../é/g2.hxz".to_string()];
         let rec = encode_ancestor_paths(&paths).unwrap();
         assert_eq!(decode_ancestor_paths(&rec, 255), Some(paths.clone()));
-        assert_eq!(decode_ancestor_paths(&rec, 1), None, "more paths than allowed");
-        assert_eq!(decode_ancestor_paths(&rec[..rec.len() - 1], 255), None, "truncated");
+        assert_eq!(
+            decode_ancestor_paths(&rec, 1),
+            None,
+            "more paths than allowed"
+        );
+        assert_eq!(
+            decode_ancestor_paths(&rec[..rec.len() - 1], 255),
+            None,
+            "truncated"
+        );
         assert_eq!(decode_ancestor_paths(&rec[..1], 255), None, "half a length");
         assert_eq!(decode_ancestor_paths(&[1, 0, 0xff], 255), None, "not UTF-8");
         assert_eq!(decode_ancestor_paths(&[], 255), Some(vec![]));

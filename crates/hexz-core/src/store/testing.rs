@@ -115,7 +115,9 @@ impl StorageBackend for CountingBackend {
     }
 
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.count(1, buf.len() as u64, || self.inner.read_exact_at(offset, buf))
+        self.count(1, buf.len() as u64, || {
+            self.inner.read_exact_at(offset, buf)
+        })
     }
 
     fn read_batch(&self, reqs: &mut [ReadRequest<'_>]) -> Result<()> {
