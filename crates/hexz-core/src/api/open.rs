@@ -516,6 +516,9 @@ fn read_structures(
 /// Chain levels opened on one thread's stack before the recursion moves to a new thread.
 const ANCESTORS_PER_THREAD: usize = 16;
 
+/// A prefetched ancestor: its backend, and its header and tail bytes.
+type Fetched = (Arc<dyn StorageBackend>, HeadTail);
+
 /// Ancestor fetches in flight at once when a remote chain is opened.
 const PREFETCH_THREADS: usize = 8;
 
@@ -527,7 +530,7 @@ pub(super) struct ChainOpen {
     /// Per ancestor (parent first): the recorded path it was fetched for, its backend and
     /// its header and tail bytes; `None` where the fetch failed (it is retried the usual
     /// way, which reports the error).
-    prefetched: std::collections::VecDeque<Option<(String, Arc<dyn StorageBackend>, HeadTail)>>,
+    prefetched: std::collections::VecDeque<Option<(String, Fetched)>>,
     /// Header and tail bytes for the archive about to be opened.
     next: Option<HeadTail>,
 }
@@ -556,8 +559,7 @@ impl ChainOpen {
             composed.push(c);
         }
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let slots: Vec<Mutex<Option<(Arc<dyn StorageBackend>, HeadTail)>>> =
-            paths.iter().map(|_| Mutex::new(None)).collect();
+        let slots: Vec<Mutex<Option<Fetched>>> = paths.iter().map(|_| Mutex::new(None)).collect();
         std::thread::scope(|s| {
             for _ in 0..PREFETCH_THREADS.min(paths.len()) {
                 s.spawn(|| loop {
@@ -576,7 +578,7 @@ impl ChainOpen {
             .zip(slots)
             .map(|(p, slot)| {
                 let got = slot.into_inner().unwrap_or_else(|p| p.into_inner());
-                got.map(|(b, ht)| (p, b, ht))
+                got.map(|f| (p, f))
             })
             .collect();
     }
@@ -590,7 +592,7 @@ impl ChainOpen {
         path: &str,
         want_id: &[u8; 16],
     ) -> Option<Arc<dyn StorageBackend>> {
-        let (p, backend, ht) = self.prefetched.pop_front()??;
+        let (p, (backend, ht)) = self.prefetched.pop_front()??;
         let id_ok = Header::decode(&ht.0, backend.len()).is_ok_and(|h| h.archive_id == *want_id);
         if p != path || !id_ok {
             self.prefetched.clear();
