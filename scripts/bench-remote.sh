@@ -95,6 +95,13 @@ cold_s3=$(best "$hexz" cat "$s3")
 curl_t=$(best curl -s -o /dev/null "$url")
 curl_s3=$(best curl -s -o /dev/null --aws-sigv4 "aws:amz:us-east-1:s3" --user benchkey:benchsecret "$AWS_ENDPOINT_URL/bench/a.hxz")
 local_t=$(best "$hexz" cat "$work/www/a.hxz")
+# CPU seconds of one S3 read, in hexz (or curl) and in the S3 server: on a 2-core machine
+# hosting both, the server's CPU competes with hexz's decoding (nginx's sendfile needs none).
+wpid=${pids[1]}
+wcpu() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$wpid/stat"; }
+cpu_of() { { /usr/bin/time -f "%U %S" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1 | awk '{print $1+$2}'; }
+w0=$(wcpu); hexz_cpu=$(cpu_of "$hexz" cat "$s3"); w1=$(wcpu); weed_hexz=$(echo "$w1 - $w0" | bc)
+w0=$(wcpu); curl_cpu=$(cpu_of curl -s -o /dev/null --aws-sigv4 "aws:amz:us-east-1:s3" --user benchkey:benchsecret "$AWS_ENDPOINT_URL/bench/a.hxz"); w1=$(wcpu); weed_curl=$(echo "$w1 - $w0" | bc)
 # Second pass with a disk cache.
 cache=$work/cache
 "$hexz" cat "$url" --cache-dir "$cache" >/dev/null
@@ -134,3 +141,4 @@ print(f"""Stream {d/2**20:.0f} MiB (ext4 image), archive {a/2**20:.0f} MiB (LZ4,
 | peak RSS, full HTTP read (`hexz cat`, 256 MiB block cache) | {int(rss)/1024:.0f} MB | < 150 MB + cache |
 """)
 PY
+echo "CPU of one full S3 read: hexz ${hexz_cpu} s + SeaweedFS ${weed_hexz} s; signed curl ${curl_cpu} s + SeaweedFS ${weed_curl} s (2 cores shared by client and server)."
