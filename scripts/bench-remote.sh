@@ -99,7 +99,7 @@ local_t=$(best "$hexz" cat "$work/www/a.hxz")
 # hosting both, the server's CPU competes with hexz's decoding (nginx's sendfile needs none).
 wpid=${pids[1]}
 wcpu() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$wpid/stat"; }
-cpu_of() { { /usr/bin/time -f "%U %S" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1 | awk '{print $1+$2}'; }
+cpu_of() { /usr/bin/time -o "$work/cpu" -f "%U %S" "$@" >/dev/null 2>&1; awk '{print $1+$2}' "$work/cpu"; }
 w0=$(wcpu); hexz_cpu=$(cpu_of "$hexz" cat "$s3"); w1=$(wcpu); weed_hexz=$(echo "$w1 - $w0" | bc)
 w0=$(wcpu); curl_cpu=$(cpu_of curl -s -o /dev/null --aws-sigv4 "aws:amz:us-east-1:s3" --user benchkey:benchsecret "$AWS_ENDPOINT_URL/bench/a.hxz"); w1=$(wcpu); weed_curl=$(echo "$w1 - $w0" | bc)
 # Second pass with a disk cache.
