@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{s, tmp, Dir};
+use common::{is_mounted, s, tmp, Dir, MountGuard};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -55,28 +55,6 @@ fn hexz() -> Command {
     let mut c = Command::new(HEXZ);
     c.env_remove("HEXZ_PASSWORD");
     c
-}
-
-fn is_mounted(mp: &Path) -> bool {
-    let canon = std::fs::canonicalize(mp).unwrap_or_else(|_| mp.to_path_buf());
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(s(&canon)))
-}
-
-/// Unmounts on drop (lazily), whatever happened in the test.
-struct MountGuard(PathBuf);
-
-impl Drop for MountGuard {
-    fn drop(&mut self) {
-        if is_mounted(&self.0) {
-            let _ = Command::new("fusermount3").arg("-u").arg(&self.0).output();
-        }
-        if is_mounted(&self.0) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).output();
-        }
-    }
 }
 
 /// Kills a child process (server) on drop.

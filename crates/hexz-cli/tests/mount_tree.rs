@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{s, tmp, Dir};
+use common::{is_mounted, s, tmp, Dir, MountGuard};
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -59,28 +59,6 @@ fn hexz() -> Command {
     let mut c = Command::new(HEXZ);
     c.env_remove("HEXZ_PASSWORD");
     c
-}
-
-fn is_mounted(mp: &Path) -> bool {
-    let canon = std::fs::canonicalize(mp).unwrap_or_else(|_| mp.to_path_buf());
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(s(&canon)))
-}
-
-/// Unmounts on drop, whatever happened in the test.
-struct MountGuard(PathBuf);
-
-impl Drop for MountGuard {
-    fn drop(&mut self) {
-        if is_mounted(&self.0) {
-            let _ = Command::new("fusermount3").arg("-u").arg(&self.0).output();
-        }
-        if is_mounted(&self.0) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).output();
-        }
-    }
 }
 
 fn mount(archive: &Path, mp: &Path, extra: &[&str]) -> MountGuard {
