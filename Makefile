@@ -1,5 +1,5 @@
 # Common tasks. `make test` is what CI runs (via .ci/run).
-.PHONY: build test lint fmt bench bench-durable bench-mount quickstart clean wheel test-py bench-py
+.PHONY: build test lint fmt bench bench-durable bench-instr bench-mount quickstart clean wheel test-py bench-py
 .PHONY: fuzz fuzz-ci sweep crash stress bounds reliability
 
 build:
@@ -20,6 +20,10 @@ bench:
 
 bench-durable:
 	scripts/bench-durable.sh
+
+# Instruction counts under callgrind (repeatable on a busy machine); INSTR_BASELINE=FILE compares.
+bench-instr:
+	scripts/bench-instr.sh
 
 # The Python package: an abi3 wheel in target/wheels/, its pytest suite, its benchmarks.
 wheel:
@@ -44,7 +48,7 @@ fuzz:
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-600} scripts/fuzz.sh $(FUZZ_TARGETS)
 
 fuzz-ci:
-	FUZZ_SECONDS=10 FUZZ_SEED=1 scripts/fuzz.sh $(FUZZ_TARGETS)
+	FUZZ_SANITIZER=none FUZZ_OPT=1 FUZZ_SECONDS=10 FUZZ_SEED=1 scripts/fuzz.sh $(FUZZ_TARGETS)
 
 sweep:
 	HEXZ_SWEEP=full cargo test --release -p hexz-core --test sweep -- --nocapture

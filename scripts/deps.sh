@@ -18,7 +18,7 @@ if [ "$mode" != quick ]; then
   python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || want+=(_venv:python3-venv)
 fi
 if [ "$mode" = bench ]; then
-  want+=(lz4:lz4 zstd:zstd hyperfine:hyperfine casync:casync valgrind:valgrind)
+  want+=(lz4:lz4 zstd:zstd hyperfine:hyperfine casync:casync valgrind:valgrind bc:bc)
 fi
 missing=()
 for w in "${want[@]}"; do
