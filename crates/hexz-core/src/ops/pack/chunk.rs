@@ -39,17 +39,12 @@ pub(super) enum Splitter {
     },
 }
 
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
+/// Appends up to `want` bytes from `r` to `buf` (fewer only at end of input); returns how
+/// many. Reads into the vector's spare capacity: a file reads there directly, without the
+/// zeroing that resizing first would cost for every batch.
+fn read_append(r: &mut dyn Read, buf: &mut Vec<u8>, want: usize) -> std::io::Result<usize> {
+    buf.reserve(want);
+    (&mut *r).take(want as u64).read_to_end(buf)
 }
 
 impl Splitter {
@@ -59,10 +54,8 @@ impl Splitter {
             Splitter::Fixed(bs) => {
                 let bs = *bs as usize;
                 let want = (BATCH_BYTES / bs).max(1) * bs;
-                b.raw.resize(want, 0);
-                let n = read_full(r, &mut b.raw)?;
-                b.raw.truncate(n);
-                let mut left = n;
+                b.raw.clear();
+                let mut left = read_append(r, &mut b.raw, want)?;
                 while left > 0 {
                     let l = left.min(bs);
                     b.lens.push(l as u32);
@@ -78,9 +71,8 @@ impl Splitter {
                         *start = 0;
                         let have = buf.len();
                         let grow = (4 * max).max(BATCH_BYTES);
-                        buf.resize(have + grow, 0);
-                        let n = read_full(r, &mut buf[have..])?;
-                        buf.truncate(have + n);
+                        let n = read_append(r, buf, grow)?;
+                        debug_assert_eq!(buf.len(), have + n);
                         if n < grow {
                             *eof = true;
                         }
