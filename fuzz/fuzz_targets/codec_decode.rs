@@ -1,7 +1,8 @@
 //! Block decoders of every codec: selector byte (0 none, 1 LZ4, 2 Zstandard), u32 LE
 //! expected length (capped at the 16 MiB block limit), then the stored bytes. Decoding either
 //! fills exactly the expected length or fails; a successful decode re-encodes and decodes
-//! back to the same bytes.
+//! back to the same bytes. Decoding into a new vector (`decompress_vec`, which writes into
+//! uninitialised capacity) agrees with decoding into a slice: same success, same bytes.
 #![no_main]
 use hexz_core::algo::compression::compressor_for;
 use hexz_core::format::{Codec, MAX_BLOCK_SIZE};
@@ -25,7 +26,13 @@ fuzz_target!(|data: &[u8]| {
     } as usize;
     let c = compressor_for(codec, 3).expect("codec built");
     let mut out = vec![0u8; want];
-    if c.decompress_into(&data[5..], &mut out).is_ok() {
+    let into = c.decompress_into(&data[5..], &mut out);
+    let vec = c.decompress_vec(&data[5..], want);
+    assert_eq!(into.is_ok(), vec.is_ok(), "decompress_into and decompress_vec disagree");
+    if let Ok(v) = &vec {
+        assert_eq!(v, &out);
+    }
+    if into.is_ok() {
         let mut enc = Vec::new();
         c.compress(&out, &mut enc).expect("compress");
         let mut back = vec![0u8; want];

@@ -108,6 +108,45 @@ impl File {
         dst: &mut [u8],
         verify: Verify,
     ) -> Result<()> {
+        self.decode_stored_with(stream, block_no, e, stored, verify, move |c, compressed| {
+            c.decompress_into(compressed, &mut *dst)?;
+            let plain: &[u8] = dst;
+            Ok(plain)
+        })
+        .map(|_| ())
+    }
+
+    /// As [`decode_stored`](Self::decode_stored), into a new vector that is not zeroed first
+    /// (blocks decoded for the cache).
+    pub(super) fn decode_stored_vec(
+        &self,
+        stream: SnapshotStream,
+        block_no: u64,
+        e: &BlockEntry,
+        stored: &[u8],
+        verify: Verify,
+    ) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let slot = &mut out;
+        self.decode_stored_with(stream, block_no, e, stored, verify, move |c, compressed| {
+            *slot = c.decompress_vec(compressed, e.logical_len as usize)?;
+            let plain: &[u8] = slot;
+            Ok(plain)
+        })?;
+        Ok(out)
+    }
+
+    /// The checks around one block's decoding: stored length and CRC before, decryption,
+    /// `decode` (which decompresses and returns the plain bytes), content hash after.
+    fn decode_stored_with<'o>(
+        &self,
+        stream: SnapshotStream,
+        block_no: u64,
+        e: &BlockEntry,
+        stored: &[u8],
+        verify: Verify,
+        decode: impl FnOnce(&dyn Compressor, &[u8]) -> Result<&'o [u8]>,
+    ) -> Result<&'o [u8]> {
         let corrupt = |d: String| Self::corrupt_block(stream, block_no, e, d);
         let start = e.stored_offset;
         if stored.len() != e.stored_len as usize {
@@ -140,7 +179,8 @@ impl File {
             .ciphers
             .get(e.source as usize)
             .and_then(|c| c.as_deref());
-        SCRATCH.with(|s| {
+        let decoder = self.decoder(e.codec)?;
+        let plain = SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
             let plain = &mut s.1;
             let compressed = match cipher {
@@ -151,14 +191,12 @@ impl File {
                 }
                 None => stored,
             };
-            self.decoder(e.codec)?
-                .decompress_into(compressed, dst)
-                .map_err(|err| corrupt(err.to_string()))
+            decode(decoder, compressed).map_err(|err| corrupt(err.to_string()))
         })?;
         if verify == Verify::Full || (verify == Verify::Content && !bound) {
             let h = match self.inner.ciphers[0].as_deref() {
-                Some(c) => c.content_hash(dst),
-                None => hash::blake3(dst),
+                Some(c) => c.content_hash(plain),
+                None => hash::blake3(plain),
             };
             if h != e.hash {
                 return Err(corrupt(
@@ -166,7 +204,7 @@ impl File {
                 ));
             }
         }
-        Ok(())
+        Ok(plain)
     }
 
     /// The verification level reads use.

@@ -333,8 +333,7 @@ impl File {
                 }
             }
             dst => {
-                let mut v = vec![0u8; e.logical_len as usize];
-                self.decode_stored(stream, f.block_no, &e, stored, &mut v, verify)?;
+                let v = self.decode_stored_vec(stream, f.block_no, &e, stored, verify)?;
                 if let Some((off, dst)) = dst {
                     copy_piece(&v, off, dst);
                 }

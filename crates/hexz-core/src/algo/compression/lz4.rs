@@ -28,6 +28,21 @@ impl Compressor for Lz4Compressor {
         Ok(())
     }
 
+    fn decompress_vec(&self, input: &[u8], len: usize) -> Result<Vec<u8>> {
+        // Decodes into a vector of capacity `len`; output past it is an error, as with a slice.
+        let v = lz4_flex::block::decompress(input, len).map_err(|e| Error::Decode {
+            codec: Codec::Lz4,
+            detail: e.to_string(),
+        })?;
+        if v.len() != len {
+            return Err(Error::Decode {
+                codec: Codec::Lz4,
+                detail: format!("block decoded to {} bytes, expected {len}", v.len()),
+            });
+        }
+        Ok(v)
+    }
+
     fn decompress_into(&self, input: &[u8], out: &mut [u8]) -> Result<()> {
         let n = lz4_flex::block::decompress_into(input, out).map_err(|e| Error::Decode {
             codec: Codec::Lz4,

@@ -67,25 +67,42 @@ impl Compressor for ZstdCompressor {
     }
 
     fn decompress_into(&self, input: &[u8], out: &mut [u8]) -> Result<()> {
-        DCTX.with(|d| {
-            let mut d = d.borrow_mut();
-            if d.is_none() {
-                *d = Some(zstd::bulk::Decompressor::new().map_err(|e| zerr("init", e))?);
-            }
-            let dc = d.as_mut().expect("initialised above");
-            let n = dc
-                .decompress_to_buffer(input, out)
-                .map_err(|e| Error::Decode {
-                    codec: Codec::Zstd,
-                    detail: e.to_string(),
-                })?;
-            if n != out.len() {
-                return Err(Error::Decode {
-                    codec: Codec::Zstd,
-                    detail: format!("block decoded to {n} bytes, expected {}", out.len()),
-                });
-            }
-            Ok(())
-        })
+        let len = out.len();
+        decode(input, out, len)
     }
+
+    fn decompress_vec(&self, input: &[u8], len: usize) -> Result<Vec<u8>> {
+        // zstd writes into the vector's spare capacity, at most `len` bytes: nothing to zero.
+        let mut v = Vec::with_capacity(len);
+        decode(input, &mut v, len)?;
+        Ok(v)
+    }
+}
+
+/// Decodes `input` into `out` with this thread's context; it must decode to exactly `len`.
+fn decode<C: zstd::zstd_safe::WriteBuf + ?Sized>(
+    input: &[u8],
+    out: &mut C,
+    len: usize,
+) -> Result<()> {
+    DCTX.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new().map_err(|e| zerr("init", e))?);
+        }
+        let dc = d.as_mut().expect("initialised above");
+        let n = dc
+            .decompress_to_buffer(input, out)
+            .map_err(|e| Error::Decode {
+                codec: Codec::Zstd,
+                detail: e.to_string(),
+            })?;
+        if n != len {
+            return Err(Error::Decode {
+                codec: Codec::Zstd,
+                detail: format!("block decoded to {n} bytes, expected {len}"),
+            });
+        }
+        Ok(())
+    })
 }
