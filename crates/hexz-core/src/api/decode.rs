@@ -109,6 +109,68 @@ impl File {
         verify: Verify,
     ) -> Result<()> {
         let corrupt = |d: String| Self::corrupt_block(stream, block_no, e, d);
+        let bound = self.check_stored(stream, block_no, e, stored)?;
+        let cipher = self
+            .inner
+            .ciphers
+            .get(e.source as usize)
+            .and_then(|c| c.as_deref());
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            let plain = &mut s.1;
+            let compressed = match cipher {
+                Some(c) => {
+                    c.open_block_into(e.stored_offset, e.logical_len, e.codec, stored, plain)
+                        .map_err(|err| corrupt(err.to_string()))?;
+                    &plain[..]
+                }
+                None => stored,
+            };
+            self.decoder(e.codec)?
+                .decompress_into(compressed, dst)
+                .map_err(|err| corrupt(err.to_string()))
+        })?;
+        self.check_content(stream, block_no, e, dst, bound, verify)
+    }
+
+    /// Whether the stored bytes of `e` are its content as they are: stored uncompressed
+    /// (incompressible data) and not encrypted. Such a block needs no decoding, only its
+    /// checks ([`check_plain`](Self::check_plain)), so the fetched buffer can be kept as is.
+    pub(super) fn stored_is_content(&self, e: &BlockEntry) -> bool {
+        e.codec == Codec::None
+            && e.stored_len == e.logical_len
+            && self
+                .inner
+                .ciphers
+                .get(e.source as usize)
+                .is_some_and(|c| c.is_none())
+    }
+
+    /// Checks a block whose stored bytes are its content ([`stored_is_content`]) exactly
+    /// as [`decode_stored`](Self::decode_stored) would, without copying them.
+    pub(super) fn check_plain(
+        &self,
+        stream: SnapshotStream,
+        block_no: u64,
+        e: &BlockEntry,
+        stored: &[u8],
+        verify: Verify,
+    ) -> Result<()> {
+        debug_assert!(self.stored_is_content(e));
+        let bound = self.check_stored(stream, block_no, e, stored)?;
+        self.check_content(stream, block_no, e, stored, bound, verify)
+    }
+
+    /// Checks the length and CRC32 of a block's stored bytes; returns whether the CRC is the
+    /// bound one (which covers the content hash too).
+    fn check_stored(
+        &self,
+        stream: SnapshotStream,
+        block_no: u64,
+        e: &BlockEntry,
+        stored: &[u8],
+    ) -> Result<bool> {
+        let corrupt = |d: String| Self::corrupt_block(stream, block_no, e, d);
         let start = e.stored_offset;
         if stored.len() != e.stored_len as usize {
             return Err(corrupt(format!(
@@ -135,33 +197,30 @@ impl File {
                 )
             }));
         }
-        let cipher = self
-            .inner
-            .ciphers
-            .get(e.source as usize)
-            .and_then(|c| c.as_deref());
-        SCRATCH.with(|s| {
-            let mut s = s.borrow_mut();
-            let plain = &mut s.1;
-            let compressed = match cipher {
-                Some(c) => {
-                    c.open_block_into(start, e.logical_len, e.codec, stored, plain)
-                        .map_err(|err| corrupt(err.to_string()))?;
-                    &plain[..]
-                }
-                None => stored,
-            };
-            self.decoder(e.codec)?
-                .decompress_into(compressed, dst)
-                .map_err(|err| corrupt(err.to_string()))
-        })?;
+        Ok(bound)
+    }
+
+    /// BLAKE3-checks decoded `content` when `verify` asks for it (always for `Full`; for
+    /// `Content` unless the bound CRC already checked it).
+    fn check_content(
+        &self,
+        stream: SnapshotStream,
+        block_no: u64,
+        e: &BlockEntry,
+        content: &[u8],
+        bound: bool,
+        verify: Verify,
+    ) -> Result<()> {
         if verify == Verify::Full || (verify == Verify::Content && !bound) {
             let h = match self.inner.ciphers[0].as_deref() {
-                Some(c) => c.content_hash(dst),
-                None => hash::blake3(dst),
+                Some(c) => c.content_hash(content),
+                None => hash::blake3(content),
             };
             if h != e.hash {
-                return Err(corrupt(
+                return Err(Self::corrupt_block(
+                    stream,
+                    block_no,
+                    e,
                     "BLAKE3 hash of decoded content does not match the index".into(),
                 ));
             }
