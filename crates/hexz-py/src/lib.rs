@@ -20,6 +20,7 @@ mod archive;
 mod buffer;
 mod errors;
 mod pack;
+mod reader;
 mod tree;
 
 use pyo3::prelude::*;
@@ -29,8 +30,10 @@ use pyo3::prelude::*;
 fn _hexz(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<archive::Archive>()?;
     m.add_class::<tree::FileStat>()?;
+    m.add_class::<reader::Reader>()?;
     m.add_function(wrap_pyfunction!(archive::open, m)?)?;
     m.add_function(wrap_pyfunction!(archive::_unpickle, m)?)?;
+    m.add_function(wrap_pyfunction!(reader::_unpickle_reader, m)?)?;
     m.add_function(wrap_pyfunction!(pack::pack, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("DEFAULT_CACHE_SIZE", archive::DEFAULT_CACHE_SIZE)?;

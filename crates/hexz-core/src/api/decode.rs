@@ -108,12 +108,10 @@ impl File {
         dst: &mut [u8],
         verify: Verify,
     ) -> Result<()> {
-        self.decode_stored_with(stream, block_no, e, stored, verify, move |c, compressed| {
-            c.decompress_into(compressed, &mut *dst)?;
-            let plain: &[u8] = dst;
-            Ok(plain)
-        })
-        .map(|_| ())
+        self.decompress_checked(stream, block_no, e, stored, |c, compressed| {
+            c.decompress_into(compressed, dst)
+        })?;
+        self.check_content(stream, block_no, e, dst, self.bound(e), verify)
     }
 
     /// As [`decode_stored`](Self::decode_stored), into a new vector that is not zeroed first
@@ -126,27 +124,89 @@ impl File {
         stored: &[u8],
         verify: Verify,
     ) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        let slot = &mut out;
-        self.decode_stored_with(stream, block_no, e, stored, verify, move |c, compressed| {
-            *slot = c.decompress_vec(compressed, e.logical_len as usize)?;
-            let plain: &[u8] = slot;
-            Ok(plain)
+        let v = self.decompress_checked(stream, block_no, e, stored, |c, compressed| {
+            c.decompress_vec(compressed, e.logical_len as usize)
         })?;
-        Ok(out)
+        self.check_content(stream, block_no, e, &v, self.bound(e), verify)?;
+        Ok(v)
     }
 
-    /// The checks around one block's decoding: stored length and CRC before, decryption,
-    /// `decode` (which decompresses and returns the plain bytes), content hash after.
-    fn decode_stored_with<'o>(
+    /// Checks the stored bytes of `e` ([`check_stored`](Self::check_stored)), decrypts them
+    /// when the archive is encrypted, and hands the compressed bytes to `decode` with the
+    /// block's codec; decoding errors name the block.
+    fn decompress_checked<T>(
+        &self,
+        stream: SnapshotStream,
+        block_no: u64,
+        e: &BlockEntry,
+        stored: &[u8],
+        decode: impl FnOnce(&dyn Compressor, &[u8]) -> Result<T>,
+    ) -> Result<T> {
+        let corrupt = |d: String| Self::corrupt_block(stream, block_no, e, d);
+        self.check_stored(stream, block_no, e, stored)?;
+        let cipher = self
+            .inner
+            .ciphers
+            .get(e.source as usize)
+            .and_then(|c| c.as_deref());
+        let decoder = self.decoder(e.codec)?;
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            let plain = &mut s.1;
+            let compressed = match cipher {
+                Some(c) => {
+                    c.open_block_into(e.stored_offset, e.logical_len, e.codec, stored, plain)
+                        .map_err(|err| corrupt(err.to_string()))?;
+                    &plain[..]
+                }
+                None => stored,
+            };
+            decode(decoder, compressed).map_err(|err| corrupt(err.to_string()))
+        })
+    }
+
+    /// Whether the archive holding `e` writes the bound CRC (format 1.1).
+    fn bound(&self, e: &BlockEntry) -> bool {
+        self.inner.bound_crc.get(e.source as usize) == Some(&true)
+    }
+
+    /// Whether the stored bytes of `e` are its content as they are: stored uncompressed
+    /// (incompressible data) and not encrypted. Such a block needs no decoding, only its
+    /// checks ([`check_plain`](Self::check_plain)), so the fetched buffer can be kept as is.
+    pub(super) fn stored_is_content(&self, e: &BlockEntry) -> bool {
+        e.codec == Codec::None
+            && e.stored_len == e.logical_len
+            && self
+                .inner
+                .ciphers
+                .get(e.source as usize)
+                .is_some_and(|c| c.is_none())
+    }
+
+    /// Checks a block whose stored bytes are its content ([`stored_is_content`]) exactly
+    /// as [`decode_stored`](Self::decode_stored) would, without copying them.
+    pub(super) fn check_plain(
         &self,
         stream: SnapshotStream,
         block_no: u64,
         e: &BlockEntry,
         stored: &[u8],
         verify: Verify,
-        decode: impl FnOnce(&dyn Compressor, &[u8]) -> Result<&'o [u8]>,
-    ) -> Result<&'o [u8]> {
+    ) -> Result<()> {
+        debug_assert!(self.stored_is_content(e));
+        let bound = self.check_stored(stream, block_no, e, stored)?;
+        self.check_content(stream, block_no, e, stored, bound, verify)
+    }
+
+    /// Checks the length and CRC32 of a block's stored bytes; returns whether the CRC is the
+    /// bound one (which covers the content hash too).
+    fn check_stored(
+        &self,
+        stream: SnapshotStream,
+        block_no: u64,
+        e: &BlockEntry,
+        stored: &[u8],
+    ) -> Result<bool> {
         let corrupt = |d: String| Self::corrupt_block(stream, block_no, e, d);
         let start = e.stored_offset;
         if stored.len() != e.stored_len as usize {
@@ -156,7 +216,7 @@ impl File {
                 e.stored_len
             )));
         }
-        let bound = self.inner.bound_crc.get(e.source as usize) == Some(&true);
+        let bound = self.bound(e);
         let crc = hash::entry_crc32(bound, &e.hash, stored);
         if crc != e.crc32 {
             return Err(corrupt(if bound {
@@ -174,37 +234,35 @@ impl File {
                 )
             }));
         }
-        let cipher = self
-            .inner
-            .ciphers
-            .get(e.source as usize)
-            .and_then(|c| c.as_deref());
-        let decoder = self.decoder(e.codec)?;
-        let plain = SCRATCH.with(|s| {
-            let mut s = s.borrow_mut();
-            let plain = &mut s.1;
-            let compressed = match cipher {
-                Some(c) => {
-                    c.open_block_into(start, e.logical_len, e.codec, stored, plain)
-                        .map_err(|err| corrupt(err.to_string()))?;
-                    &plain[..]
-                }
-                None => stored,
-            };
-            decode(decoder, compressed).map_err(|err| corrupt(err.to_string()))
-        })?;
+        Ok(bound)
+    }
+
+    /// BLAKE3-checks decoded `content` when `verify` asks for it (always for `Full`; for
+    /// `Content` unless the bound CRC already checked it).
+    fn check_content(
+        &self,
+        stream: SnapshotStream,
+        block_no: u64,
+        e: &BlockEntry,
+        content: &[u8],
+        bound: bool,
+        verify: Verify,
+    ) -> Result<()> {
         if verify == Verify::Full || (verify == Verify::Content && !bound) {
             let h = match self.inner.ciphers[0].as_deref() {
-                Some(c) => c.content_hash(plain),
-                None => hash::blake3(plain),
+                Some(c) => c.content_hash(content),
+                None => hash::blake3(content),
             };
             if h != e.hash {
-                return Err(corrupt(
+                return Err(Self::corrupt_block(
+                    stream,
+                    block_no,
+                    e,
                     "BLAKE3 hash of decoded content does not match the index".into(),
                 ));
             }
         }
-        Ok(plain)
+        Ok(())
     }
 
     /// The verification level reads use.

@@ -255,6 +255,9 @@ impl File {
     /// Fetches the stored bytes of `leads` in one batch and decodes them, in parallel when
     /// there are several.
     fn fetch_and_decode(&self, stream: SnapshotStream, leads: Vec<Fetch<'_, '_>>) -> Result<()> {
+        let (direct, leads): (Vec<_>, Vec<_>) =
+            leads.into_iter().partition(|f| self.reads_direct(f));
+        self.fetch_direct(stream, direct)?;
         if leads.is_empty() {
             return Ok(());
         }
@@ -263,12 +266,68 @@ impl File {
         let work: Vec<(Fetch<'_, '_>, Vec<u8>)> = leads.into_iter().zip(stored).collect();
         if work.len() == 1 {
             let (f, raw) = work.into_iter().next().expect("one item");
-            return self.decode_fetch(stream, f, &raw);
+            return self.decode_fetch(stream, f, raw);
         }
         pools().decode(|| {
             work.into_par_iter()
-                .try_for_each(|(f, raw)| self.decode_fetch(stream, f, &raw))
+                .try_for_each(|(f, raw)| self.decode_fetch(stream, f, raw))
         })
+    }
+
+    /// Whether `f` is read straight into the caller's buffer: its piece covers the block
+    /// whole, the block is stored raw and unencrypted (its stored bytes are its content), and
+    /// it lives in a local, unmapped archive (an extra call there is one cheap `pread`).
+    fn reads_direct(&self, f: &Fetch<'_, '_>) -> bool {
+        let e = &f.entry;
+        matches!(&f.dst, Some((0, d)) if d.len() == e.logical_len as usize)
+            && self.stored_is_content(e)
+            && self
+                .inner
+                .archives
+                .get(e.source as usize)
+                .is_some_and(|b| !b.is_remote() && b.as_slice().is_none())
+    }
+
+    /// Reads the blocks of `direct` (see [`reads_direct`](Self::reads_direct)) into their
+    /// pieces with one `read_batch` per archive, no intermediate buffer and no copy, then
+    /// checks them in place (in parallel when several) and hands them to waiters.
+    fn fetch_direct(&self, stream: SnapshotStream, mut direct: Vec<Fetch<'_, '_>>) -> Result<()> {
+        if direct.is_empty() {
+            return Ok(());
+        }
+        for f in &direct {
+            self.stored_source(stream, f.block_no, &f.entry)?;
+        }
+        let mut sources: Vec<u16> = direct.iter().map(|f| f.entry.source).collect();
+        sources.sort_unstable();
+        sources.dedup();
+        for src in sources {
+            let mut reqs: Vec<ReadRequest<'_>> = direct
+                .iter_mut()
+                .filter(|f| f.entry.source == src)
+                .filter_map(|f| {
+                    let offset = f.entry.stored_offset;
+                    f.dst.as_mut().map(|(_, buf)| ReadRequest {
+                        offset,
+                        buf: &mut buf[..],
+                    })
+                })
+                .collect();
+            self.inner.archives[src as usize].read_batch(&mut reqs)?;
+        }
+        let verify = self.read_verify();
+        let check = |f: Fetch<'_, '_>| -> Result<()> {
+            let Some((_, dst)) = f.dst else {
+                return Ok(());
+            };
+            self.check_plain(stream, f.block_no, &f.entry, dst, verify)?;
+            f.lead.finish(|| Arc::new(dst.to_vec()));
+            Ok(())
+        };
+        if direct.len() == 1 {
+            return direct.into_iter().try_for_each(check);
+        }
+        pools().decode(|| direct.into_par_iter().try_for_each(check))
     }
 
     /// Checks every block of `entries` (consecutive blocks of `stream`, the first numbered
@@ -315,14 +374,15 @@ impl File {
     }
 
     /// Decodes one fetched block into its piece and/or the cache, and hands it to waiters.
-    fn decode_fetch(&self, stream: SnapshotStream, f: Fetch<'_, '_>, raw: &[u8]) -> Result<()> {
+    /// `raw` is what [`fetch_stored`](Self::fetch_stored) fetched for it (empty when mapped).
+    fn decode_fetch(&self, stream: SnapshotStream, f: Fetch<'_, '_>, raw: Vec<u8>) -> Result<()> {
         let e = f.entry;
-        let stored = self.stored_bytes(stream, f.block_no, &e, raw)?;
         let verify = self.read_verify();
         match f.dst {
             Some((0, dst)) if dst.len() == e.logical_len as usize => {
                 // Covered whole: decode in place; copy out for waiters, and into the cache
                 // when the next fetch would cost a round trip.
+                let stored = self.stored_bytes(stream, f.block_no, &e, &raw)?;
                 self.decode_stored(stream, f.block_no, &e, stored, dst, verify)?;
                 if self.inner.archives[e.source as usize].is_remote() {
                     let v = Arc::new(dst.to_vec());
@@ -333,7 +393,15 @@ impl File {
                 }
             }
             dst => {
-                let v = self.decode_stored_vec(stream, f.block_no, &e, stored, verify)?;
+                let v = if !raw.is_empty() && self.stored_is_content(&e) {
+                    // Stored raw (incompressible) and not encrypted: the fetched bytes are
+                    // the content; check them and keep the buffer instead of copying it.
+                    self.check_plain(stream, f.block_no, &e, &raw, verify)?;
+                    raw
+                } else {
+                    let stored = self.stored_bytes(stream, f.block_no, &e, &raw)?;
+                    self.decode_stored_vec(stream, f.block_no, &e, stored, verify)?
+                };
                 if let Some((off, dst)) = dst {
                     copy_piece(&v, off, dst);
                 }

@@ -1,10 +1,12 @@
 //! Sequential-access detection for read-ahead, one detector per reader.
 //!
-//! A detector remembers where its reader's last read ended. A read that starts there
-//! continues a sequential run: the read-ahead window starts at about 1 MiB and doubles with
-//! each prefetch it issues, up to a maximum (tens of MiB for remote archives, where a window
-//! must cover the bandwidth-delay product and several requests are kept in flight); any other
-//! read is random and collapses the window, so random workloads pay nothing. The detector
+//! A detector remembers where its reader's last read ended. A read that starts there, or a
+//! little past it (at most [`MAX_SKIP`] bytes: positional readers walking records in index
+//! order skip headers, padding or unwanted records), continues a sequential run: the
+//! read-ahead window starts at about 1 MiB and doubles with each prefetch it issues, up to a
+//! maximum (tens of MiB for remote archives, where a window must cover the bandwidth-delay
+//! product and several requests are kept in flight); any other read (backwards, or further
+//! ahead) is random and collapses the window, so random workloads pay nothing. The detector
 //! also remembers how far ahead it has already asked, so a run of small reads issues one
 //! prefetch per half window rather than one per read.
 //!
@@ -15,6 +17,12 @@
 /// On local archives, reads at least this large are not followed by read-ahead: they are
 /// already decoded in parallel, and the page cache makes the next fetch cheap.
 pub const LARGE_READ: u64 = 1 << 20;
+
+/// Largest forward gap between the end of one read and the start of the next that still
+/// counts as sequential. Small enough that random reads (which land anywhere in the stream)
+/// essentially never fall inside it; a read inside the range already fetched ahead counts
+/// as sequential whatever the gap.
+pub const MAX_SKIP: u64 = 256 << 10;
 
 /// First window of a sequential run (smaller if the maximum is smaller).
 pub const INITIAL_WINDOW: u64 = 1 << 20;
@@ -50,7 +58,10 @@ impl ReadAhead {
         if self.max_window == 0 || len == 0 || (len >= LARGE_READ && !self.follow_large) {
             return None;
         }
-        if prev != offset {
+        let continues = prev != u64::MAX
+            && offset >= prev
+            && (offset - prev <= MAX_SKIP || (self.window != 0 && offset < self.issued_until));
+        if !continues {
             self.window = 0;
             self.issued_until = end;
             return None;
@@ -109,6 +120,16 @@ mod tests {
             None,
             "large local reads are not followed"
         );
+        // Index-order reads with small gaps between them are a run; a larger jump is not.
+        let mut g = ReadAhead::new(8 << 20, false);
+        assert_eq!(g.on_read(0, 4096), None);
+        assert!(
+            g.on_read(4096 + MAX_SKIP, 4096).is_some(),
+            "a small gap continues"
+        );
+        assert_eq!(g.on_read(100 << 20, 4096), None, "a large jump is random");
+        assert_eq!(g.on_read((100 << 20) + 4096 + MAX_SKIP + 1, 4096), None);
+        assert_eq!(g.on_read(0, 4096), None, "backwards is random");
         let mut remote = ReadAhead::new(64 << 20, true);
         assert_eq!(remote.on_read(0, 4 << 20), None);
         assert!(

@@ -75,6 +75,26 @@ class FileStat:
     @property
     def st_rdev(self) -> int: ...
 
+class Reader:
+    """Positional reads of one stream of an :class:`Archive` (``Archive.reader``) with a
+    read-ahead of their own. Thread-safe; pickles as its archive and stream, and opens a
+    reader of its own in another process (fork, spawn, forkserver)."""
+
+    @property
+    def stream(self) -> str: ...
+    @property
+    def archive(self) -> "Archive": ...
+    def size(self) -> int:
+        """Logical size of the stream in bytes."""
+    def readinto(self, buffer: _Buffer, offset: int) -> int:
+        """Fills ``buffer`` from ``offset`` without an intermediate copy; returns the number
+        of bytes written (fewer only at the end of the stream)."""
+    def read(self, offset: int, length: int) -> bytes:
+        """``length`` bytes at ``offset`` (fewer only past the end of the stream)."""
+    def _readinto_ranges(self, buffer: _Buffer, ranges: bytes) -> int:
+        """Fills ``buffer`` with the (offset, length) ranges given as little-endian int64
+        pairs, one after another, in one call; returns the bytes written."""
+
 class Archive:
     """An open hexz archive: random-access reads of its streams, info, verification, and
     the files of a file-tree archive (``namelist``, ``stat``, ``read_file``, ``open_file``).
@@ -108,6 +128,11 @@ class Archive:
     def readinto(self, buffer: _Buffer, offset: int, stream: str = "disk") -> int:
         """Fills ``buffer`` (bytearray, memoryview, numpy array) from ``offset``; returns the
         number of bytes written."""
+    def reader(self, stream: str = "disk") -> "Reader":
+        """A positional reader of ``stream`` with its own read-ahead: reads in index order
+        (each starting where the previous ended, or a little past it) get the following
+        blocks fetched and decoded in the background; random-order reads fetch nothing
+        ahead. The datasets of :mod:`hexz.torch` read through one each."""
     def stream(self, name: str = "disk") -> ArchiveStream:
         """A seekable binary file object (``io.RawIOBase``) over stream ``name``."""
     def info(self) -> Dict[str, Any]:

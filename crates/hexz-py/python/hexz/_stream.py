@@ -60,14 +60,16 @@ class ArchiveStream(_Reader):
     Made by ``Archive.stream(name)``. Supports ``read``, ``readinto`` (straight into the
     caller's buffer), ``seek``/``tell`` and everything ``io.RawIOBase`` derives from them, so
     ``tarfile``, ``shutil.copyfileobj``, PIL or ``numpy.fromfile``-style readers can use it.
-    Wrap it in ``io.BufferedReader`` for many tiny reads. Closing it does not close the
-    archive.
+    Wrap it in ``io.BufferedReader`` for many tiny reads. Reading on from where the last
+    read stopped gets the following blocks fetched and decoded in the background (its own
+    :class:`hexz.Reader`). Closing it does not close the archive.
     """
 
     def __init__(self, archive: "Archive", name: str = "disk") -> None:
         super().__init__()
         self._archive = archive
         self._name = name
+        self._reader = archive.reader(name)  # its own read-ahead for sequential reading
         self._size = archive.size(name)
         self._pos = 0
 
@@ -79,7 +81,7 @@ class ArchiveStream(_Reader):
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
         self._checkClosed()
-        n = self._archive.readinto(buffer, self._pos, self._name)
+        n = self._reader.readinto(buffer, self._pos)
         self._pos += n
         return n
 
@@ -87,7 +89,7 @@ class ArchiveStream(_Reader):
         self._checkClosed()
         if size is None or size < 0:
             size = max(self._size - self._pos, 0)
-        data = self._archive.read(self._pos, size, self._name)
+        data = self._reader.read(self._pos, size)
         self._pos += len(data)
         return data
 
@@ -109,6 +111,7 @@ class ArchiveFile(_Reader):
     def __init__(self, archive: "Archive", path: str, start: int, size: int) -> None:
         super().__init__()
         self._archive = archive
+        self._reader = archive.reader("disk")  # its own read-ahead for sequential reading
         self._path = path
         self._start = start
         self._size = size
@@ -126,7 +129,7 @@ class ArchiveFile(_Reader):
             n = min(len(b), self._size - self._pos)
             if n <= 0:
                 return 0
-            got = self._archive.readinto(b[:n], self._start + self._pos, "disk")
+            got = self._reader.readinto(b[:n], self._start + self._pos)
         self._pos += got
         return got
 
@@ -136,7 +139,7 @@ class ArchiveFile(_Reader):
         n = left if size is None or size < 0 else min(size, left)
         if n == 0:
             return b""
-        data = self._archive.read(self._start + self._pos, n, "disk")
+        data = self._reader.read(self._start + self._pos, n)
         self._pos += len(data)
         return data
 

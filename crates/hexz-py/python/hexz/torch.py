@@ -15,6 +15,11 @@ or other options); it pickles as the archive's location and options, so it works
 ``DataLoader(num_workers>0)`` under fork, spawn and forkserver, and with
 ``DistributedSampler``.
 
+Every dataset reads through a :class:`hexz.Reader` of its own: records read in index
+order (``num_workers=0``, or each worker's contiguous share) get the following blocks
+fetched and decoded in the background while Python handles the current one; random-order
+reads (``shuffle=True``) fetch nothing ahead.
+
 Cost of one DataLoader worker: the archive is reopened in the worker on first use, with a
 block cache of at most ``hexz.WORKER_CACHE_SIZE`` (32 MiB, filled only as blocks are read)
 and a 2 MiB read-ahead window, unless ``cache_size`` was given to ``hexz.open``, and three
@@ -35,7 +40,7 @@ except ImportError as e:  # pragma: no cover - exercised only without torch
         "hexz.torch needs PyTorch: pip install 'hexz[torch]' (or pip install torch)"
     ) from e
 
-from . import Archive
+from . import Archive, Reader
 from . import open as _open
 
 Source = Union[str, "os.PathLike[str]", Archive]
@@ -75,20 +80,59 @@ def _check_ranges(arr: np.ndarray, size: int, what: str) -> None:
 
 
 class _Reader:
-    """Shared item reading: one numpy array per range, filled in place."""
+    """Shared item reading: one numpy array per range, filled in place through the
+    dataset's own :class:`hexz.Reader`, so reads in index order are read ahead (the next
+    blocks decoded in the background) and random-order reads fetch nothing extra."""
 
     _archive: Archive
+    _reader: Reader
     stream: str
     transform: Optional[Callable[[np.ndarray], Any]]
 
     def _read(self, offset: int, length: int) -> Any:
         out = np.empty(length, dtype=np.uint8)
-        n = self._archive.readinto(out, offset, self.stream)
+        n = self._reader.readinto(out, offset)
         if n != length:  # the archive is shorter than when the dataset was made
             raise EOFError(
                 f"{self._archive.location}:{self.stream}: read {n} of {length} bytes at offset {offset}"
             )
         return self.transform(out) if self.transform is not None else out
+
+    def _read_many(self, ranges: np.ndarray) -> List[Any]:
+        return _read_ranges(self._reader, ranges, self.transform, f"{self._archive.location}:{self.stream}")
+
+
+def _read_ranges(
+    reader: Reader,
+    ranges: np.ndarray,
+    transform: Optional[Callable[[np.ndarray], Any]],
+    what: str,
+) -> List[Any]:
+    """The items for the ``(offset, length)`` rows of ``ranges``, read in one call (one
+    release of the GIL; ranges that follow each other in the archive read as one, their
+    blocks decoded in parallel). Each item is a view of one array holding the whole batch."""
+    lengths = ranges[:, 1]
+    ends = np.cumsum(lengths)
+    total = int(ends[-1]) if len(ends) else 0
+    buf = np.empty(total, dtype=np.uint8)
+    n = reader._readinto_ranges(buf, np.ascontiguousarray(ranges, dtype="<i8").tobytes())
+    if n != total:  # the archive is shorter than when the dataset was made
+        raise EOFError(f"{what}: read {n} of the {total} bytes of a batch of {len(ranges)} items")
+    items = [buf[a:b] for a, b in zip((ends - lengths).tolist(), ends.tolist())]
+    if transform is not None:
+        return [transform(x) for x in items]
+    return items
+
+
+def _checked_indices(indices: Sequence[int], n: int, what: str) -> np.ndarray:
+    """``indices`` as int64, negative ones counted from the end; ``IndexError`` if any is
+    out of range."""
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    idx = np.where(idx < 0, idx + n, idx)
+    bad = (idx < 0) | (idx >= n)
+    if bad.any():
+        raise IndexError(f"{what} {int(np.asarray(indices).reshape(-1)[np.argmax(bad)])} out of range ({n} {what}s)")
+    return idx
 
 
 class RecordDataset(_Reader, Dataset):
@@ -114,6 +158,7 @@ class RecordDataset(_Reader, Dataset):
             raise ValueError(f"record_size must be positive, not {record_size}")
         self._archive = _archive(path_or_url)
         self.stream = stream
+        self._reader = self._archive.reader(stream)
         self.record_size = int(record_size)
         self.transform = transform
         self._len = self._archive.size(stream) // self.record_size
@@ -133,6 +178,13 @@ class RecordDataset(_Reader, Dataset):
         if not 0 <= i < self._len:
             raise IndexError(f"record {i} out of range ({self._len} records)")
         return self._read(i * self.record_size, self.record_size)
+
+    def __getitems__(self, indices: Sequence[int]) -> List[Any]:
+        """The items of a DataLoader batch, read in one call (the DataLoader calls this
+        rather than ``__getitem__`` per index). Items are views of one array per batch."""
+        idx = _checked_indices(indices, self._len, "record")
+        rs = self.record_size
+        return self._read_many(np.stack([idx * rs, np.full_like(idx, rs)], axis=1))
 
 
 class IndexDataset(_Reader, Dataset):
@@ -157,6 +209,7 @@ class IndexDataset(_Reader, Dataset):
     ) -> None:
         self._archive = _archive(path_or_url)
         self.stream = stream
+        self._reader = self._archive.reader(stream)
         self.transform = transform
         self.index = _normalise_index(index)
         _check_ranges(self.index, self._archive.size(stream), f"{self._archive.location}:{stream}")
@@ -173,6 +226,13 @@ class IndexDataset(_Reader, Dataset):
         off, ln = self.index[int(i)]  # IndexError past the end, negative indices as numpy
         return self._read(int(off), int(ln))
 
+    def __getitems__(self, indices: Sequence[int]) -> List[Any]:
+        """The items of a DataLoader batch, read in one call (the DataLoader calls this
+        rather than ``__getitem__`` per index): ranges that follow each other in the
+        archive are read as one, their blocks decoded in parallel. Items are views of one
+        array per batch."""
+        return self._read_many(self.index[np.asarray(indices, dtype=np.int64).reshape(-1)])
+
 
 class FileDataset(Dataset):
     """Map-style dataset over the regular files of a file-tree archive (``hexz pack DIR``):
@@ -182,10 +242,16 @@ class FileDataset(Dataset):
     The files are those whose path (relative to the tree's root, as in
     :meth:`hexz.Archive.namelist`) starts with ``prefix`` and ends with ``suffix``, sorted by
     path; hard links count as files, symlinks, directories and other entries are left out.
-    The list is made once, here (walking only the directory ``prefix`` names), with where
-    each file lies in the archive, so an item is one ``readinto`` that decodes only the
-    blocks the file spans, with no lookup. The dataset pickles as the archive's location and
-    options plus that list, and opens the archive lazily in each DataLoader worker.
+    The list is made here (walking only the directory ``prefix`` names), with where each
+    file lies in the archive, so an item is one ``readinto`` that decodes only the blocks
+    the file spans, with no lookup; files read in path order are read ahead.
+
+    The dataset pickles lean: as the archive's location and options, ``prefix``,
+    ``suffix``, ``transform`` and the number of files, never the list itself, whatever the
+    size of the tree. A copy unpickled in another process (a spawn or forkserver
+    DataLoader worker) makes the list again from the archive's file table when first
+    needed, and raises ``RuntimeError`` if it no longer has the same number of files. Fork
+    workers inherit the parent's list as it is.
 
     Args:
         path_or_url: archive path or URL, or an open :class:`hexz.Archive`.
@@ -207,13 +273,35 @@ class FileDataset(Dataset):
         transform: Optional[Callable[[np.ndarray], Any]] = None,
     ) -> None:
         self._archive = _archive(path_or_url)
+        self._reader = self._archive.reader("disk")
         self.prefix = prefix
         self.suffix = suffix
         self.transform = transform
-        names, offs, sizes = self._archive._file_index(prefix, suffix)
-        self.paths: List[str] = names
-        self._offsets = np.frombuffer(offs, dtype="<u8").astype(np.int64)
-        self._sizes = np.frombuffer(sizes, dtype="<u8").astype(np.int64)
+        self._files: Optional["tuple[List[str], np.ndarray, np.ndarray]"] = self._list()
+        self._n = len(self._files[0])
+
+    def _list(self) -> "tuple[List[str], np.ndarray, np.ndarray]":
+        names, offs, sizes = self._archive._file_index(self.prefix, self.suffix)
+        offsets = np.frombuffer(offs, dtype="<u8").astype(np.int64)
+        lengths = np.frombuffer(sizes, dtype="<u8").astype(np.int64)
+        return names, offsets, lengths
+
+    def _index(self) -> "tuple[List[str], np.ndarray, np.ndarray]":
+        f = self._files
+        if f is None:
+            f = self._list()
+            if len(f[0]) != self._n:
+                raise RuntimeError(
+                    f"{self._archive.location}: {len(f[0])} files match prefix={self.prefix!r} "
+                    f"suffix={self.suffix!r} now, {self._n} when the dataset was made"
+                )
+            self._files = f
+        return f
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_files"] = None  # made again from the archive where it is unpickled
+        return state
 
     @property
     def archive(self) -> Archive:
@@ -221,29 +309,43 @@ class FileDataset(Dataset):
         return self._archive
 
     @property
+    def paths(self) -> List[str]:
+        """Path of each file, in item order."""
+        return self._index()[0]
+
+    @property
     def sizes(self) -> np.ndarray:
         """Byte length of each file, in item order."""
-        return self._sizes
+        return self._index()[2]
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return self._n
 
     def __getitem__(self, i: int) -> Any:
         i = int(i)
-        n = len(self.paths)
+        n = self._n
         if i < 0:
             i += n
         if not 0 <= i < n:
             raise IndexError(f"file {i} out of range ({n} files)")
-        size = int(self._sizes[i])
+        paths, offsets, sizes = self._index()
+        size = int(sizes[i])
         out = np.empty(size, dtype=np.uint8)
         if size:
-            got = self._archive.readinto(out, int(self._offsets[i]), "disk")
+            got = self._reader.readinto(out, int(offsets[i]))
             if got != size:  # the archive is shorter than when the dataset was made
                 raise EOFError(
-                    f"{self._archive.location}: read {got} of {size} bytes of {self.paths[i]!r}"
+                    f"{self._archive.location}: read {got} of {size} bytes of {paths[i]!r}"
                 )
         return self.transform(out) if self.transform is not None else out
+
+    def __getitems__(self, indices: Sequence[int]) -> List[Any]:
+        """The files of a DataLoader batch, read in one call (the DataLoader calls this
+        rather than ``__getitem__`` per index). Items are views of one array per batch."""
+        idx = _checked_indices(indices, self._n, "file")
+        _, offsets, sizes = self._index()
+        ranges = np.stack([offsets[idx], sizes[idx]], axis=1)
+        return _read_ranges(self._reader, ranges, self.transform, self._archive.location)
 
 
 def _dist_rank_world() -> "tuple[int, int]":
@@ -314,6 +416,7 @@ class ShardedIterable(_Reader, IterableDataset):
             raise ValueError("block_records and batch_size must be positive")
         self._archive = _archive(path_or_url)
         self.stream = stream
+        self._reader = self._archive.reader(stream)
         self.transform = transform
         size = self._archive.size(stream)
         if index is not None:
@@ -396,22 +499,21 @@ class ShardedIterable(_Reader, IterableDataset):
         _, world = self._rank_world()
         return self._n // world if self.drop_last else (-(-self._n // world) if self._n else 0)
 
-    def _range(self, rec: int) -> "tuple[int, int]":
-        if self.index is not None:
-            off, ln = self.index[rec]
-            return int(off), int(ln)
-        rs = self.record_size
-        return rec * rs, rs  # type: ignore[operator]
-
     def __iter__(self) -> Iterator[Any]:
         todo = self.rank_order()[self._start :]
         info = get_worker_info()
         wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
         bs = self.batch_size
         for u in range(wid, -(-len(todo) // bs) if len(todo) else 0, nw):
-            for rec in todo[u * bs : (u + 1) * bs]:
-                off, ln = self._range(int(rec))
-                item = self._read(off, ln)
+            # One read per unit: records of a shuffle block that lie next to each other
+            # in the archive are read as one.
+            recs = np.asarray(todo[u * bs : (u + 1) * bs], dtype=np.int64)
+            if self.index is not None:
+                ranges = self.index[recs]
+            else:
+                rs = self.record_size
+                ranges = np.stack([recs * rs, np.full_like(recs, rs)], axis=1)  # type: ignore[operator]
+            for item in self._read_many(ranges):
                 self._yielded += 1
                 yield item
 

@@ -1,0 +1,226 @@
+//! Read-ahead of positional reads (`StreamReader::read_at`), counted through
+//! `CountingBackend`: records read in index order (what a PyTorch map-style dataset does
+//! with `num_workers=0`) are fetched ahead in a few large calls, also when the records leave
+//! small gaps between them; records read in random order cost exactly their own blocks, with
+//! nothing fetched ahead; and blocks stored raw (incompressible data), served from the
+//! fetched buffer without a copy, are still checked.
+
+mod common;
+
+use common::{pack_files, Rng};
+use hexz_core::cache::prefetch::MAX_SKIP;
+use hexz_core::ops::PackOptions;
+use hexz_core::store::local::FileBackend;
+use hexz_core::store::testing::{Counters, CountingBackend};
+use hexz_core::store::StorageBackend;
+use hexz_core::{File, OpenOptions, SnapshotStream};
+use std::path::Path;
+use std::sync::Arc;
+
+const BLOCK: u64 = 64 << 10;
+const D: SnapshotStream = SnapshotStream::Disk;
+
+fn open_counted(path: &Path, opts: OpenOptions) -> (File, Arc<Counters>) {
+    let inner: Arc<dyn StorageBackend> = Arc::new(FileBackend::new(path).unwrap());
+    let b = CountingBackend::new(inner);
+    let c = b.counters();
+    let f = File::open_backend(Arc::new(b), None, opts).unwrap();
+    // Load every index page now, so the counts below are block fetches only.
+    assert!(f.entries(D).all(|e| e.is_ok()));
+    c.reset();
+    (f, c)
+}
+
+/// `len` incompressible bytes: every block is stored raw.
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    Rng::new(seed).fill(&mut v);
+    v
+}
+
+/// Records of 4–150 KiB in index order, starting `gap(i)` bytes after the previous one.
+fn records(total: u64, seed: u64, gap: impl Fn(&mut Rng) -> u64) -> Vec<(u64, u64)> {
+    let mut rng = Rng::new(seed);
+    let mut v = Vec::new();
+    let mut off = 0;
+    loop {
+        let len = (4 << 10) + rng.below(146 << 10);
+        if off + len > total {
+            return v;
+        }
+        v.push((off, len));
+        off += len + gap(&mut rng);
+    }
+}
+
+/// Stored bytes of the blocks `[off, off+len)` spans.
+fn stored_span(f: &File, off: u64, len: u64) -> u64 {
+    f.entries(D)
+        .map(|e| e.unwrap())
+        .filter(|e| e.logical_offset < off + len && off < e.logical_end() && !e.is_zero())
+        .map(|e| e.stored_len as u64)
+        .sum()
+}
+
+/// Reads `recs` through one reader's `read_at`, checking every byte; with `settle`, waits
+/// for the read-ahead after each record.
+fn read_records(f: &File, want: &[u8], recs: &[(u64, u64)], settle: bool) {
+    let mut r = f.reader(D).unwrap();
+    let mut buf = Vec::new();
+    for (i, &(off, len)) in recs.iter().enumerate() {
+        buf.resize(len as usize, 0);
+        assert_eq!(r.read_at(off, &mut buf).unwrap(), len as usize);
+        assert!(
+            buf == want[off as usize..(off + len) as usize],
+            "record {i} at {off} (+{len}) differs"
+        );
+        if settle {
+            f.wait_for_read_ahead();
+        }
+    }
+    f.wait_for_read_ahead();
+}
+
+/// Index-order reads, contiguous or with small gaps, are fetched ahead: few large backend
+/// calls instead of one per record, and no more bytes than the records span plus one
+/// read-ahead window.
+#[test]
+fn index_order_positional_reads_are_read_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = random_bytes(24 << 20, 1);
+    let (p, _) = pack_files(dir.path(), "a.hxz", Some(&d), None, &PackOptions::default());
+    let window = 2u64 << 20;
+    let opts = || OpenOptions {
+        read_ahead: window,
+        ..OpenOptions::default()
+    };
+    let contiguous = records(d.len() as u64, 2, |_| 0);
+    let gappy = records(d.len() as u64, 3, |rng| rng.below(MAX_SKIP + 1));
+    for (what, recs) in [("contiguous", &contiguous), ("gaps", &gappy)] {
+        for settle in [true, false] {
+            let (f, c) = open_counted(&p, opts());
+            read_records(&f, &d, recs, settle);
+            let first = recs[0];
+            let last = recs[recs.len() - 1];
+            let span = stored_span(&f, first.0, last.0 + last.1 - first.0);
+            let calls = c.calls();
+            if settle {
+                // Each read-ahead has finished before the next record: after the first two
+                // records, every record finds its blocks fetched ahead, one call per half
+                // window; and nothing is fetched beyond one window past the last record.
+                assert!(
+                    calls <= 3 + span / (window / 2),
+                    "{what}: {calls} backend calls for {} records over {span} bytes",
+                    recs.len()
+                );
+                assert!(
+                    calls * 4 < recs.len() as u64,
+                    "{what}: {calls} calls for {} records",
+                    recs.len()
+                );
+                assert!(
+                    c.bytes() <= span + window + BLOCK,
+                    "{what}: fetched {} bytes for a {span}-byte span",
+                    c.bytes()
+                );
+            } else {
+                // Racing the read-ahead, a record may fetch a block itself, and a late
+                // read-ahead job may fetch it again; still bounded.
+                assert!(
+                    c.bytes() <= 2 * span + window + BLOCK,
+                    "{what} (racing): fetched {} bytes for a {span}-byte span",
+                    c.bytes()
+                );
+            }
+        }
+    }
+}
+
+/// Records read in random order (no record starting within `MAX_SKIP` after the previous
+/// one) fetch exactly the blocks they span: nothing ahead.
+#[test]
+fn random_order_positional_reads_fetch_nothing_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = random_bytes(24 << 20, 4);
+    let (p, _) = pack_files(dir.path(), "a.hxz", Some(&d), None, &PackOptions::default());
+    let (f, c) = open_counted(&p, OpenOptions::default());
+    let all = records(d.len() as u64, 5, |_| 0);
+    let mut rng = Rng::new(6);
+    let mut order: Vec<(u64, u64)> = Vec::new();
+    while order.len() < 80 {
+        let (off, len) = all[rng.below(all.len() as u64) as usize];
+        let far = order.last().is_none_or(|&(po, pl)| {
+            let end = po + pl;
+            off < end || off - end > MAX_SKIP
+        });
+        // Blocks not fetched yet, so each record's cost is its own span.
+        let fresh = order
+            .iter()
+            .all(|&(o, l)| off + len + BLOCK <= o || o + l + BLOCK <= off);
+        if far && fresh {
+            order.push((off, len));
+        }
+    }
+    let want: u64 = order.iter().map(|&(o, l)| stored_span(&f, o, l)).sum();
+    c.reset();
+    read_records(&f, &d, &order, true);
+    assert_eq!(
+        c.bytes(),
+        want,
+        "random-order reads fetched more than they span"
+    );
+    // One call per record, or two when it covers some blocks whole (read straight into the
+    // caller's buffer) and others in part.
+    assert!(
+        c.calls() <= 2 * order.len() as u64,
+        "{} calls for {} random records",
+        c.calls(),
+        order.len()
+    );
+}
+
+/// A damaged block stored raw is an error naming the block, whether a foreground read or
+/// the read-ahead fetches it first; the bytes around it still read back.
+#[test]
+fn damaged_raw_block_is_an_error_through_read_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = random_bytes(8 << 20, 7);
+    let (p, _) = pack_files(dir.path(), "a.hxz", Some(&d), None, &PackOptions::default());
+    let e = File::open(&p)
+        .unwrap()
+        .entries(D)
+        .map(|e| e.unwrap())
+        .nth(40)
+        .unwrap();
+    assert_eq!(e.stored_len, e.logical_len, "random data is stored raw");
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[e.stored_offset as usize + 7] ^= 0x01;
+    std::fs::write(&p, &bytes).unwrap();
+    let (f, _) = open_counted(&p, OpenOptions::default());
+    let mut r = f.reader(D).unwrap();
+    let mut buf = vec![0u8; 20_000];
+    let mut off = 0u64;
+    let err = loop {
+        match r.read_at(off, &mut buf) {
+            Ok(n) => {
+                assert!(
+                    buf[..n] == d[off as usize..off as usize + n],
+                    "bytes at {off}"
+                );
+                off += n as u64;
+            }
+            Err(err) => break err.to_string(),
+        }
+        f.wait_for_read_ahead();
+    };
+    assert!(err.contains("CRC32"), "unexpected error: {err}");
+    assert!(
+        off <= e.logical_offset && e.logical_offset < off + buf.len() as u64,
+        "the error came at {off}, the damaged block starts at {}",
+        e.logical_offset
+    );
+    // A partial read of the damaged block alone fails too (it was not cached).
+    assert!(f.read_at(D, e.logical_offset + 100, 100).is_err());
+    let after = e.logical_end();
+    assert!(f.read_at(D, after, 1000).unwrap() == d[after as usize..after as usize + 1000]);
+}
