@@ -10,6 +10,7 @@
 #   RUNS=5 scripts/bench-tree.sh          # runs per timed command (default 3)
 #   SECTIONS=mount scripts/bench-tree.sh  # only the mount section (archives packed once)
 #   SECTIONS=million scripts/bench-tree.sh  # peak memory packing 1,000,000 small files
+#   SECTIONS=small scripts/bench-tree.sh    # 100,000 files of 4-150 KiB (SMALL_FILES=N to scale)
 #
 # Archives and extracted trees go to /var/tmp (a real disk); inputs are read once first so
 # every tool starts from a warm page cache.
@@ -28,6 +29,8 @@ sections=${SECTIONS:-pack extract read mount}
 has() { case " $sections " in *" $1 "*) return 0;; esac; return 1; }
 work=$(mktemp -d /var/tmp/hexz-bench-tree.XXXXXX)
 trap 'rm -rf "$work"' EXIT
+hf() { hyperfine --style none --runs "$runs" --warmup "${warmup:-1}" --export-json "$@" >/dev/null; }
+peak() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
 
 # One million files (1,000 directories of 1,000 files of 0-255 bytes): peak memory of packing
 # them (target: well under 150 MB plus the file table's stored size), against mksquashfs,
@@ -73,6 +76,101 @@ PY
   exit 0
 fi
 
+# 100,000 files of 4-150 KiB (log-uniform sizes, mean about 40 KiB, so about 3.8 GiB), 1,000
+# per directory, generated deterministically (a fixed seed): half log-like text, 30% binary
+# records, 20% random bytes (already-compressed media). Size, pack time, peak memory, full
+# extract and 1,000 random files by path, hexz against mksquashfs/unsquashfs (same codec and
+# block size) and tar | zstd -3 -T0. SMALL_FILES=N generates N files instead.
+small_section() {
+  local s=$work/small n=${SMALL_FILES:-100000}
+  echo "making $n files of 4-150 KiB..." >&2
+  python3 - "$s" "$n" <<'PY'
+import itertools, math, os, random, struct, sys
+root, n = sys.argv[1], int(sys.argv[2])
+rng = random.Random(11)
+abc = "abcdefghijklmnopqrstuvwxyz"
+vocab = ["".join(rng.choice(abc) for _ in range(rng.randint(2, 10))) for _ in range(5000)]
+cum = list(itertools.accumulate(1.0 / (i + 1) for i in range(len(vocab))))
+lines, t, total = [], 1_700_000_000, 0
+while total < 24 << 20:
+    t += rng.randint(0, 3)
+    words = " ".join(rng.choices(vocab, cum_weights=cum, k=rng.randint(4, 16)))
+    lvl = rng.choice(("INFO", "INFO", "INFO", "DEBUG", "WARN", "ERROR"))
+    lines.append(f"{t}.{rng.randint(0, 999999):06} {lvl} {rng.choice(vocab[:40])}: {words}\n")
+    total += len(lines[-1])
+text = "".join(lines).encode()
+recs, v = [], 0.0
+for i in range(24 << 20 >> 5):
+    v += rng.gauss(0, 1)
+    recs.append(struct.pack("<QIIfHHQ", i, rng.randint(0, 99), i * 7 % 1000, v,
+                            rng.randint(0, 15), 0, rng.getrandbits(20)))
+binary = b"".join(recs)
+noise = rng.randbytes(16 << 20)
+kinds = [(text, ".log", 50), (binary, ".bin", 30), (noise, ".jpg", 20)]
+lo, hi = math.log(4 << 10), math.log(150 << 10)
+for i in range(n):
+    if i % 1000 == 0:
+        os.makedirs(os.path.join(root, f"d{i // 1000:03}"))
+    pool, ext, _ = rng.choices(kinds, [k[2] for k in kinds])[0]
+    size = int(math.exp(rng.uniform(lo, hi)))
+    at = rng.randrange(len(pool) - size)
+    with open(os.path.join(root, f"d{i // 1000:03}", f"f{i:06}{ext}"), "wb") as fh:
+        fh.write(pool[at:at + size])
+PY
+  # No warm-up run: the inputs were read once (warm cache), and each run takes a minute.
+  local files bytes load warmup=0
+  files=$(find "$s" -type f | wc -l)
+  bytes=$(du -sb "$s" | cut -f1)
+  tar -cf - -C "$s" . >/dev/null
+  load=$(cut -d' ' -f1-3 /proc/loadavg)
+  echo "pack..." >&2
+  hf "$work/s-pack.json" \
+    -p "rm -f $work/s.hxz $work/s.sqfs $work/s.tar.zst" \
+    -n "hexz pack zstd-3 128K" "$hexz pack $s -o $work/s.hxz --compression zstd --level 3 --block-size 128K" \
+    -n "mksquashfs zstd-3 128K" "mksquashfs $s $work/s.sqfs -comp zstd -Xcompression-level 3 -b 131072 -quiet -no-progress" \
+    -n "tar | zstd -3 -T0" "tar -cf - -C $s . | zstd -3 -T0 -q -o $work/s.tar.zst"
+  local mem_hexz mem_sq
+  mem_hexz=$(rm -f "$work/s.hxz"; peak "$hexz" pack "$s" -o "$work/s.hxz" --compression zstd --level 3 --block-size 128K)
+  mem_sq=$(rm -f "$work/s.sqfs"; peak mksquashfs "$s" "$work/s.sqfs" -comp zstd -Xcompression-level 3 -b 131072 -quiet -no-progress)
+  [ -f "$work/s.tar.zst" ] || tar -cf - -C "$s" . | zstd -3 -T0 -q -o "$work/s.tar.zst"
+  echo "extract..." >&2
+  hf "$work/s-extract.json" \
+    -p "rm -rf $work/sx" \
+    -n "hexz extract" "$hexz extract $work/s.hxz -o $work/sx" \
+    -n "unsquashfs" "unsquashfs -q -n -d $work/sx $work/s.sqfs" \
+    -n "zstd -d | tar -x" "mkdir -p $work/sx && zstd -dc $work/s.tar.zst | tar -xf - -C $work/sx"
+  rm -rf "$work/sx"
+  (cd "$s" && find . -type f -printf '%P\n') | shuf -n 1000 --random-source=<(yes) >"$work/s-pick"
+  # Both tools must return the source's bytes.
+  while IFS= read -r p; do "$hexz" cat "$work/s.hxz" "$p"; done <"$work/s-pick" | cmp -s - <(cd "$s" && xargs -d '\n' cat -- <"$work/s-pick") \
+    || { echo "hexz cat returned other bytes" >&2; exit 1; }
+  echo "random reads..." >&2
+  hf "$work/s-read.json" \
+    -n "hexz cat x1000 (process per file)" "while IFS= read -r p; do $hexz cat $work/s.hxz \"\$p\"; done <$work/s-pick >/dev/null" \
+    -n "unsquashfs -e x1000 (process per file)" "while IFS= read -r p; do unsquashfs -q -n -cat $work/s.sqfs \"\$p\"; done <$work/s-pick >/dev/null"
+  med() { jq -r --arg n "$2" '.results[] | select(.command==$n) | .median' "$1"; }
+  {
+    echo "Small files: $files files of 4-150 KiB, $(numfmt --to=iec "$bytes"); runs: $runs; $(date -u +%F); load before: $load"
+    echo
+    echo "| tool | archive size | pack (median s) | peak RSS pack | full extract (median s) |"
+    echo "|---|---:|---:|---:|---:|"
+    echo "| hexz zstd-3 128K | $(stat -c %s "$work/s.hxz") | $(med "$work/s-pack.json" "hexz pack zstd-3 128K") | $((mem_hexz / 1024)) MiB | $(med "$work/s-extract.json" "hexz extract") |"
+    echo "| mksquashfs zstd-3 128K | $(stat -c %s "$work/s.sqfs") | $(med "$work/s-pack.json" "mksquashfs zstd-3 128K") | $((mem_sq / 1024)) MiB | $(med "$work/s-extract.json" "unsquashfs") |"
+    echo "| tar \\| zstd -3 -T0 | $(stat -c %s "$work/s.tar.zst") | $(med "$work/s-pack.json" "tar | zstd -3 -T0") | - | $(med "$work/s-extract.json" "zstd -d | tar -x") |"
+    echo
+    echo "| 1,000 random files by path, one process per file | median s |"
+    echo "|---|---:|"
+    echo "| hexz cat | $(med "$work/s-read.json" "hexz cat x1000 (process per file)") |"
+    echo "| unsquashfs -cat | $(med "$work/s-read.json" "unsquashfs -e x1000 (process per file)") |"
+    echo
+    echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+  } | tee "$work/../hexz-bench-small.md"
+}
+if [ "$sections" = small ]; then
+  small_section
+  exit 0
+fi
+
 src=$work/src
 mkdir -p "$src"
 if [ -n "${TREE:-}" ]; then
@@ -87,8 +185,6 @@ files=$(find "$src" -type f | wc -l)
 bytes=$(du -sb "$src" | cut -f1)
 
 load=$(cut -d' ' -f1-3 /proc/loadavg)
-hf() { hyperfine --style none --runs "$runs" --warmup 1 --export-json "$@" >/dev/null; }
-peak() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
 
 if has pack; then
 echo "pack..." >&2

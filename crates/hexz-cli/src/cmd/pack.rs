@@ -175,6 +175,7 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
         let t = hexz_core::ops::tree::TreePackOptions {
             exclude: a.exclude.clone(),
             strict: a.strict,
+            ..Default::default()
         };
         return super::tree::pack(
             a.dir.as_deref(),

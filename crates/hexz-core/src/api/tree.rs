@@ -25,9 +25,10 @@ use crate::format::tree::{
 use crate::format::{Codec, SnapshotStream, MAX_STORED_OVERHEAD};
 use std::sync::{Arc, Mutex};
 
-/// Plain bytes of pages the per-tree cache keeps (about 128 pages of the usual 64 KiB; a
-/// hostile table of 16 MiB pages cannot make it hold more than this plus one page).
-const PAGE_CACHE_BYTES: usize = 8 << 20;
+/// Plain bytes of pages the per-tree cache keeps (about 128 pages of the usual 64 KiB). A
+/// least recently used page is evicted whenever the total exceeds this, so the cache never
+/// holds more (a single page larger than the bound, up to 16 MiB, is not kept at all).
+pub const PAGE_CACHE_BYTES: usize = 8 << 20;
 
 pub use crate::format::tree::EntryKind;
 
@@ -112,6 +113,12 @@ impl FileTree {
     /// Counts and the root reference.
     pub fn header(&self) -> &TreeHeader {
         &self.header
+    }
+
+    /// Plain bytes of the decoded pages the cache holds now (at most [`PAGE_CACHE_BYTES`]
+    /// once a read returns); for tests and diagnostics.
+    pub fn page_cache_bytes(&self) -> usize {
+        self.cache.lock().map_or(0, |g| g.1)
     }
 
     fn page(&self, r: &TreePageRef, level: u8) -> Result<Arc<TreePage>> {

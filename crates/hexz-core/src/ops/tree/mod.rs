@@ -23,4 +23,5 @@ pub use extract::{extract, ExtractOptions, ExtractStats};
 pub(crate) use pack::copy_table;
 pub use pack::{
     pack_entries, pack_tar, pack_tar_to, pack_tree, pack_tree_to, TreePackOptions, TreePackStats,
+    MAX_DEDUP_FILES,
 };

@@ -17,7 +17,7 @@ use std::io::Read;
 use std::path::Path;
 
 /// Tree-specific packing options (the stream options are [`PackOptions`]).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct TreePackOptions {
     /// Glob patterns of paths to leave out. A pattern with a `/` is matched against the path
     /// relative to the tree root, one without against each entry's name; an excluded
@@ -25,6 +25,20 @@ pub struct TreePackOptions {
     pub exclude: Vec<String>,
     /// Fail (instead of warning) when a file changes or vanishes while it is packed.
     pub strict: bool,
+    /// Most distinct files the whole-file dedup table remembers (default
+    /// [`MAX_DEDUP_FILES`]); files after that are stored without the check (their blocks may
+    /// still be deduplicated). Bounds the packer's memory.
+    pub max_dedup_files: usize,
+}
+
+impl Default for TreePackOptions {
+    fn default() -> Self {
+        TreePackOptions {
+            exclude: Vec::new(),
+            strict: false,
+            max_dedup_files: MAX_DEDUP_FILES,
+        }
+    }
 }
 
 /// What a tree pack did.
@@ -53,10 +67,11 @@ const CHUNK: usize = 1 << 20;
 /// The producer's error when the packer has gone (it failed first: its error is the one
 /// to report).
 const PACKER_STOPPED: &str = "the packer stopped reading";
-/// Small-file dedup table cap: 33 bytes per bucket, and kept under 7/8 of 2^20 buckets so
-/// the table never doubles to 2^21 (that last doubling briefly held 100 MB when packing a
-/// million files); about 35 MB at most. Later small files are stored without the check.
-const MAX_DEDUP_FILES: usize = 900_000;
+/// Default small-file dedup table cap ([`TreePackOptions::max_dedup_files`]): 33 bytes per
+/// bucket, and kept under 7/8 of 2^20 buckets so the table never doubles to 2^21 (that last
+/// doubling briefly held 100 MB when packing a million files); about 35 MB at most. Later
+/// small files are stored without the check.
+pub const MAX_DEDUP_FILES: usize = 900_000;
 
 /// Feeds file contents into the data stream and hands out their offsets.
 pub(super) struct DataOut {
@@ -68,6 +83,12 @@ pub(super) struct DataOut {
     /// Files smaller than this are read whole and deduplicated by content.
     pub(super) small: u64,
     dedup: HashMap<[u8; 16], (u64, u64)>,
+    /// Large files already stored, by size: (BLAKE3 of the content, data offset).
+    large: HashMap<u64, Vec<([u8; 32], u64)>>,
+    /// Entries in `large` (all sizes).
+    large_count: usize,
+    /// Most entries `dedup` and `large` may hold together.
+    dedup_cap: usize,
     pub(super) dedup_files: u64,
 }
 
@@ -98,10 +119,38 @@ impl DataOut {
         }
         let at = self.pos;
         self.append(data)?;
-        if self.dedup.len() < MAX_DEDUP_FILES {
+        if self.dedup.len() + self.large_count < self.dedup_cap {
             self.dedup.insert(key, (at, data.len() as u64));
         }
         Ok(at)
+    }
+
+    /// Whether an earlier large file had exactly `size` bytes: only then can a large file
+    /// repeat one, and only then is it worth hashing before it is stored.
+    pub(super) fn large_size_seen(&self, size: u64) -> bool {
+        self.large.contains_key(&size)
+    }
+
+    /// The data offset of an earlier large file of `size` bytes with content hash `hash`.
+    /// Block dedup alone would share all its blocks but the last, which also holds the
+    /// files after it; pointing at the earlier copy stores none of it again.
+    pub(super) fn large_lookup(&mut self, size: u64, hash: &[u8; 32]) -> Option<u64> {
+        let off = self
+            .large
+            .get(&size)?
+            .iter()
+            .find(|(h, _)| h == hash)
+            .map(|&(_, off)| off)?;
+        self.dedup_files += 1;
+        Some(off)
+    }
+
+    /// Remembers a large file stored whole at `off` (up to the dedup cap).
+    pub(super) fn remember_large(&mut self, size: u64, hash: [u8; 32], off: u64) {
+        if self.dedup.len() + self.large_count < self.dedup_cap {
+            self.large.entry(size).or_default().push((hash, off));
+            self.large_count += 1;
+        }
     }
 
     /// Starts a large file: pads to the next block boundary (fixed blocks); returns its offset.
@@ -385,6 +434,7 @@ impl Warnings {
 fn run_pack(
     sink: &mut dyn PackSink,
     opts: &PackOptions,
+    dedup_cap: usize,
     progress: Option<&(dyn Fn(&PackProgress) + Sync)>,
     produce: impl FnOnce(&mut DataOut) -> Result<Produced> + Send,
 ) -> Result<TreePackStats> {
@@ -403,6 +453,9 @@ fn run_pack(
                 align,
                 small,
                 dedup: HashMap::new(),
+                large: HashMap::new(),
+                large_count: 0,
+                dedup_cap,
                 dedup_files: 0,
             };
             let r = produce(&mut data).and_then(|mut p| {
@@ -491,7 +544,9 @@ pub fn pack_tree_to(
 ) -> Result<TreePackStats> {
     let output = sink.local_path().map(Path::to_path_buf);
     let walker = super::walk::Walker::new(root, output.as_deref(), opts, tree)?;
-    run_pack(sink, opts, progress, move |data| walker.run(data))
+    run_pack(sink, opts, tree.max_dedup_files, progress, move |data| {
+        walker.run(data)
+    })
 }
 
 /// Packs a tar stream into a new tree archive at `output`, without unpacking it to disk.
@@ -517,7 +572,7 @@ pub fn pack_tar_to(
 ) -> Result<TreePackStats> {
     let table = TableBuilder::new(opts.codec, opts.level)?;
     let excludes = super::walk::Excludes::new(&tree.exclude)?;
-    run_pack(sink, opts, progress, move |data| {
+    run_pack(sink, opts, tree.max_dedup_files, progress, move |data| {
         super::tar::produce(input, data, table, &excludes)
     })
 }
@@ -551,7 +606,8 @@ pub fn pack_entries(
 ) -> Result<TreePackStats> {
     let mut table = TableBuilder::new(opts.codec, opts.level)?;
     table.unchecked = true;
-    run_pack(&mut FileSink::create(output)?, opts, None, move |out| {
+    let sink = &mut FileSink::create(output)?;
+    run_pack(sink, opts, MAX_DEDUP_FILES, None, move |out| {
         out.append(&data)?;
         for e in &entries {
             table.push(e)?;

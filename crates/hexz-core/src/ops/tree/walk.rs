@@ -15,7 +15,7 @@ use crate::ops::PackOptions;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::ffi::{CString, OsStr};
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -158,6 +158,41 @@ fn shown(p: &Path) -> String {
     p.display().to_string()
 }
 
+/// Entries of one directory handled together (see [`Walker::run_of_entries`]): bounds the
+/// memory a huge directory takes to this many entries.
+const RUN_ENTRIES: usize = 4096;
+
+/// A name's extension (after its last `.`, unless that is the first byte), or empty.
+fn extension(name: &[u8]) -> &[u8] {
+    match name.iter().rposition(|&c| c == b'.') {
+        Some(i) if i > 0 => &name[i + 1..],
+        _ => b"",
+    }
+}
+
+/// BLAKE3 of the next `size` bytes of `f`, or `None` when it holds another number of bytes.
+fn hash_whole(
+    f: &mut std::fs::File,
+    size: u64,
+    buf: &mut [u8],
+) -> std::io::Result<Option<[u8; 32]>> {
+    let mut hasher = blake3::Hasher::new();
+    let mut got = 0u64;
+    while got < size {
+        let want = (size - got).min(buf.len() as u64) as usize;
+        let n = f.read(&mut buf[..want])?;
+        if n == 0 {
+            return Ok(None);
+        }
+        hasher.update(&buf[..n]);
+        got += n as u64;
+    }
+    if f.read(&mut buf[..1])? != 0 {
+        return Ok(None);
+    }
+    Ok(Some(*hasher.finalize().as_bytes()))
+}
+
 /// Walks one directory tree into the data stream and the file table.
 pub(super) struct Walker {
     root: PathBuf,
@@ -269,87 +304,8 @@ impl Walker {
                 names.push(d.file_name().as_bytes().to_vec());
             }
             names.sort_unstable();
-            for name in names {
-                let mut rel = dir.clone();
-                if !rel.is_empty() {
-                    rel.push(b'/');
-                }
-                rel.extend_from_slice(&name);
-                if self.excludes.excluded(&rel, &name) {
-                    continue;
-                }
-                let abs = self.abs(&rel);
-                if rel.len() > MAX_PATH_LEN {
-                    return Err(Error::InvalidArgument(format!(
-                        "{}: path longer than {MAX_PATH_LEN} bytes",
-                        shown(&abs)
-                    )));
-                }
-                let meta = match std::fs::symlink_metadata(&abs) {
-                    Ok(m) => m,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        self.warnings
-                            .warn(format!("{}: vanished while packing", shown(&abs)))?;
-                        continue;
-                    }
-                    Err(e) => return Err(Error::io(format!("cannot stat {}", shown(&abs)), e)),
-                };
-                let Some(kind) = kind_of(meta.file_type()) else {
-                    self.warnings
-                        .warn(format!("{}: unknown file type, not stored", shown(&abs)))?;
-                    continue;
-                };
-                let mut e = entry_from_meta(rel.clone(), kind, &meta);
-                match kind {
-                    EntryKind::Dir => pending.push(Reverse(rel.clone())),
-                    EntryKind::Symlink => {
-                        let t = match std::fs::read_link(&abs) {
-                            Ok(t) => t,
-                            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                                self.warnings
-                                    .warn(format!("{}: vanished while packing", shown(&abs)))?;
-                                continue;
-                            }
-                            Err(err) => {
-                                return Err(Error::io(format!("cannot read {}", shown(&abs)), err))
-                            }
-                        };
-                        e.link = t.as_os_str().as_bytes().to_vec();
-                        if e.link.is_empty() || e.link.len() > MAX_PATH_LEN {
-                            return Err(Error::InvalidArgument(format!(
-                                "{}: symlink target of {} bytes is not storable",
-                                shown(&abs),
-                                e.link.len()
-                            )));
-                        }
-                        e.size = e.link.len() as u64;
-                    }
-                    EntryKind::File => {
-                        let key = (meta.dev(), meta.ino());
-                        if meta.nlink() > 1 {
-                            if let Some((target, off, size)) = links.get(&key) {
-                                e.flags = ENTRY_FLAG_HARDLINK;
-                                e.link = target.clone();
-                                e.data_offset = *off;
-                                e.size = *size;
-                                self.xattrs(&mut e, &abs)?;
-                                self.table.push(&e)?;
-                                continue;
-                            }
-                        }
-                        let Some((off, size)) = self.file_data(&abs, &meta, data, &mut buf)? else {
-                            continue;
-                        };
-                        e.data_offset = off;
-                        e.size = size;
-                        if meta.nlink() > 1 {
-                            links.insert(key, (rel.clone(), off, size));
-                        }
-                    }
-                    _ => {}
-                }
-                self.xattrs(&mut e, &abs)?;
-                self.table.push(&e)?;
+            for run in names.chunks(RUN_ENTRIES) {
+                self.run_of_entries(&dir, run, data, &mut pending, &mut links, &mut buf)?;
             }
         }
         Ok(Produced {
@@ -358,6 +314,126 @@ impl Walker {
             warnings: self.warnings.list,
             warning_count: self.warnings.count,
         })
+    }
+
+    /// Stores one run of a directory's entries (`names`, sorted): entries go into the table
+    /// in name order, but the contents of single-link files go into the data stream in
+    /// (extension, name) order, so files of one kind share blocks: a block that mixes, say,
+    /// JPEG bytes with text compresses the text worse (one literal table per zstd block).
+    /// Files with more links keep name order: the first in table order holds the data.
+    fn run_of_entries(
+        &mut self,
+        dir: &[u8],
+        names: &[Vec<u8>],
+        data: &mut DataOut,
+        pending: &mut BinaryHeap<Reverse<Vec<u8>>>,
+        links: &mut HashMap<(u64, u64), (Vec<u8>, u64, u64)>,
+        buf: &mut [u8],
+    ) -> Result<()> {
+        // (entry, metadata of a single-link file whose data is still to be written)
+        let mut run: Vec<(TreeEntry, Option<std::fs::Metadata>)> = Vec::with_capacity(names.len());
+        for name in names {
+            let mut rel = dir.to_vec();
+            if !rel.is_empty() {
+                rel.push(b'/');
+            }
+            rel.extend_from_slice(name);
+            if self.excludes.excluded(&rel, name) {
+                continue;
+            }
+            let abs = self.abs(&rel);
+            if rel.len() > MAX_PATH_LEN {
+                return Err(Error::InvalidArgument(format!(
+                    "{}: path longer than {MAX_PATH_LEN} bytes",
+                    shown(&abs)
+                )));
+            }
+            let meta = match std::fs::symlink_metadata(&abs) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    self.warnings
+                        .warn(format!("{}: vanished while packing", shown(&abs)))?;
+                    continue;
+                }
+                Err(e) => return Err(Error::io(format!("cannot stat {}", shown(&abs)), e)),
+            };
+            let Some(kind) = kind_of(meta.file_type()) else {
+                self.warnings
+                    .warn(format!("{}: unknown file type, not stored", shown(&abs)))?;
+                continue;
+            };
+            let mut e = entry_from_meta(rel.clone(), kind, &meta);
+            match kind {
+                EntryKind::Dir => pending.push(Reverse(rel.clone())),
+                EntryKind::Symlink => {
+                    let t = match std::fs::read_link(&abs) {
+                        Ok(t) => t,
+                        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                            self.warnings
+                                .warn(format!("{}: vanished while packing", shown(&abs)))?;
+                            continue;
+                        }
+                        Err(err) => {
+                            return Err(Error::io(format!("cannot read {}", shown(&abs)), err))
+                        }
+                    };
+                    e.link = t.as_os_str().as_bytes().to_vec();
+                    if e.link.is_empty() || e.link.len() > MAX_PATH_LEN {
+                        return Err(Error::InvalidArgument(format!(
+                            "{}: symlink target of {} bytes is not storable",
+                            shown(&abs),
+                            e.link.len()
+                        )));
+                    }
+                    e.size = e.link.len() as u64;
+                }
+                EntryKind::File if meta.nlink() <= 1 => {
+                    run.push((e, Some(meta)));
+                    continue;
+                }
+                EntryKind::File => {
+                    let key = (meta.dev(), meta.ino());
+                    if let Some((target, off, size)) = links.get(&key) {
+                        e.flags = ENTRY_FLAG_HARDLINK;
+                        e.link = target.clone();
+                        e.data_offset = *off;
+                        e.size = *size;
+                    } else {
+                        let Some((off, size)) = self.file_data(&abs, &meta, data, buf)? else {
+                            continue;
+                        };
+                        e.data_offset = off;
+                        e.size = size;
+                        links.insert(key, (rel.clone(), off, size));
+                    }
+                }
+                _ => {}
+            }
+            run.push((e, None));
+        }
+        let mut order: Vec<usize> = (0..run.len()).filter(|&i| run[i].1.is_some()).collect();
+        order.sort_by(|&a, &b| {
+            let (na, nb) = (run[a].0.name(), run[b].0.name());
+            extension(na).cmp(extension(nb)).then_with(|| na.cmp(nb))
+        });
+        let mut vanished = vec![false; run.len()];
+        for i in order {
+            let abs = self.abs(&run[i].0.path);
+            let meta = run[i].1.take().expect("a deferred file");
+            match self.file_data(&abs, &meta, data, buf)? {
+                Some((off, size)) => (run[i].0.data_offset, run[i].0.size) = (off, size),
+                None => vanished[i] = true,
+            }
+        }
+        for (i, (mut e, _)) in run.into_iter().enumerate() {
+            if vanished[i] {
+                continue;
+            }
+            let abs = self.abs(&e.path);
+            self.xattrs(&mut e, &abs)?;
+            self.table.push(&e)?;
+        }
+        Ok(())
     }
 
     /// Sends one regular file's bytes; returns (data offset, bytes stored), or `None` when it
@@ -393,22 +469,43 @@ impl Walker {
             }
             (data.small_file(&bytes)?, bytes.len() as u64)
         } else {
-            let off = data.begin_large()?;
-            let mut got = 0u64;
-            while got < size {
-                let want = (size - got).min(buf.len() as u64) as usize;
-                let n = f.read(&mut buf[..want]).map_err(rd)?;
-                if n == 0 {
-                    changed = true;
-                    break;
+            // A large file as long as an earlier one may repeat it: hash it first and point
+            // at the earlier copy when it does (a second read, for size collisions only).
+            let mut repeat = None;
+            if data.large_size_seen(size) {
+                if let Some(h) = hash_whole(&mut f, size, buf).map_err(rd)? {
+                    repeat = data.large_lookup(size, &h);
                 }
-                data.append(&buf[..n])?;
-                got += n as u64;
+                if repeat.is_none() {
+                    f.seek(SeekFrom::Start(0)).map_err(rd)?;
+                }
             }
-            if !changed && f.read(&mut buf[..1]).map_err(rd)? != 0 {
-                changed = true;
+            match repeat {
+                Some(off) => (off, size),
+                None => {
+                    let off = data.begin_large()?;
+                    let mut hasher = blake3::Hasher::new();
+                    let mut got = 0u64;
+                    while got < size {
+                        let want = (size - got).min(buf.len() as u64) as usize;
+                        let n = f.read(&mut buf[..want]).map_err(rd)?;
+                        if n == 0 {
+                            changed = true;
+                            break;
+                        }
+                        data.append(&buf[..n])?;
+                        hasher.update(&buf[..n]);
+                        got += n as u64;
+                    }
+                    if !changed && f.read(&mut buf[..1]).map_err(rd)? != 0 {
+                        changed = true;
+                    }
+                    if !changed {
+                        data.remember_large(size, *hasher.finalize().as_bytes(), off);
+                    }
+                    (off, got)
+                }
             }
-            (off, got)
         };
         if let Ok(now) = f.metadata() {
             if now.len() != size
