@@ -538,10 +538,11 @@ fn tree_archive_refuses_an_overlay_and_streams_archives_still_mount() {
     unmount(g);
 }
 
-/// Listings are `readdirplus` replies (names with attributes, no `lookup` per name) served
-/// from a listing kept per directory inode: what `stat` shows after a listing, and the
-/// listing's own inode numbers and types, must equal the archive's listing (`hexz ls -R
-/// --json`); two readers interleaved in one large directory must each see every name.
+/// Listings are served from a listing kept per directory inode, as plain `readdir` replies
+/// or (`--readdirplus`) with attributes, no `lookup` per name: in both modes what `stat`
+/// shows after a listing, and the listing's own inode numbers and types, must equal the
+/// archive's listing (`hexz ls -R --json`); two readers interleaved in one large directory
+/// must each see every name.
 #[test]
 fn listing_attributes_through_the_mount_match_the_archive_listing() {
     if !fuse_ok() {
@@ -573,7 +574,13 @@ fn listing_attributes_through_the_mount_match_the_archive_listing() {
     assert_eq!(listed.len(), 4 + 40 + 3000 + 2);
 
     let mp = d.path("mnt");
-    let g = mount(&arc, &mp, &[]);
+    for extra in [&[][..], &["--readdirplus"]] {
+        check_listings(&src, &mp, &listed, mount(&arc, &mp, extra));
+    }
+}
+
+fn check_listings(src: &Path, mp: &Path, listed: &[serde_json::Value], g: MountGuard) {
+    let mp = mp.to_path_buf();
     let mut seen = 0;
     let mut stack = vec![mp.clone()];
     while let Some(dir) = stack.pop() {

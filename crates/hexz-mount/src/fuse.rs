@@ -297,6 +297,12 @@ pub struct MountOptions {
     pub allow_other: bool,
     /// Name shown as the mount's source in /proc/mounts.
     pub fsname: String,
+    /// Tree mounts: list directories with `readdirplus` (names with attributes). It saves
+    /// a `lookup` per name for `ls -l`, `du` and the like, but makes the kernel set up an
+    /// inode for every name listed, which walks that never `stat` (`ls -R`, `find`) pay
+    /// for: on the benchmark tree `find` took 0.41 s with it and 0.23 s without (default
+    /// off).
+    pub readdirplus: bool,
 }
 
 impl Default for MountOptions {
@@ -305,6 +311,7 @@ impl Default for MountOptions {
             threads: 4,
             allow_other: false,
             fsname: "hexz".into(),
+            readdirplus: false,
         }
     }
 }

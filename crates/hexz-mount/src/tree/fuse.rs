@@ -5,11 +5,12 @@
 //!
 //! Attributes, names and file pages are cached by the kernel for an hour
 //! (`FOPEN_KEEP_CACHE`, long time-outs): an archive never changes under a mount. Listings
-//! are `readdirplus` replies (names with attributes), so walking a tree (`ls -R`, `find`,
-//! `du`) costs no `lookup` per name. Directories are opened without a request (`opendir`
-//! answers ENOSYS once, and the kernel then opens and releases directories on its own,
-//! caching their listings), so a directory costs its listing only; closing a file sends no
-//! `flush` (`FOPEN_NOFLUSH`: there is nothing to write back).
+//! are plain `readdir` replies by default, or with [`MountOptions::readdirplus`]
+//! `readdirplus` replies (names with attributes, so `ls -l` or `du` cost no `lookup` per
+//! name, at the price of an inode per name listed). Directories are opened without a
+//! request (`opendir` answers ENOSYS once, and the kernel then opens and releases
+//! directories on its own, caching their listings), so a directory costs its listing only;
+//! closing a file sends no `flush` (`FOPEN_NOFLUSH`: there is nothing to write back).
 
 use super::{Stat, TreeFs};
 use crate::error::Result;
@@ -36,6 +37,8 @@ thread_local! {
 
 struct TreeFuse {
     fs: Arc<TreeFs>,
+    /// Ask the kernel for `readdirplus` ([`MountOptions::readdirplus`]).
+    readdirplus: bool,
 }
 
 fn kind(k: EntryKind) -> FileType {
@@ -115,11 +118,12 @@ impl Filesystem for TreeFuse {
         let _ = config.set_max_readahead(MAX_IO);
         let _ = config.set_max_background(64);
         let _ = config.set_congestion_threshold(48);
-        for cap in [
-            InitFlags::FUSE_MAX_PAGES,
-            InitFlags::FUSE_ASYNC_DIO,
-            InitFlags::FUSE_DO_READDIRPLUS,
-        ] {
+        let plus = if self.readdirplus {
+            InitFlags::FUSE_DO_READDIRPLUS
+        } else {
+            InitFlags::empty()
+        };
+        for cap in [InitFlags::FUSE_MAX_PAGES, InitFlags::FUSE_ASYNC_DIO, plus] {
             let _ = config.add_capabilities(cap);
         }
         Ok(())
@@ -328,5 +332,6 @@ impl Filesystem for TreeFuse {
 /// Mounts `fs` read-only on `mountpoint` (checked like a streams mount) and serves it from
 /// background threads; returns once the mount is usable.
 pub fn mount_tree(fs: Arc<TreeFs>, mountpoint: &Path, opts: &MountOptions) -> Result<Mounted> {
-    mount_filesystem(TreeFuse { fs }, mountpoint, opts, false)
+    let readdirplus = opts.readdirplus;
+    mount_filesystem(TreeFuse { fs, readdirplus }, mountpoint, opts, false)
 }

@@ -15,8 +15,8 @@
 //! * **Directories** are listed once per reading ([`FileTree::read_dir`] reads only that
 //!   directory's pages) and served by offset, so a 10k-entry directory is listed once
 //!   however many `readdir` calls the kernel makes. The listing keeps each entry, so
-//!   `readdirplus` hands out names with their attributes ([`TreeFs::lookup_item`]) and
-//!   `ls -l`, `find` or `du` need no `lookup` per name.
+//!   `readdirplus` (when the mount asks for it) hands out names with their attributes
+//!   ([`TreeFs::lookup_item`]) and `ls -l` or `du` need no `lookup` per name.
 //! * **Reads** go through the open handle's own [`StreamReader`] on the data stream: only
 //!   the blocks a range spans are decoded, through the archive's shared block cache, and
 //!   read-ahead follows each handle's own access pattern (two programs reading one file, or
