@@ -13,12 +13,13 @@
 # scripts/mkimage.sh (or BENCH_IMAGE).
 #
 #   scripts/bench-mount.sh          # prints a markdown table, saved to WORK/results.md
+#   HEXZ_BIN=path scripts/bench-mount.sh   # an already built hexz (no cargo build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin:/sbin"
 scripts/deps.sh bench
-cargo build --release -p hexz-cli >/dev/null
-hexz=$PWD/target/release/hexz
+if [ -z "${HEXZ_BIN:-}" ]; then cargo build --release -p hexz-cli >/dev/null; fi
+hexz=${HEXZ_BIN:-$PWD/target/release/hexz}
 runs=${RUNS:-5}
 work=${WORK:-/var/tmp/hexz-bench-mount}
 mkdir -p "$work"
@@ -60,6 +61,7 @@ mibs() { # seconds -> MiB/s of the image
 }
 secs() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N); awk -v a="$t0" -v b="$t1" 'BEGIN {print b-a}'; }
 
+load=$(cut -d' ' -f1-3 /proc/loadavg)
 declare -A R
 for i in $(seq "$runs"); do
   echo "run $i/$runs" >&2
@@ -82,6 +84,8 @@ m() { tr ' ' '\n' <<<"${R[$1]}" | grep . | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", a/b}'; }
 rh=$(m rh); rs=$(m rs); sh=$(m sh); ss=$(m ss); sl=$(m sl); qm=$(m qm); qn=$(m qn)
 {
+echo "Load average before: $load"
+echo
 echo "| measure (median of $runs, cold page cache) | hexz | reference | ratio | target |"
 echo "|---|---:|---:|---:|---|"
 echo "| random 4 KiB reads, fio psync 4 jobs (IOPS) | $rh (mount) | $rs (squashfuse_ll) | $(ratio "$rh" "$rs") | >= 1.5x |"

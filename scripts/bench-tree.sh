@@ -234,19 +234,23 @@ umount_mp() {
   while mountpoint -q "$mp"; do sleep 0.05; done
 }
 trap 'mountpoint -q "$mp" && umount_mp; rm -rf "$work"' EXIT
-# mtime TOOL NAME CMD: median wall time (s) of CMD run in a fresh mount by TOOL, RUNS times.
+# mtime CMD: median wall times (s) "hexz squashfuse" of CMD, each run in a fresh mount by
+# each tool in turn (interleaved, so a change of machine load hits both alike), RUNS times.
 mtime() {
-  local tool=$1 cmd=$3 t=()
+  local cmd=$1 th=() ts=()
   for _ in $(seq "$runs"); do
-    "mount_$tool"
-    local t0 t1
-    t0=$(date +%s.%N)
-    (cd "$mp" && bash -c "$cmd") >/dev/null
-    t1=$(date +%s.%N)
-    umount_mp
-    t+=("$(echo "$t1 - $t0" | bc -l)")
+    for tool in hexz sq; do
+      "mount_$tool" >/dev/null
+      local t0 t1
+      t0=$(date +%s.%N)
+      (cd "$mp" && bash -c "$cmd") >/dev/null
+      t1=$(date +%s.%N)
+      umount_mp >/dev/null
+      if [ $tool = hexz ]; then th+=("$(echo "$t1 - $t0" | bc -l)"); else ts+=("$(echo "$t1 - $t0" | bc -l)"); fi
+    done
   done
-  printf '%s\n' "${t[@]}" | sort -g | awk '{a[NR]=$1} END {printf "%.3f", a[int((NR+1)/2)]}'
+  med3() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {printf "%.3f", a[int((NR+1)/2)]}'; }
+  echo "$(med3 "${th[@]}") $(med3 "${ts[@]}")"
 }
 if has mount; then
   echo "mount..." >&2
@@ -259,12 +263,9 @@ if has mount; then
   }
   sanity hexz
   sanity sq
-  rd_hexz=$(mtime hexz read "xargs -d '\n' cat -- <$work/pick")
-  rd_sq=$(mtime sq read "xargs -d '\n' cat -- <$work/pick")
-  ls_hexz=$(mtime hexz ls "ls -R .")
-  ls_sq=$(mtime sq ls "ls -R .")
-  find_hexz=$(mtime hexz find "find .")
-  find_sq=$(mtime sq find "find .")
+  read -r rd_hexz rd_sq <<<"$(mtime "xargs -d '\n' cat -- <$work/pick")"
+  read -r ls_hexz ls_sq <<<"$(mtime "ls -R .")"
+  read -r find_hexz find_sq <<<"$(mtime "find .")"
 fi
 
 med() { jq -r --arg n "$2" '.results[] | select(.command==$n) | .median' "$1"; }

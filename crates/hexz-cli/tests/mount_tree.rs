@@ -16,7 +16,7 @@ use common::{is_mounted, s, tmp, Dir, MountGuard};
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirEntryExt, FileExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -535,5 +535,120 @@ fn tree_archive_refuses_an_overlay_and_streams_archives_still_mount() {
         std::fs::read(mp.join("disk")).unwrap(),
         std::fs::read(&raw).unwrap()
     );
+    unmount(g);
+}
+
+/// Listings are served from a listing kept per directory inode, as plain `readdir` replies
+/// or (`--readdirplus`) with attributes, no `lookup` per name: in both modes what `stat`
+/// shows after a listing, and the listing's own inode numbers and types, must equal the
+/// archive's listing (`hexz ls -R --json`); two readers interleaved in one large directory
+/// must each see every name.
+#[test]
+fn listing_attributes_through_the_mount_match_the_archive_listing() {
+    if !fuse_ok() {
+        return;
+    }
+    let d = tmp();
+    let src = d.path("src");
+    for dir in ["a", "a/b", "c", "big"] {
+        std::fs::create_dir_all(src.join(dir)).unwrap();
+    }
+    for i in 0..40u64 {
+        let p = src
+            .join(["a", "a/b", "c"][i as usize % 3])
+            .join(format!("f{i}"));
+        std::fs::write(&p, noise(i, (i * 977) as usize)).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600 + (i as u32 % 8)))
+            .unwrap();
+        set_mtime(&p, 1_600_000_000 + i as i64, i as i64 * 1_000_003);
+    }
+    for i in 0..3000 {
+        std::fs::write(src.join(format!("big/n{i:04}")), b"").unwrap();
+    }
+    std::os::unix::fs::symlink("../a/f0", src.join("c/link")).unwrap();
+    std::fs::hard_link(src.join("a/f3"), src.join("c/hard")).unwrap();
+    let arc = d.path("t.hxz");
+    pack(&src, &arc, &[]);
+    let out = ok(hexz().args(["ls", "-R", "--json"]).arg(&arc));
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.len(), 4 + 40 + 3000 + 2);
+
+    let mp = d.path("mnt");
+    for extra in [&[][..], &["--readdirplus"]] {
+        check_listings(&src, &mp, &listed, mount(&arc, &mp, extra));
+    }
+}
+
+fn check_listings(src: &Path, mp: &Path, listed: &[serde_json::Value], g: MountGuard) {
+    let mp = mp.to_path_buf();
+    let mut seen = 0;
+    let mut stack = vec![mp.clone()];
+    while let Some(dir) = stack.pop() {
+        for de in std::fs::read_dir(&dir).unwrap() {
+            let de = de.unwrap();
+            let p = de.path();
+            let rel = p.strip_prefix(&mp).unwrap().to_str().unwrap().to_string();
+            let want = listed
+                .iter()
+                .find(|v| v["path"] == rel.as_str())
+                .unwrap_or_else(|| panic!("{rel} is not in the archive listing"));
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            // The listing's inode number and type agree with stat.
+            assert_eq!(de.ino(), m.ino(), "{rel}");
+            assert_eq!(de.file_type().unwrap(), m.file_type(), "{rel}");
+            let kind = if m.is_dir() {
+                stack.push(p.clone());
+                "dir"
+            } else if m.file_type().is_symlink() {
+                "symlink"
+            } else {
+                "file"
+            };
+            assert!(
+                want["type"] == kind || want["type"] == "hardlink",
+                "{rel}: {want}"
+            );
+            assert_eq!(want["mode"], format!("{:04o}", m.mode() & 0o7777), "{rel}");
+            assert_eq!(want["uid"], m.uid(), "{rel}");
+            assert_eq!(want["gid"], m.gid(), "{rel}");
+            assert_eq!(want["mtime"], m.mtime(), "{rel}");
+            assert_eq!(want["mtime_nsec"], m.mtime_nsec(), "{rel}");
+            if kind != "dir" {
+                assert_eq!(
+                    m.len(),
+                    std::fs::symlink_metadata(src.join(&rel)).unwrap().len()
+                );
+            }
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, listed.len());
+    // The hard link and its target are one inode with two names.
+    let (h, t) = (
+        std::fs::metadata(mp.join("c/hard")).unwrap(),
+        std::fs::metadata(mp.join("a/f3")).unwrap(),
+    );
+    assert_eq!((h.ino(), h.nlink()), (t.ino(), 2));
+
+    // Two readers of one directory, interleaved: the first to reach the end drops the
+    // kept listing, the other's next batch is served from a fresh one.
+    let mut r1 = std::fs::read_dir(mp.join("big")).unwrap();
+    let mut r2 = std::fs::read_dir(mp.join("big")).unwrap();
+    let (mut n1, mut n2) = (Vec::new(), Vec::new());
+    for e in r1.by_ref().take(100) {
+        n1.push(e.unwrap().file_name());
+    }
+    for e in r2.by_ref() {
+        n2.push(e.unwrap().file_name());
+    }
+    for e in r1 {
+        n1.push(e.unwrap().file_name());
+    }
+    drop(r2);
+    let want: Vec<std::ffi::OsString> = (0..3000).map(|i| format!("n{i:04}").into()).collect();
+    n1.sort();
+    n2.sort();
+    assert_eq!(n1, want);
+    assert_eq!(n2, want);
     unmount(g);
 }

@@ -4,7 +4,13 @@
 //! writing or a `setattr` that gets here is refused with EROFS too.
 //!
 //! Attributes, names and file pages are cached by the kernel for an hour
-//! (`FOPEN_KEEP_CACHE`, long time-outs): an archive never changes under a mount.
+//! (`FOPEN_KEEP_CACHE`, long time-outs): an archive never changes under a mount. Listings
+//! are plain `readdir` replies by default, or with [`MountOptions::readdirplus`]
+//! `readdirplus` replies (names with attributes, so `ls -l` or `du` cost no `lookup` per
+//! name, at the price of an inode per name listed). Directories are opened without a
+//! request (`opendir` answers ENOSYS once, and the kernel then opens and releases
+//! directories on its own, caching their listings), so a directory costs its listing only;
+//! closing a file sends no `flush` (`FOPEN_NOFLUSH`: there is nothing to write back).
 
 use super::{Stat, TreeFs};
 use crate::error::Result;
@@ -12,7 +18,7 @@ use crate::fuse::{mount_filesystem, MountOptions, Mounted, MAX_IO};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
 use hexz_core::api::tree::EntryKind;
 use std::cell::RefCell;
@@ -31,6 +37,8 @@ thread_local! {
 
 struct TreeFuse {
     fs: Arc<TreeFs>,
+    /// Ask the kernel for `readdirplus` ([`MountOptions::readdirplus`]).
+    readdirplus: bool,
 }
 
 fn kind(k: EntryKind) -> FileType {
@@ -67,6 +75,29 @@ fn to_fuse(s: &Stat) -> FileAttr {
     }
 }
 
+/// Attributes for the `.` and `..` items of a `readdirplus` reply: the kernel ignores them
+/// (it neither caches nor counts these names), only the inode number reaches `getdents`.
+fn dot_attr(ino: u64) -> FileAttr {
+    let t = std::time::SystemTime::UNIX_EPOCH;
+    FileAttr {
+        ino: INodeNo(ino),
+        size: 0,
+        blocks: 0,
+        atime: t,
+        mtime: t,
+        ctime: t,
+        crtime: t,
+        kind: FileType::Directory,
+        perm: 0o555,
+        nlink: 1,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
 fn errno(e: i32) -> Errno {
     Errno::from_i32(e)
 }
@@ -87,7 +118,12 @@ impl Filesystem for TreeFuse {
         let _ = config.set_max_readahead(MAX_IO);
         let _ = config.set_max_background(64);
         let _ = config.set_congestion_threshold(48);
-        for cap in [InitFlags::FUSE_MAX_PAGES, InitFlags::FUSE_ASYNC_DIO] {
+        let plus = if self.readdirplus {
+            InitFlags::FUSE_DO_READDIRPLUS
+        } else {
+            InitFlags::empty()
+        };
+        for cap in [InitFlags::FUSE_MAX_PAGES, InitFlags::FUSE_ASYNC_DIO, plus] {
             let _ = config.add_capabilities(cap);
         }
         Ok(())
@@ -142,16 +178,33 @@ impl Filesystem for TreeFuse {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
         match self.fs.open(ino.0, write) {
-            Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+            Ok(fh) => reply.opened(
+                FileHandle(fh),
+                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
+            ),
             Err(e) => reply.error(errno(e)),
         }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.fs.release(fh.0);
+        reply.ok()
     }
 
     fn read(
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         size: u32,
         _flags: OpenFlags,
@@ -164,52 +217,78 @@ impl Filesystem for TreeFuse {
             if buf.len() < size {
                 buf.resize(size, 0);
             }
-            match self.fs.read(ino.0, offset, &mut buf[..size]) {
+            match self.fs.read(ino.0, fh.0, offset, &mut buf[..size]) {
                 Ok(n) => reply.data(&buf[..n]),
                 Err(e) => reply.error(errno(e)),
             }
         })
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.opendir(ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_CACHE_DIR),
-            Err(e) => reply.error(errno(e)),
-        }
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        // Zero-message opendir: from now on the kernel opens and releases directories
+        // itself (the listing is kept by inode, see `TreeFs::listing`).
+        reply.error(Errno::ENOSYS)
     }
 
     fn readdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        match self.fs.readdir(fh.0) {
-            Ok(items) => {
-                let start = usize::try_from(offset).unwrap_or(usize::MAX);
-                for (i, it) in items.iter().enumerate().skip(start) {
-                    let name = OsStr::from_bytes(&it.name);
-                    if reply.add(INodeNo(it.ino), (i + 1) as u64, kind(it.kind), name) {
-                        break;
-                    }
-                }
-                reply.ok()
-            }
-            Err(e) => reply.error(errno(e)),
+        let items = match self.fs.listing(ino.0) {
+            Ok(items) => items,
+            Err(e) => return reply.error(errno(e)),
+        };
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        if start >= items.len() {
+            self.fs.listing_done(ino.0);
         }
+        for (i, it) in items.iter().enumerate().skip(start) {
+            let name = OsStr::from_bytes(&it.name);
+            if reply.add(INodeNo(it.ino), (i + 1) as u64, kind(it.kind), name) {
+                break;
+            }
+        }
+        reply.ok()
     }
 
-    fn releasedir(
+    fn readdirplus(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        reply: ReplyEmpty,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
     ) {
-        self.fs.releasedir(fh.0);
+        let items = match self.fs.listing(ino.0) {
+            Ok(items) => items,
+            Err(e) => return reply.error(errno(e)),
+        };
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        if start >= items.len() {
+            // The reply that tells the kernel the listing is over.
+            self.fs.listing_done(ino.0);
+        }
+        for (i, it) in items.iter().enumerate().skip(start) {
+            let name = OsStr::from_bytes(&it.name);
+            // Every name but `.` and `..` counts as a lookup the kernel holds until it
+            // forgets it; a name that no longer fits in the reply is not held.
+            let (attr, held) = match self.fs.lookup_item(it) {
+                Ok(Some(s)) => (to_fuse(&s), true),
+                Ok(None) => (dot_attr(it.ino), false),
+                Err(e) if i == start => return reply.error(errno(e)),
+                Err(_) => break,
+            };
+            if reply.add(attr.ino, (i + 1) as u64, name, &TTL, &attr, Generation(0)) {
+                if held {
+                    self.fs.forget(attr.ino.0, 1);
+                }
+                break;
+            }
+        }
         reply.ok()
     }
 
@@ -253,5 +332,6 @@ impl Filesystem for TreeFuse {
 /// Mounts `fs` read-only on `mountpoint` (checked like a streams mount) and serves it from
 /// background threads; returns once the mount is usable.
 pub fn mount_tree(fs: Arc<TreeFs>, mountpoint: &Path, opts: &MountOptions) -> Result<Mounted> {
-    mount_filesystem(TreeFuse { fs }, mountpoint, opts, false)
+    let readdirplus = opts.readdirplus;
+    mount_filesystem(TreeFuse { fs, readdirplus }, mountpoint, opts, false)
 }

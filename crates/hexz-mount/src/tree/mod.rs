@@ -12,11 +12,15 @@
 //!   it on `lookup` and leaves it when the kernel `forget`s as many lookups, so it holds what
 //!   the kernel holds, never the whole table. Lookups descend the paged B+tree
 //!   ([`FileTree::lookup`]): a few pages, kept in the tree's page cache.
-//! * **Directories** are listed once per open handle ([`FileTree::read_dir`] reads only
-//!   that directory's pages) and served by offset, so a 10k-entry directory is listed once
-//!   however many `readdir` calls the kernel makes.
-//! * **Reads** go through [`hexz_core::File::read_at_into`] on the data stream: only the
-//!   blocks a range spans are decoded, through the archive's shared block cache.
+//! * **Directories** are listed once per reading ([`FileTree::read_dir`] reads only that
+//!   directory's pages) and served by offset, so a 10k-entry directory is listed once
+//!   however many `readdir` calls the kernel makes. The listing keeps each entry, so
+//!   `readdirplus` (when the mount asks for it) hands out names with their attributes
+//!   ([`TreeFs::lookup_item`]) and `ls -l` or `du` need no `lookup` per name.
+//! * **Reads** go through the open handle's own [`StreamReader`] on the data stream: only
+//!   the blocks a range spans are decoded, through the archive's shared block cache, and
+//!   read-ahead follows each handle's own access pattern (two programs reading one file, or
+//!   two files, sequentially are each read ahead; a random reader pays nothing).
 //! * **Link counts**: the file table records a hard link as a link to its first name but no
 //!   per-inode count, so the hard links are counted once at start-up by one pass over the
 //!   table (memory proportional to the number of hard-linked files, not to the table).
@@ -30,7 +34,7 @@ use crate::fs::log;
 use hexz_core::api::tree::EntryKind;
 use hexz_core::api::FileTree;
 use hexz_core::format::tree::TreeEntry;
-use hexz_core::SnapshotStream;
+use hexz_core::{SnapshotStream, StreamReader};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -41,6 +45,10 @@ pub const ROOT_INO: u64 = 1;
 
 /// How many hash probes are tried for a free inode number on a collision.
 const MAX_PROBES: u64 = 64;
+
+/// Directory listings kept between `readdir` calls (readers that stop before the end leave
+/// theirs behind; beyond this many, one is dropped and made again if asked for).
+pub const MAX_LISTINGS: usize = 256;
 
 /// The attributes of one node, as `stat` shows them.
 #[derive(Debug, Clone)]
@@ -89,6 +97,16 @@ pub struct DirItem {
     pub kind: EntryKind,
     /// The name (`.` and `..` included).
     pub name: Vec<u8>,
+    /// The file table entry (`None` for `.` and `..`), for `readdirplus`.
+    pub entry: Option<Arc<TreeEntry>>,
+}
+
+/// An open regular file: its entry and its own reader of the data stream, so read-ahead is
+/// tracked per handle.
+struct OpenFile {
+    entry: Arc<TreeEntry>,
+    /// `None` for an empty file (and a tree without a data stream).
+    reader: Option<Mutex<StreamReader>>,
 }
 
 struct Node {
@@ -105,8 +123,10 @@ pub struct TreeFs {
     inodes: Mutex<HashMap<u64, Node>>,
     /// Names per hard-linked inode, by the path of its first name.
     nlinks: HashMap<Vec<u8>, u32>,
-    /// Listings of open directory handles.
+    /// Listings being read, by directory inode (at most [`MAX_LISTINGS`]).
     dirs: Mutex<HashMap<u64, Arc<Vec<DirItem>>>>,
+    /// Open file handles.
+    files: Mutex<HashMap<u64, Arc<OpenFile>>>,
     next_fh: AtomicU64,
     /// Size of the data stream (0 when the tree has no file bytes).
     data_size: u64,
@@ -191,6 +211,7 @@ impl TreeFs {
             inodes: Mutex::new(inodes),
             nlinks,
             dirs: Mutex::new(HashMap::new()),
+            files: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             data_size,
         })
@@ -245,7 +266,7 @@ impl TreeFs {
     }
 
     /// Records one kernel lookup of `entry` and returns its attributes.
-    fn remember(&self, entry: TreeEntry) -> Result<Stat, i32> {
+    fn remember(&self, entry: Arc<TreeEntry>) -> Result<Stat, i32> {
         let key = inode_key(&entry).to_vec();
         let mut m = self.inodes.lock().map_err(|_| libc::EIO)?;
         for probe in 0..MAX_PROBES {
@@ -265,7 +286,6 @@ impl TreeFs {
                     ));
                 }
                 None => {
-                    let entry = Arc::new(entry);
                     m.insert(
                         ino,
                         Node {
@@ -297,9 +317,19 @@ impl TreeFs {
             _ => [dir.path.as_slice(), b"/", name].concat(),
         };
         match self.tree.lookup(&path) {
-            Ok(Some(e)) => self.remember(e),
+            Ok(Some(e)) => self.remember(Arc::new(e)),
             Ok(None) => Err(libc::ENOENT),
             Err(e) => Err(self.fail("lookup", &path, e)),
+        }
+    }
+
+    /// Records one kernel lookup of listed `item`, as a `readdirplus` reply makes the kernel
+    /// hold it (released by [`TreeFs::forget`]), and returns its attributes; `None` for `.`
+    /// and `..`, which the kernel neither counts nor caches from a listing.
+    pub fn lookup_item(&self, item: &DirItem) -> Result<Option<Stat>, i32> {
+        match &item.entry {
+            Some(e) => self.remember(e.clone()).map(Some),
+            None => Ok(None),
         }
     }
 
@@ -333,22 +363,55 @@ impl TreeFs {
         Ok(e.link.clone())
     }
 
-    /// Opens file `ino`: writing is refused with EROFS.
-    pub fn open(&self, ino: u64, write: bool) -> Result<(), i32> {
+    /// Opens file `ino` and returns a handle for [`TreeFs::read`] with its own read-ahead
+    /// (closed by [`TreeFs::release`]); writing is refused with EROFS.
+    pub fn open(&self, ino: u64, write: bool) -> Result<u64, i32> {
         let e = self.node_entry(ino)?;
         if write {
             return Err(libc::EROFS);
         }
-        match e.kind {
-            EntryKind::Dir => Err(libc::EISDIR),
-            _ => Ok(()),
+        let reader = match e.kind {
+            EntryKind::Dir => return Err(libc::EISDIR),
+            EntryKind::File if e.size > 0 && self.data_size > 0 => {
+                let r = self
+                    .tree
+                    .file()
+                    .reader(SnapshotStream::Disk)
+                    .map_err(|err| self.fail("open", &e.path, err))?;
+                Some(Mutex::new(r))
+            }
+            _ => None,
+        };
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.files
+            .lock()
+            .map_err(|_| libc::EIO)?
+            .insert(fh, Arc::new(OpenFile { entry: e, reader }));
+        Ok(fh)
+    }
+
+    /// Closes file handle `fh`.
+    pub fn release(&self, fh: u64) {
+        if let Ok(mut f) = self.files.lock() {
+            f.remove(&fh);
         }
     }
 
-    /// Reads up to `buf.len()` bytes of regular file `ino` from `offset`; returns how many
+    /// Open file handles (for tests: every `open` is matched by a `release`).
+    pub fn open_files(&self) -> usize {
+        self.files.lock().map_or(0, |f| f.len())
+    }
+
+    /// Reads up to `buf.len()` bytes of regular file `ino` from `offset` through handle
+    /// `fh` (the kernel's handle of an open of `ino`; without one, `ino`'s entry is read
+    /// without read-ahead); returns how many
     /// (fewer only at the end of the file). Decodes only the blocks the range spans.
-    pub fn read(&self, ino: u64, offset: u64, buf: &mut [u8]) -> Result<usize, i32> {
-        let e = self.node_entry(ino)?;
+    pub fn read(&self, ino: u64, fh: u64, offset: u64, buf: &mut [u8]) -> Result<usize, i32> {
+        let open = self.files.lock().map_err(|_| libc::EIO)?.get(&fh).cloned();
+        let e = match &open {
+            Some(f) => f.entry.clone(),
+            None => self.node_entry(ino)?,
+        };
         match e.kind {
             EntryKind::File => {}
             EntryKind::Dir => return Err(libc::EISDIR),
@@ -370,11 +433,18 @@ impl TreeFs {
             return Ok(0);
         }
         let n = (e.size - offset).min(buf.len() as u64) as usize;
-        let got = self
-            .tree
-            .file()
-            .read_at_into(SnapshotStream::Disk, e.data_offset + offset, &mut buf[..n])
-            .map_err(|err| self.fail("read", &e.path, err))?;
+        let at = e.data_offset + offset;
+        // Concurrent reads of one handle: the first uses the handle's reader, the others
+        // read without read-ahead rather than wait.
+        let reader = open.as_ref().and_then(|f| f.reader.as_ref());
+        let got = match reader.map(|r| r.try_lock()) {
+            Some(Ok(mut r)) => r.read_at(at, &mut buf[..n]),
+            _ => self
+                .tree
+                .file()
+                .read_at_into(SnapshotStream::Disk, at, &mut buf[..n]),
+        }
+        .map_err(|err| self.fail("read", &e.path, err))?;
         if got != n {
             log(format!(
                 "read of '{}' failed: {got} of {n} bytes at offset {offset}",
@@ -385,9 +455,16 @@ impl TreeFs {
         Ok(n)
     }
 
-    /// Opens directory `ino`: lists it once (`.`, `..`, then its entries in name order)
-    /// and returns a handle for [`TreeFs::readdir`].
-    pub fn opendir(&self, ino: u64) -> Result<u64, i32> {
+    /// The listing of directory `ino` (`.`, `..`, then its entries in name order; item `i`
+    /// has offset `i + 1`). It is made once and kept until [`TreeFs::listing_done`], so a
+    /// large directory is listed once however many `readdir` calls the kernel makes. The
+    /// mount has no directory handles (the kernel opens directories without asking us), so
+    /// listings are kept by inode: the archive never changes, so one listing serves every
+    /// reader of a directory, and a listing dropped early is merely made again.
+    pub fn listing(&self, ino: u64) -> Result<Arc<Vec<DirItem>>, i32> {
+        if let Some(l) = self.dirs.lock().map_err(|_| libc::EIO)?.get(&ino) {
+            return Ok(l.clone());
+        }
         let dir = self.node_entry(ino)?;
         if dir.kind != EntryKind::Dir {
             return Err(libc::ENOTDIR);
@@ -402,42 +479,44 @@ impl TreeFs {
             ino,
             kind: EntryKind::Dir,
             name: b".".to_vec(),
+            entry: None,
         });
         items.push(DirItem {
             ino: path_ino(parent),
             kind: EntryKind::Dir,
             name: b"..".to_vec(),
+            entry: None,
         });
         for e in entries {
             items.push(DirItem {
                 ino: path_ino(inode_key(&e)),
                 kind: e.kind,
                 name: e.name().to_vec(),
+                entry: Some(Arc::new(e)),
             });
         }
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.dirs
-            .lock()
-            .map_err(|_| libc::EIO)?
-            .insert(fh, Arc::new(items));
-        Ok(fh)
-    }
-
-    /// The listing of open directory handle `fh`; item `i` has offset `i + 1`.
-    pub fn readdir(&self, fh: u64) -> Result<Arc<Vec<DirItem>>, i32> {
-        self.dirs
-            .lock()
-            .map_err(|_| libc::EIO)?
-            .get(&fh)
-            .cloned()
-            .ok_or(libc::EBADF)
-    }
-
-    /// Closes directory handle `fh`.
-    pub fn releasedir(&self, fh: u64) {
-        if let Ok(mut d) = self.dirs.lock() {
-            d.remove(&fh);
+        let items = Arc::new(items);
+        let mut dirs = self.dirs.lock().map_err(|_| libc::EIO)?;
+        if dirs.len() >= MAX_LISTINGS {
+            // Listings whose readers stopped before the end: drop one to stay bounded.
+            if let Some(&k) = dirs.keys().next() {
+                dirs.remove(&k);
+            }
         }
+        dirs.insert(ino, items.clone());
+        Ok(items)
+    }
+
+    /// Drops the kept listing of directory `ino` (a reader has reached its end).
+    pub fn listing_done(&self, ino: u64) {
+        if let Ok(mut d) = self.dirs.lock() {
+            d.remove(&ino);
+        }
+    }
+
+    /// Listings currently kept (for tests: bounded, and dropped once read to the end).
+    pub fn kept_listings(&self) -> usize {
+        self.dirs.lock().map_or(0, |d| d.len())
     }
 
     /// The value of extended attribute `name` of `ino` (ENODATA when it has none such).
