@@ -12,6 +12,7 @@
 # the same commands outside valgrind are printed beside the counts.
 #
 #   scripts/bench-instr.sh                      prints the table, saves bench-data/instr.tsv
+#   INSTR_BIN=path/to/instrbench ...            counts that build instead of building one
 #   INSTR_BASELINE=old.tsv scripts/bench-instr.sh   also compares with a saved run and fails
 #                                                   when a hexz count grew by more than
 #                                                   INSTR_TOLERANCE percent (default 2)
@@ -25,8 +26,12 @@ TOL=${INSTR_TOLERANCE:-2}
 dir=${BENCH_DIR:-/var/tmp/hexz-bench-instr}
 out=${INSTR_OUT:-bench-data/instr.tsv}
 mkdir -p "$dir" "$(dirname "$out")"
-cargo build -q --release --locked -p hexz-core --example instrbench
-bin=target/release/examples/instrbench
+if [ -n "${INSTR_BIN:-}" ]; then
+  bin=$INSTR_BIN  # e.g. an older build, to compare two commits
+else
+  cargo build -q --release --locked -p hexz-core --example instrbench
+  bin=target/release/examples/instrbench
+fi
 input="$dir/input-$MIB.bin"
 [ -s "$input" ] || "$bin" gen "$input" "$MIB"
 export HEXZ_PASSWORD=  # never prompt
