@@ -21,16 +21,8 @@ use hexz_core::{File, OpenOptions, SnapshotStream};
 use std::io::Write;
 use std::path::Path;
 
-/// xorshift64*: small, fast and the same everywhere.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
+mod common;
+use common::Rng;
 
 const WORDS: &[&str] = &[
     "block", "index", "archive", "stream", "disk", "memory", "the", "of", "and", "a", "to",

@@ -20,16 +20,8 @@ use hexz_core::format::BlockEntry;
 use hexz_core::{File, OpenOptions, SnapshotStream};
 use std::time::Instant;
 
-/// A small deterministic PRNG (xorshift64*), so runs pick the same blocks.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
+mod common;
+use common::Rng;
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));

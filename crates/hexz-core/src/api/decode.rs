@@ -10,6 +10,7 @@
 use super::file::File;
 use super::SnapshotStream;
 use crate::algo::compression::{lz4::Lz4Compressor, Compressor, NoCompression};
+use crate::algo::encryption::ArchiveCipher;
 use crate::algo::hash;
 use crate::error::{Error, Result};
 use crate::format::header::HEADER_SIZE;
@@ -144,11 +145,7 @@ impl File {
     ) -> Result<T> {
         let corrupt = |d: String| Self::corrupt_block(stream, block_no, e, d);
         self.check_stored(stream, block_no, e, stored)?;
-        let cipher = self
-            .inner
-            .ciphers
-            .get(e.source as usize)
-            .and_then(|c| c.as_deref());
+        let cipher = self.cipher_of(e);
         let decoder = self.decoder(e.codec)?;
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
@@ -165,6 +162,14 @@ impl File {
         })
     }
 
+    /// The cipher of the archive holding `e` (`None`: not encrypted).
+    fn cipher_of(&self, e: &BlockEntry) -> Option<&ArchiveCipher> {
+        self.inner
+            .ciphers
+            .get(e.source as usize)
+            .and_then(|c| c.as_deref())
+    }
+
     /// Whether the archive holding `e` writes the bound CRC (format 1.1).
     fn bound(&self, e: &BlockEntry) -> bool {
         self.inner.bound_crc.get(e.source as usize) == Some(&true)
@@ -174,13 +179,7 @@ impl File {
     /// (incompressible data) and not encrypted. Such a block needs no decoding, only its
     /// checks ([`check_plain`](Self::check_plain)), so the fetched buffer can be kept as is.
     pub(super) fn stored_is_content(&self, e: &BlockEntry) -> bool {
-        e.codec == Codec::None
-            && e.stored_len == e.logical_len
-            && self
-                .inner
-                .ciphers
-                .get(e.source as usize)
-                .is_some_and(|c| c.is_none())
+        e.codec == Codec::None && e.stored_len == e.logical_len && self.cipher_of(e).is_none()
     }
 
     /// Checks a block whose stored bytes are its content ([`stored_is_content`]) exactly
@@ -194,19 +193,19 @@ impl File {
         verify: Verify,
     ) -> Result<()> {
         debug_assert!(self.stored_is_content(e));
-        let bound = self.check_stored(stream, block_no, e, stored)?;
-        self.check_content(stream, block_no, e, stored, bound, verify)
+        self.check_stored(stream, block_no, e, stored)?;
+        self.check_content(stream, block_no, e, stored, self.bound(e), verify)
     }
 
-    /// Checks the length and CRC32 of a block's stored bytes; returns whether the CRC is the
-    /// bound one (which covers the content hash too).
+    /// Checks the length and CRC32 (bound or plain, see [`bound`](Self::bound)) of a
+    /// block's stored bytes.
     fn check_stored(
         &self,
         stream: SnapshotStream,
         block_no: u64,
         e: &BlockEntry,
         stored: &[u8],
-    ) -> Result<bool> {
+    ) -> Result<()> {
         let corrupt = |d: String| Self::corrupt_block(stream, block_no, e, d);
         let start = e.stored_offset;
         if stored.len() != e.stored_len as usize {
@@ -234,7 +233,7 @@ impl File {
                 )
             }));
         }
-        Ok(bound)
+        Ok(())
     }
 
     /// BLAKE3-checks decoded `content` when `verify` asks for it (always for `Full`; for

@@ -238,14 +238,10 @@ impl Filesystem for TreeFuse {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let items = match self.fs.listing(ino.0) {
-            Ok(items) => items,
+        let (items, start) = match self.fs.listing_from(ino.0, offset) {
+            Ok(l) => l,
             Err(e) => return reply.error(errno(e)),
         };
-        let start = usize::try_from(offset).unwrap_or(usize::MAX);
-        if start >= items.len() {
-            self.fs.listing_done(ino.0);
-        }
         for (i, it) in items.iter().enumerate().skip(start) {
             let name = OsStr::from_bytes(&it.name);
             if reply.add(INodeNo(it.ino), (i + 1) as u64, kind(it.kind), name) {
@@ -263,15 +259,10 @@ impl Filesystem for TreeFuse {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let items = match self.fs.listing(ino.0) {
-            Ok(items) => items,
+        let (items, start) = match self.fs.listing_from(ino.0, offset) {
+            Ok(l) => l,
             Err(e) => return reply.error(errno(e)),
         };
-        let start = usize::try_from(offset).unwrap_or(usize::MAX);
-        if start >= items.len() {
-            // The reply that tells the kernel the listing is over.
-            self.fs.listing_done(ino.0);
-        }
         for (i, it) in items.iter().enumerate().skip(start) {
             let name = OsStr::from_bytes(&it.name);
             // Every name but `.` and `..` counts as a lookup the kernel holds until it

@@ -507,6 +507,18 @@ impl TreeFs {
         Ok(items)
     }
 
+    /// The listing of `ino` and the index of the first item at directory offset `offset`
+    /// (what one `readdir` reply starts from). A call past the end is the one that tells the
+    /// kernel the listing is over: it drops the kept listing.
+    pub fn listing_from(&self, ino: u64, offset: u64) -> Result<(Arc<Vec<DirItem>>, usize), i32> {
+        let items = self.listing(ino)?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        if start >= items.len() {
+            self.listing_done(ino);
+        }
+        Ok((items, start))
+    }
+
     /// Drops the kept listing of directory `ino` (a reader has reached its end).
     pub fn listing_done(&self, ino: u64) {
         if let Ok(mut d) = self.dirs.lock() {
