@@ -28,6 +28,16 @@ impl Compressor for Lz4Compressor {
         Ok(())
     }
 
+    fn max_compressed_len(&self, len: usize) -> usize {
+        lz4_flex::block::get_maximum_output_size(len)
+    }
+
+    fn compress_to(&self, input: &[u8], out: &mut [u8]) -> Result<usize> {
+        lz4_flex::block::compress_into(input, out).map_err(|e| {
+            Error::InvalidArgument(format!("lz4 compression of {} bytes: {e}", input.len()))
+        })
+    }
+
     fn decompress_vec(&self, input: &[u8], len: usize) -> Result<Vec<u8>> {
         // Decodes into a vector of capacity `len`; output past it is an error, as with a slice.
         let v = lz4_flex::block::decompress(input, len).map_err(|e| Error::Decode {

@@ -41,6 +41,24 @@ fn zerr(what: &str, e: std::io::Error) -> Error {
     Error::InvalidArgument(format!("zstd {what}: {e}"))
 }
 
+impl ZstdCompressor {
+    /// Runs `f` with this thread's compression context at this level (made on first use).
+    fn with_cctx<T>(
+        &self,
+        f: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> Result<T>,
+    ) -> Result<T> {
+        CCTX.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.as_ref().is_none_or(|(l, _)| *l != self.level) {
+                let cc = zstd::bulk::Compressor::new(self.level).map_err(|e| zerr("init", e))?;
+                *c = Some((self.level, cc));
+            }
+            let (_, cc) = c.as_mut().expect("initialised above");
+            f(cc)
+        })
+    }
+}
+
 impl Compressor for ZstdCompressor {
     fn codec(&self) -> Codec {
         Codec::Zstd
@@ -51,18 +69,23 @@ impl Compressor for ZstdCompressor {
     }
 
     fn compress(&self, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        CCTX.with(|c| {
-            let mut c = c.borrow_mut();
-            if c.as_ref().is_none_or(|(l, _)| *l != self.level) {
-                let cc = zstd::bulk::Compressor::new(self.level).map_err(|e| zerr("init", e))?;
-                *c = Some((self.level, cc));
-            }
-            let (_, cc) = c.as_mut().expect("initialised above");
+        self.with_cctx(|cc| {
             out.clear();
             out.reserve(zstd::zstd_safe::compress_bound(input.len()));
             cc.compress_to_buffer(input, out)
                 .map_err(|e| zerr("compression failed", e))?;
             Ok(())
+        })
+    }
+
+    fn max_compressed_len(&self, len: usize) -> usize {
+        zstd::zstd_safe::compress_bound(len)
+    }
+
+    fn compress_to(&self, input: &[u8], out: &mut [u8]) -> Result<usize> {
+        self.with_cctx(|cc| {
+            cc.compress_to_buffer(input, out)
+                .map_err(|e| zerr("compression failed", e))
         })
     }
 

@@ -15,7 +15,10 @@ pub(super) struct Batch {
     pub(super) seq: u64,
     pub(super) raw: Vec<u8>,
     pub(super) lens: Vec<u32>,
+    /// Stored bytes of the batch's blocks, `out[..out_used]`. The vector keeps its length
+    /// across batches (only its first use zeroes it), so that blocks compress straight into it.
     pub(super) out: Vec<u8>,
+    pub(super) out_used: usize,
     pub(super) cooked: Vec<Cooked>,
 }
 
@@ -23,7 +26,7 @@ impl Batch {
     pub(super) fn clear(&mut self) {
         self.raw.clear();
         self.lens.clear();
-        self.out.clear();
+        self.out_used = 0;
         self.cooked.clear();
     }
 }

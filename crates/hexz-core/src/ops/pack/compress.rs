@@ -17,7 +17,7 @@ pub(super) struct Cooked {
     pub(super) codec: Codec,
     pub(super) crc: u32,
     pub(super) hash: [u8; 32],
-    /// Range in `Batch::out`.
+    /// Range in `Batch::out` (within `out_used`).
     pub(super) out_start: usize,
     pub(super) out_len: usize,
 }
@@ -27,7 +27,6 @@ pub(super) struct Cooked {
 pub(super) fn cook(
     b: &mut Batch,
     c: &dyn Compressor,
-    scratch: &mut Vec<u8>,
     cipher: Option<&ArchiveCipher>,
     bound: bool,
 ) -> Result<()> {
@@ -36,6 +35,7 @@ pub(super) fn cook(
         let len = b.lens[i] as usize;
         let data = &b.raw[at..at + len];
         at += len;
+        let out_start = b.out_used;
         if hash::is_all_zero(data) {
             b.cooked.push(Cooked {
                 len: len as u32,
@@ -43,7 +43,7 @@ pub(super) fn cook(
                 codec: Codec::None,
                 crc: 0,
                 hash: [0; 32],
-                out_start: b.out.len(),
+                out_start,
                 out_len: 0,
             });
             continue;
@@ -52,18 +52,25 @@ pub(super) fn cook(
             Some(k) => k.content_hash(data),
             None => hash::blake3(data),
         };
-        let (codec, stored): (Codec, &[u8]) = if c.codec() == Codec::None {
-            (Codec::None, data)
+        // Room for the worst case; the vector only grows (and zeroes) past its longest use.
+        let room = c.max_compressed_len(len).max(len);
+        if b.out.len() < out_start + room {
+            b.out.resize(out_start + room, 0);
+        }
+        let dst = &mut b.out[out_start..out_start + room];
+        let mut codec = c.codec();
+        let mut n = if codec == Codec::None {
+            len
         } else {
-            c.compress(data, scratch)?;
-            if scratch.len() < data.len() {
-                (c.codec(), &scratch[..])
-            } else {
-                (Codec::None, data)
-            }
+            c.compress_to(data, dst)?
         };
-        let out_start = b.out.len();
-        b.out.extend_from_slice(stored);
+        if codec == Codec::None || n >= len {
+            // Incompressible: stored as it is.
+            codec = Codec::None;
+            n = len;
+            dst[..len].copy_from_slice(data);
+        }
+        let stored = &dst[..n];
         b.cooked.push(Cooked {
             len: len as u32,
             zero: false,
@@ -76,8 +83,9 @@ pub(super) fn cook(
             },
             hash: h,
             out_start,
-            out_len: stored.len(),
+            out_len: n,
         });
+        b.out_used = out_start + n;
     }
     Ok(())
 }

@@ -71,11 +71,9 @@ pub(super) fn pack_stream(
             let work_rx = work_rx.clone();
             let done_tx = done_tx.clone();
             s.spawn(move || {
-                let mut scratch = Vec::new();
                 for mut b in work_rx {
-                    let r = catch_unwind(AssertUnwindSafe(|| {
-                        cook(&mut b, compressor, &mut scratch, cipher, bound)
-                    }));
+                    let r =
+                        catch_unwind(AssertUnwindSafe(|| cook(&mut b, compressor, cipher, bound)));
                     let r = match r {
                         Ok(r) => r.map(|_| b),
                         Err(p) => Err(panicked("compression worker", name, p)),
