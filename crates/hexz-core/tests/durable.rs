@@ -220,6 +220,56 @@ fn extract_to_dev_null_writes_in_place() {
         .contains(".tmp-")));
 }
 
+/// A loop device stands in for a disk: the stream is written in place, zero runs as zeros
+/// (over old content), and the node stays a block device. Needs root and `losetup`; says so
+/// and passes without them.
+#[test]
+fn extract_to_block_device_writes_in_place_with_zeros() {
+    let dir = tempfile::tempdir().unwrap();
+    // Data, a zero run, data, and an odd tail, so every write path is taken.
+    let mut data = mixed_data(2 << 20, 64 << 10, 9);
+    data.resize(6 << 20, 0);
+    data.extend_from_slice(&mixed_data(1 << 20, 64 << 10, 10));
+    data.extend_from_slice(&[7u8; 1000]);
+    let backing = dir.path().join("backing.img");
+    let len = 8u64 << 20;
+    std::fs::write(&backing, vec![0xEEu8; len as usize]).unwrap();
+    let out = std::process::Command::new("losetup")
+        .args(["--find", "--show"])
+        .arg(&backing)
+        .output();
+    let dev = match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        other => {
+            eprintln!("skipped: no loop device ({other:?})");
+            return;
+        }
+    };
+    struct Detach(String);
+    impl Drop for Detach {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("losetup")
+                .args(["-d", &self.0])
+                .status();
+        }
+    }
+    let _detach = Detach(dev.clone());
+    let f = open(&pack_bytes(dir.path(), &data));
+    let st = extract_to_path(&f, DISK, Path::new(&dev), None).unwrap();
+    assert!(st.in_place);
+    assert_eq!(st.bytes, data.len() as u64);
+    assert!(std::fs::metadata(&dev)
+        .unwrap()
+        .file_type()
+        .is_block_device());
+    let mut got = vec![0u8; data.len()];
+    std::fs::File::open(&dev)
+        .unwrap()
+        .read_exact(&mut got)
+        .unwrap();
+    assert!(got == data, "device content differs from the stream");
+}
+
 #[test]
 fn extract_to_fifo_streams_every_byte() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,9 +1,11 @@
 //! Extracting a whole stream (or a range of it) to a file, a device, a pipe or any writer.
 //!
-//! One thread walks the index lazily and decodes the stream in chunks of [`CHUNK_BYTES`]
-//! (the blocks of a chunk in parallel), while the calling thread writes the previous chunks
-//! in order: decoding and writing overlap, and at most a few chunks are in memory whatever
-//! the stream size. Runs of zero blocks are not decoded at all: a regular file gets a hole
+//! The index is walked lazily and the stream decoded in chunks of at most [`CHUNK_BYTES`]
+//! (the blocks of a chunk in parallel) while the previous chunks are written, in order:
+//! decoding and writing overlap, and at most a few chunks are in memory whatever the stream
+//! size. To a file or a block device, chunks are decoded straight into the [`WriteBack`]
+//! thread's aligned buffers (written with direct I/O where possible); to a pipe or another
+//! writer, a decoding thread hands chunks to the calling thread, which writes them. Runs of zero blocks are not decoded at all: a regular file gets a hole
 //! there (it stays sparse), other outputs get zeros.
 //!
 //! Where the output goes:
@@ -77,12 +79,9 @@ pub fn extract_to_path(
                 .open(path)
                 .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
             let name = path.display().to_string();
-            let mut out = WbOut {
-                wb: WriteBack::new(&f, 0, &name, true)?,
-                holes: false,
-            };
-            let mut stats = run(file, stream, 0, size, &mut out, progress)?;
-            out.wb.finish()?;
+            let mut wb = WriteBack::new(&f, 0, &name, true)?;
+            let mut stats = run_to_writeback(file, stream, size, &mut wb, false, progress)?;
+            wb.finish()?;
             stats.in_place = true;
             Ok(stats)
         }
@@ -105,12 +104,9 @@ pub fn extract_to_path(
         _ => {
             let mut atomic = AtomicFile::create(path)?;
             let name = atomic.temp_path().display().to_string();
-            let mut out = WbOut {
-                wb: WriteBack::new(atomic.file(), 0, &name, true)?,
-                holes: true,
-            };
-            let stats = run(file, stream, 0, size, &mut out, progress)?;
-            out.wb.finish()?;
+            let mut wb = WriteBack::new(atomic.file(), 0, &name, true)?;
+            let stats = run_to_writeback(file, stream, size, &mut wb, true, progress)?;
+            wb.finish()?;
             // A trailing hole: the length comes from set_len, not from a write.
             atomic
                 .file()
@@ -152,23 +148,70 @@ pub fn extract_range_to_writer(
     run(file, stream, start, end, &mut out, progress)
 }
 
-struct WbOut {
-    wb: WriteBack,
-    /// Leave holes for zero runs (regular files); else write zeros.
+/// Extracts the whole stream into `wb` on the calling thread: each data chunk is decoded
+/// (its blocks in parallel on the decode pool) straight into the writer's aligned chunk
+/// buffers, while the writer thread writes the previous chunks; zero runs become holes
+/// (`holes`) or written zeros.
+fn run_to_writeback(
+    file: &File,
+    stream: SnapshotStream,
+    size: u64,
+    wb: &mut WriteBack,
     holes: bool,
+    progress: Option<&dyn Fn(u64)>,
+) -> Result<ExtractStats> {
+    let mut stats = ExtractStats::default();
+    // A reader of its own, so a remote archive is read ahead (large requests, several in
+    // flight) while this thread decodes.
+    let mut reader = file.reader(stream).ok();
+    let mut done = 0u64;
+    plan(file, stream, 0, size, |off, len, zero| {
+        if zero {
+            stats.zero_bytes += len;
+            if holes {
+                wb.skip(len)?;
+            } else {
+                write_zeros(len, |z| wb.write(z))?;
+            }
+        } else {
+            wb.write_with(len, |pos, buf| {
+                let at = off + pos;
+                let n = match reader.as_mut() {
+                    Some(r) => r.read_at(at, buf),
+                    None => file.read_at_into(stream, at, buf),
+                }?;
+                if n == buf.len() {
+                    Ok(())
+                } else {
+                    Err(short_stream(stream, at + n as u64))
+                }
+            })?;
+        }
+        done += len;
+        if let Some(p) = progress {
+            p(done);
+        }
+        Ok(true)
+    })?;
+    if done != size {
+        return Err(blocks_end(stream, done, size));
+    }
+    stats.bytes = done;
+    Ok(stats)
 }
 
-impl Out for WbOut {
-    fn data(&mut self, b: &[u8]) -> Result<()> {
-        self.wb.write(b)
-    }
-    fn zero(&mut self, n: u64) -> Result<()> {
-        if self.holes {
-            self.wb.skip(n)
-        } else {
-            write_zeros(n, |z| self.wb.write(z))
-        }
-    }
+fn short_stream(stream: SnapshotStream, at: u64) -> Error {
+    Error::corrupt(
+        "index",
+        format!("{stream} stream ends at {at} before its recorded size"),
+    )
+}
+
+fn blocks_end(stream: SnapshotStream, done: u64, end: u64) -> Error {
+    Error::corrupt(
+        "index",
+        format!("{stream} stream's blocks end at {done}, expected {end}"),
+    )
 }
 
 struct WriterOut<'a> {
@@ -274,13 +317,7 @@ fn run(
                             if n == buf.len() {
                                 Ok(Piece::Data(buf))
                             } else {
-                                Err(Error::corrupt(
-                                    "index",
-                                    format!(
-                                        "{stream} stream ends at {} before its recorded size",
-                                        off + n as u64
-                                    ),
-                                ))
+                                Err(short_stream(stream, off + n as u64))
                             }
                         })
                     };
@@ -332,10 +369,7 @@ fn run(
             ));
         }
         if result.is_ok() && done != end {
-            result = Err(Error::corrupt(
-                "index",
-                format!("{stream} stream's blocks end at {done}, expected {end}"),
-            ));
+            result = Err(blocks_end(stream, done, end));
         }
         stats.bytes = done - start;
         result

@@ -38,30 +38,44 @@ const LAG_BYTES: u64 = 32 << 20;
 pub const DIRECT_ALIGN: usize = 4096;
 
 /// A chunk being filled: a buffer whose data starts at an address aligned for direct I/O.
+/// The buffer is zeroed once, when made, and keeps its length: filling it never zeroes again.
 struct Chunk {
     buf: Vec<u8>,
     /// Bytes before the aligned start.
     pad: usize,
+    /// Bytes of data after `pad`.
+    used: usize,
 }
 
 impl Chunk {
     fn new() -> Self {
         let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_BYTES + DIRECT_ALIGN);
         let pad = buf.as_ptr().align_offset(DIRECT_ALIGN).min(DIRECT_ALIGN);
-        buf.resize(pad, 0);
-        Chunk { buf, pad }
+        buf.resize(pad + CHUNK_BYTES, 0);
+        Chunk { buf, pad, used: 0 }
     }
     fn len(&self) -> usize {
-        self.buf.len() - self.pad
+        self.used
     }
     fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.used == 0
+    }
+    fn room(&self) -> usize {
+        CHUNK_BYTES - self.used
     }
     fn data(&self) -> &[u8] {
-        &self.buf[self.pad..]
+        &self.buf[self.pad..self.pad + self.used]
+    }
+    /// The next `n` unfilled bytes (`n <= room()`), to be marked filled with `filled`.
+    fn spare(&mut self, n: usize) -> &mut [u8] {
+        let at = self.pad + self.used;
+        &mut self.buf[at..at + n]
+    }
+    fn filled(&mut self, n: usize) {
+        self.used += n;
     }
     fn clear(&mut self) {
-        self.buf.truncate(self.pad);
+        self.used = 0;
     }
 }
 
@@ -110,11 +124,32 @@ impl WriteBack {
     /// Appends `b` at the current position.
     pub fn write(&mut self, mut b: &[u8]) -> Result<()> {
         while !b.is_empty() {
-            let room = CHUNK_BYTES - self.cur.len();
-            let n = room.min(b.len());
-            self.cur.buf.extend_from_slice(&b[..n]);
+            let n = self.cur.room().min(b.len());
+            self.cur.spare(n).copy_from_slice(&b[..n]);
+            self.cur.filled(n);
             b = &b[n..];
-            if self.cur.len() == CHUNK_BYTES {
+            if self.cur.room() == 0 {
+                self.ship()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends `len` bytes that `fill` produces straight into the chunk buffers (no copy):
+    /// `fill(pos, buf)` must fill all of `buf` with the bytes for offset `pos` of the data
+    /// appended by this call (it is called once per chunk the data spans).
+    pub fn write_with(
+        &mut self,
+        len: u64,
+        mut fill: impl FnMut(u64, &mut [u8]) -> Result<()>,
+    ) -> Result<()> {
+        let mut done = 0u64;
+        while done < len {
+            let n = (self.cur.room() as u64).min(len - done) as usize;
+            fill(done, self.cur.spare(n))?;
+            self.cur.filled(n);
+            done += n as u64;
+            if self.cur.room() == 0 {
                 self.ship()?;
             }
         }
