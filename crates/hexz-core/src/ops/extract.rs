@@ -5,8 +5,9 @@
 //! decoding and writing overlap, and at most a few chunks are in memory whatever the stream
 //! size. To a file or a block device, chunks are decoded straight into the [`WriteBack`]
 //! thread's aligned buffers (written with direct I/O where possible); to a pipe or another
-//! writer, a decoding thread hands chunks to the calling thread, which writes them. Runs of zero blocks are not decoded at all: a regular file gets a hole
-//! there (it stays sparse), other outputs get zeros.
+//! writer, a decoding thread hands chunks to the calling thread, which writes them. Runs of
+//! zero blocks are not decoded at all: a regular file gets a hole there (it stays sparse),
+//! other outputs get zeros.
 //!
 //! Where the output goes:
 //! - a new or existing regular file: written to a temporary file beside it through a
@@ -51,12 +52,6 @@ enum Piece {
     Data(Vec<u8>),
     /// `len` zero bytes.
     Zero(u64),
-}
-
-/// Where the pieces go.
-trait Out {
-    fn data(&mut self, b: &[u8]) -> Result<()>;
-    fn zero(&mut self, n: u64) -> Result<()>;
 }
 
 /// Extracts `stream` of `file` to `path` (see the module doc for how each kind of output is
@@ -144,8 +139,7 @@ pub fn extract_range_to_writer(
     let size = file.size(stream);
     let end = end.min(size);
     let start = start.min(end);
-    let mut out = WriterOut { w };
-    run(file, stream, start, end, &mut out, progress)
+    run(file, stream, start, end, w, progress)
 }
 
 /// Extracts the whole stream into `wb` on the calling thread: each data chunk is decoded
@@ -214,23 +208,8 @@ fn blocks_end(stream: SnapshotStream, done: u64, end: u64) -> Error {
     )
 }
 
-struct WriterOut<'a> {
-    w: &'a mut dyn Write,
-}
-
-impl Out for WriterOut<'_> {
-    fn data(&mut self, b: &[u8]) -> Result<()> {
-        self.w
-            .write_all(b)
-            .map_err(|e| Error::io("writing output", e))
-    }
-    fn zero(&mut self, n: u64) -> Result<()> {
-        write_zeros(n, |z| {
-            self.w
-                .write_all(z)
-                .map_err(|e| Error::io("writing output", e))
-        })
-    }
+fn write_out(w: &mut dyn Write, b: &[u8]) -> Result<()> {
+    w.write_all(b).map_err(|e| Error::io("writing output", e))
 }
 
 fn write_zeros(mut n: u64, mut f: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
@@ -285,13 +264,13 @@ fn plan(
     Ok(())
 }
 
-/// The pipeline: a decoding thread, the calling thread writing.
+/// The pipeline to a writer: a decoding thread, the calling thread writing, zeros included.
 fn run(
     file: &File,
     stream: SnapshotStream,
     start: u64,
     end: u64,
-    out: &mut dyn Out,
+    w: &mut dyn Write,
     progress: Option<&dyn Fn(u64)>,
 ) -> Result<ExtractStats> {
     let (tx, rx) = bounded::<Result<Piece>>(QUEUE);
@@ -341,7 +320,7 @@ fn run(
         for piece in rx.iter() {
             let step = match piece {
                 Ok(Piece::Data(buf)) => {
-                    let r = out.data(&buf);
+                    let r = write_out(w, &buf);
                     done += buf.len() as u64;
                     let _ = free_tx.try_send(buf);
                     r
@@ -349,7 +328,7 @@ fn run(
                 Ok(Piece::Zero(n)) => {
                     stats.zero_bytes += n;
                     done += n;
-                    out.zero(n)
+                    write_zeros(n, |z| write_out(w, z))
                 }
                 Err(e) => Err(e),
             };

@@ -122,17 +122,12 @@ impl WriteBack {
     }
 
     /// Appends `b` at the current position.
-    pub fn write(&mut self, mut b: &[u8]) -> Result<()> {
-        while !b.is_empty() {
-            let n = self.cur.room().min(b.len());
-            self.cur.spare(n).copy_from_slice(&b[..n]);
-            self.cur.filled(n);
-            b = &b[n..];
-            if self.cur.room() == 0 {
-                self.ship()?;
-            }
-        }
-        Ok(())
+    pub fn write(&mut self, b: &[u8]) -> Result<()> {
+        self.write_with(b.len() as u64, |pos, buf| {
+            let pos = pos as usize;
+            buf.copy_from_slice(&b[pos..pos + buf.len()]);
+            Ok(())
+        })
     }
 
     /// Appends `len` bytes that `fill` produces straight into the chunk buffers (no copy):
