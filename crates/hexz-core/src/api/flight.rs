@@ -55,13 +55,13 @@ pub(super) enum Claim<'a, K: Hash + Eq + Clone, V: Clone> {
 impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
     pub(super) fn new() -> Self {
         Flights {
-            map: Mutex::new((std::process::id(), HashMap::new())),
+            map: Mutex::new((super::pool::process_id(), HashMap::new())),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SlotMap<K, V>> {
         let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let pid = std::process::id();
+        let pid = super::pool::process_id();
         if m.0 != pid {
             *m = (pid, HashMap::new());
         }
