@@ -116,12 +116,12 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
         // Remove the key first: from then on nobody can join, so the waiter count is final
         // and the value is built only if someone waits for it.
         self.lock().1.remove(key);
-        let v = if slot.waiters.load(Ordering::Relaxed) > 0 {
-            make()
-        } else {
-            None
-        };
-        *slot.value.lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
+        if slot.waiters.load(Ordering::Relaxed) == 0 {
+            // Nobody joined, and nobody can now: skip the notification, a system call
+            // (futex wake) per block even with no one to wake.
+            return;
+        }
+        *slot.value.lock().unwrap_or_else(|p| p.into_inner()) = Some(make());
         slot.done.notify_all();
     }
 }
