@@ -73,3 +73,20 @@ fn child_keeps_reading_after_fork() {
     r.read_to_end(&mut rest).unwrap();
     assert!(rest == d[8 * (64 << 10)..]);
 }
+
+#[test]
+fn process_id_is_the_childs_own_after_fork() {
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() } as u32;
+    assert_eq!(hexz_core::api::process_id(), parent); // cached from here on
+    let code = in_child(|| {
+        // SAFETY: as above.
+        let own = unsafe { libc::getpid() } as u32;
+        match hexz_core::api::process_id() {
+            p if p == own && p != parent => 0,
+            _ => 4,
+        }
+    });
+    assert_eq!(code, 0, "the child saw its parent's id");
+    assert_eq!(hexz_core::api::process_id(), parent);
+}

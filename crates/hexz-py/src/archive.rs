@@ -145,7 +145,7 @@ fn location_of(v: &Bound<'_, PyAny>) -> PyResult<String> {
 impl Archive {
     /// The reader of this process, opening it if this process has none yet.
     pub(crate) fn file(&self, py: Python<'_>) -> PyResult<File> {
-        let pid = std::process::id();
+        let pid = hexz_core::api::process_id();
         if self.closed.load(std::sync::atomic::Ordering::Acquire) {
             return Err(PyValueError::new_err(format!(
                 "I/O operation on closed archive {}",
@@ -215,7 +215,7 @@ impl Archive {
     /// streams-only archive. `what` names the method in that error.
     fn tree(&self, py: Python<'_>, what: &str) -> PyResult<FileTree> {
         let f = self.file(py)?;
-        let pid = std::process::id();
+        let pid = hexz_core::api::process_id();
         let cached = match self.lock().as_ref() {
             Some(o) if o.pid == pid => o.tree.clone(),
             _ => None,
@@ -296,7 +296,7 @@ impl Archive {
             cache_dir,
             allow_restricted,
         };
-        let a = Archive::new_unopened(config, Some(std::process::id()));
+        let a = Archive::new_unopened(config, Some(hexz_core::api::process_id()));
         a.file(py)?;
         Ok(a)
     }
@@ -574,7 +574,7 @@ impl Archive {
             .store(true, std::sync::atomic::Ordering::Release);
         let mut g = self.lock();
         if let Some(o) = g.take() {
-            if o.pid != std::process::id() {
+            if o.pid != hexz_core::api::process_id() {
                 std::mem::forget(o);
             }
         }

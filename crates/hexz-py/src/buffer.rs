@@ -42,29 +42,83 @@ pub struct WritableBuffer {
     view: Box<RawBuffer>,
 }
 
+/// `PyBUF_ND`: a buffer in one C-contiguous piece, read-only or not.
+const PYBUF_ND: c_int = 0x0008;
+
+/// Exports `obj`'s buffer with `flags`; raises `BufferError`/`TypeError` when it has none.
+fn export(obj: &Bound<'_, PyAny>, flags: c_int) -> PyResult<Box<RawBuffer>> {
+    let mut view = Box::new(RawBuffer {
+        buf: std::ptr::null_mut(),
+        obj: std::ptr::null_mut(),
+        len: 0,
+        itemsize: 0,
+        readonly: 0,
+        ndim: 0,
+        format: std::ptr::null_mut(),
+        shape: std::ptr::null_mut(),
+        strides: std::ptr::null_mut(),
+        suboffsets: std::ptr::null_mut(),
+        internal: std::ptr::null_mut(),
+    });
+    // SAFETY: the GIL is held (we have a Bound), `view` is a valid Py_buffer to fill.
+    let rc = unsafe { PyObject_GetBuffer(obj.as_ptr(), &mut *view, flags) };
+    if rc != 0 {
+        return Err(PyErr::fetch(obj.py()));
+    }
+    Ok(view)
+}
+
+/// The bytes of an exported buffer (empty when it has none).
+fn bytes_of(view: &RawBuffer) -> &[u8] {
+    if view.len <= 0 || view.buf.is_null() {
+        return &[];
+    }
+    // SAFETY: the exporter guarantees `len` readable bytes at `buf` until release.
+    unsafe { std::slice::from_raw_parts(view.buf.cast::<u8>(), view.len as usize) }
+}
+
+/// Releases an exported buffer, with the GIL held as CPython requires.
+fn release(view: &mut RawBuffer) {
+    Python::attach(|_py| {
+        // SAFETY: `view` was filled by a successful PyObject_GetBuffer and is released once.
+        unsafe { PyBuffer_Release(view) }
+    });
+}
+
+/// A contiguous buffer borrowed from a Python object for reading (numpy arrays, bytes,
+/// read-only or not); released on drop.
+pub struct ReadBuffer {
+    view: Box<RawBuffer>,
+}
+
+impl ReadBuffer {
+    /// Borrows `obj`'s memory for reading; raises `BufferError`/`TypeError` when `obj` has
+    /// no contiguous buffer.
+    pub fn get(obj: &Bound<'_, PyAny>) -> PyResult<ReadBuffer> {
+        Ok(ReadBuffer {
+            view: export(obj, PYBUF_ND)?,
+        })
+    }
+
+    /// The buffer's bytes, valid while `self` lives.
+    pub fn as_slice(&self) -> &[u8] {
+        bytes_of(&self.view)
+    }
+}
+
+impl Drop for ReadBuffer {
+    fn drop(&mut self) {
+        release(&mut self.view);
+    }
+}
+
 impl WritableBuffer {
     /// Borrows `obj`'s memory for writing; raises `BufferError`/`TypeError` when `obj` has
     /// no writable contiguous buffer.
     pub fn get(obj: &Bound<'_, PyAny>) -> PyResult<WritableBuffer> {
-        let mut view = Box::new(RawBuffer {
-            buf: std::ptr::null_mut(),
-            obj: std::ptr::null_mut(),
-            len: 0,
-            itemsize: 0,
-            readonly: 0,
-            ndim: 0,
-            format: std::ptr::null_mut(),
-            shape: std::ptr::null_mut(),
-            strides: std::ptr::null_mut(),
-            suboffsets: std::ptr::null_mut(),
-            internal: std::ptr::null_mut(),
-        });
-        // SAFETY: the GIL is held (we have a Bound), `view` is a valid Py_buffer to fill.
-        let rc = unsafe { PyObject_GetBuffer(obj.as_ptr(), &mut *view, PYBUF_CONTIG) };
-        if rc != 0 {
-            return Err(PyErr::fetch(obj.py()));
-        }
-        let b = WritableBuffer { view };
+        let b = WritableBuffer {
+            view: export(obj, PYBUF_CONTIG)?,
+        };
         if b.view.readonly != 0 || (b.view.buf.is_null() && b.view.len != 0) || b.view.len < 0 {
             return Err(PyBufferError::new_err("the buffer is read-only"));
         }
@@ -92,9 +146,6 @@ unsafe impl Send for WritableBuffer {}
 
 impl Drop for WritableBuffer {
     fn drop(&mut self) {
-        Python::attach(|_py| {
-            // SAFETY: `view` was filled by a successful PyObject_GetBuffer and is released once.
-            unsafe { PyBuffer_Release(&mut *self.view) }
-        });
+        release(&mut self.view);
     }
 }

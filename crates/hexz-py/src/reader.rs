@@ -10,12 +10,13 @@
 //! to this reader: two datasets over one archive are detected independently.
 
 use crate::archive::{stream_of, Archive};
-use crate::buffer::WritableBuffer;
+use crate::buffer::{ReadBuffer, WritableBuffer};
 use crate::errors::to_py;
 use hexz_core::{Error, SnapshotStream, StreamReader};
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyEOFError, PyIndexError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyTuple};
+use pyo3::types::{PyBytes, PyList, PySlice, PyTuple};
 use std::sync::Mutex;
 
 /// A positional reader of one stream of an [`Archive`], with its own read-ahead.
@@ -49,7 +50,7 @@ impl Reader {
     /// This process's core reader: the idle one, or a new one (first use in this process,
     /// or another thread is using the idle one right now).
     fn take(&self, py: Python<'_>) -> PyResult<StreamReader> {
-        let pid = std::process::id();
+        let pid = hexz_core::api::process_id();
         let a = self.archive.get();
         if a.is_closed() {
             return Err(PyValueError::new_err(format!(
@@ -72,7 +73,7 @@ impl Reader {
 
     /// Gives `r` back for the next call (dropped if another call already gave one back).
     fn put(&self, r: StreamReader) {
-        let pid = std::process::id();
+        let pid = hexz_core::api::process_id();
         let mut g = self.lock();
         if g.is_none() {
             *g = Some((pid, r));
@@ -100,7 +101,7 @@ impl Drop for Reader {
     fn drop(&mut self) {
         let idle = self.idle.get_mut().unwrap_or_else(|e| e.into_inner());
         if let Some((p, r)) = idle.take() {
-            if p != std::process::id() {
+            if p != hexz_core::api::process_id() {
                 std::mem::forget(r);
             }
         }
@@ -163,27 +164,58 @@ impl Reader {
                 buf.len()
             )));
         }
-        self.with_reader(py, |r| {
-            let mut pos = 0usize;
-            let mut i = 0;
-            while i < pairs.len() {
-                let (off, mut len) = pairs[i];
-                let mut j = i + 1;
-                while j < pairs.len() && off.checked_add(len) == Some(pairs[j].0) {
-                    len += pairs[j].1;
-                    j += 1;
-                }
-                // `len` fits: the ranges' total is at most the buffer's length.
-                let len = len as usize;
-                let got = r.read_at(off, &mut buf[pos..pos + len])?;
-                pos += got;
-                if got < len {
-                    break; // the stream ends here
-                }
-                i = j;
-            }
-            Ok(pos)
-        })
+        self.with_reader(py, |r| read_pairs(r, &pairs, buf))
+    }
+
+    /// The items `indices` of `index` as numpy uint8 arrays, read in one call: `index` is a
+    /// C-contiguous `(n, 2)` array of native 64-bit (offset, length) pairs (what
+    /// `IndexDataset` holds), `indices` item numbers (negative ones count from the end).
+    /// One array is allocated for the whole batch and filled as
+    /// [`_readinto_ranges`](Self::_readinto_ranges) does (one release of the GIL); each item
+    /// is a view of it. Raises `IndexError` for an index out of range and `EOFError` if the
+    /// stream ends before the batch does. What `IndexDataset.__getitems__` uses: the lookup,
+    /// the allocation and the views cost no Python-level work per item.
+    fn _read_items<'py>(
+        &self,
+        py: Python<'py>,
+        index: &Bound<'py, PyAny>,
+        indices: Vec<i64>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let pairs = {
+            let ib = ReadBuffer::get(index)?;
+            lookup(ib.as_slice(), &indices)?
+        };
+        let total = pairs
+            .iter()
+            .try_fold(0u64, |t, &(_, len)| t.checked_add(len))
+            .and_then(|t| isize::try_from(t).ok())
+            .ok_or_else(|| PyValueError::new_err("the batch is too large"))?;
+        let np = py.import(intern!(py, "numpy"))?;
+        let arr = np
+            .getattr(intern!(py, "empty"))?
+            .call1((total, intern!(py, "uint8")))?;
+        let got = {
+            let mut wb = WritableBuffer::get(&arr)?;
+            let buf = wb.as_mut_slice();
+            self.with_reader(py, |r| read_pairs(r, &pairs, buf))?
+        };
+        if got as isize != total {
+            return Err(PyEOFError::new_err(format!(
+                "{}:{}: read {got} of the {total} bytes of a batch of {} items",
+                self.archive.get().loc(),
+                self.stream.name(),
+                pairs.len()
+            )));
+        }
+        let list = PyList::empty(py);
+        let mut start = 0isize;
+        for &(_, len) in &pairs {
+            // Fits: every length is at most the total, an isize.
+            let end = start + len as isize;
+            list.append(arr.get_item(PySlice::new(py, start, end, 1))?)?;
+            start = end;
+        }
+        Ok(list)
     }
 
     /// `length` bytes at `offset` (fewer only past the end of the stream; empty at or past
@@ -231,6 +263,71 @@ impl Reader {
             self.stream.name()
         )
     }
+}
+
+/// Fills `buf` with the `pairs` (offset, length) of `r`'s stream one after another, ranges
+/// that follow each other in the stream read as one; returns the bytes written (fewer only
+/// where the stream ends). The pairs' total is at most `buf.len()`.
+fn read_pairs(
+    r: &mut StreamReader,
+    pairs: &[(u64, u64)],
+    buf: &mut [u8],
+) -> hexz_core::Result<usize> {
+    let mut pos = 0usize;
+    let mut i = 0;
+    while i < pairs.len() {
+        let (off, mut len) = pairs[i];
+        let mut j = i + 1;
+        while j < pairs.len() && off.checked_add(len) == Some(pairs[j].0) {
+            len += pairs[j].1;
+            j += 1;
+        }
+        // `len` fits: the ranges' total is at most the buffer's length.
+        let len = len as usize;
+        let got = r.read_at(off, &mut buf[pos..pos + len])?;
+        pos += got;
+        if got < len {
+            break; // the stream ends here
+        }
+        i = j;
+    }
+    Ok(pos)
+}
+
+/// The (offset, length) pairs `index` (native 64-bit integers, two per item) holds for the
+/// items `indices` (negative ones counted from the end).
+fn lookup(index: &[u8], indices: &[i64]) -> PyResult<Vec<(u64, u64)>> {
+    if index.len() % 16 != 0 {
+        return Err(PyValueError::new_err(format!(
+            "index must hold (offset, length) pairs of 8-byte integers, not {} bytes",
+            index.len()
+        )));
+    }
+    let n = (index.len() / 16) as i64;
+    indices
+        .iter()
+        .map(|&i| {
+            let k = if i < 0 { i + n } else { i };
+            if !(0..n).contains(&k) {
+                return Err(PyIndexError::new_err(format!(
+                    "item {i} out of range ({n} items)"
+                )));
+            }
+            let at = k as usize * 16;
+            let field = |p: usize| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&index[p..p + 8]);
+                i64::from_ne_bytes(b)
+            };
+            let (o, l) = (field(at), field(at + 8));
+            match (u64::try_from(o), u64::try_from(l)) {
+                (Ok(o), Ok(l)) => Ok((o, l)),
+                _ => Err(PyValueError::new_err(format!(
+                    "index entry {k} has a negative offset or length: ({o}, {l})"
+                ))),
+            }
+        })
+        .collect()
 }
 
 /// (offset, length) pairs from little-endian `i64`s; a negative value is an error.

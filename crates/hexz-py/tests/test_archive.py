@@ -524,6 +524,27 @@ def test_reader_reads_equal_the_source_in_any_order(plain):
             r._readinto_ranges(out, np.array([[-1, 5]], dtype="<i8").tobytes())
         with pytest.raises(ValueError, match="buffer"):
             r._readinto_ranges(out[:10], ranges.tobytes())
+        # Items by number from an (n, 2) int64 index, one array for the batch, in one call
+        # (what IndexDataset.__getitems__ uses): repeats, negative numbers, empty items.
+        index = np.array([[0, 100], [100, 5000], [900_000, 7], [5100, 0]], dtype=np.int64)
+        pick = [1, 0, -2, 3, 1]
+        items = r._read_items(index, pick)
+        assert [x.tobytes() for x in items] == [disk[o : o + n] for o, n in index[pick].tolist()]
+        assert all(x.dtype == np.uint8 and x.base is items[0].base for x in items)
+        assert r._read_items(index, []) == []
+        frozen = index.copy()
+        frozen.setflags(write=False)  # a read-only index (np.load with mmap_mode="r")
+        assert r._read_items(frozen, [2])[0].tobytes() == disk[900_000:900_007]
+        with pytest.raises(IndexError, match="item 4 out of range"):
+            r._read_items(index, [0, 4])
+        with pytest.raises(IndexError, match="item -5 out of range"):
+            r._read_items(index, [-5])
+        with pytest.raises(ValueError, match="negative"):
+            r._read_items(np.array([[-1, 5]], dtype=np.int64), [0])
+        with pytest.raises(ValueError, match="pairs"):
+            r._read_items(np.zeros(3, dtype=np.int64), [0])
+        with pytest.raises(EOFError, match="read 3 of the 10 bytes"):
+            r._read_items(np.array([[len(disk) - 3, 10]], dtype=np.int64), [0])
         with pytest.raises(ValueError, match="unknown stream"):
             a.reader("swap")
         copy = pickle.loads(pickle.dumps(r))

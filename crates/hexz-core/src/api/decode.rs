@@ -236,6 +236,12 @@ impl File {
         Ok(())
     }
 
+    /// Whether checking block `e` at level `verify` computes the BLAKE3 of its content (as
+    /// [`check_content`](Self::check_content) decides), not only its CRC32.
+    pub(super) fn hashes_content(&self, e: &BlockEntry, verify: Verify) -> bool {
+        verify == Verify::Full || (verify == Verify::Content && !self.bound(e))
+    }
+
     /// BLAKE3-checks decoded `content` when `verify` asks for it (always for `Full`; for
     /// `Content` unless the bound CRC already checked it).
     fn check_content(

@@ -55,13 +55,13 @@ pub(super) enum Claim<'a, K: Hash + Eq + Clone, V: Clone> {
 impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
     pub(super) fn new() -> Self {
         Flights {
-            map: Mutex::new((std::process::id(), HashMap::new())),
+            map: Mutex::new((super::pool::process_id(), HashMap::new())),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SlotMap<K, V>> {
         let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let pid = std::process::id();
+        let pid = super::pool::process_id();
         if m.0 != pid {
             *m = (pid, HashMap::new());
         }
@@ -116,12 +116,12 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
         // Remove the key first: from then on nobody can join, so the waiter count is final
         // and the value is built only if someone waits for it.
         self.lock().1.remove(key);
-        let v = if slot.waiters.load(Ordering::Relaxed) > 0 {
-            make()
-        } else {
-            None
-        };
-        *slot.value.lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
+        if slot.waiters.load(Ordering::Relaxed) == 0 {
+            // Nobody joined, and nobody can now: skip the notification, a system call
+            // (futex wake) per block even with no one to wake.
+            return;
+        }
+        *slot.value.lock().unwrap_or_else(|p| p.into_inner()) = Some(make());
         slot.done.notify_all();
     }
 }

@@ -16,6 +16,7 @@
 //! in the child on purpose: dropping them would signal threads that do not exist there.
 
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Once;
 
 /// Threads of the IO pool: enough requests in flight to fill a link, few enough to stay small.
 pub(crate) const IO_THREADS: usize = 6;
@@ -51,9 +52,45 @@ pub fn set_process_threads(decode: usize, io: usize) {
     IO_THREAD_COUNT.store(io, Ordering::Release);
 }
 
+/// This process's id, cached (0: not known yet, or cleared in a forked child).
+static PID: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn forget_pid() {
+    PID.store(0, Ordering::Relaxed);
+}
+
+/// The id of the calling process, as `std::process::id()`, without a system call per use:
+/// glibc no longer caches `getpid`, and the read path asks per call and per block (to tell a
+/// forked child from its parent), which cost ~5% of a batched read of cached data. The id is
+/// cached on first use and cleared in a child by a `pthread_atfork` handler registered then,
+/// so after `fork(2)` (including Python's `os.fork` and multiprocessing's fork and
+/// forkserver) the child sees its own id. A child made by a raw `clone` that skips the fork
+/// handlers and then goes on without `exec` is not supported.
+pub fn process_id() -> u32 {
+    static REGISTER: Once = Once::new();
+    REGISTER.call_once(|| {
+        // SAFETY: registers a handler that only stores to an atomic (async-signal-safe).
+        // If registration fails the cache is never used (see below).
+        if unsafe { libc::pthread_atfork(None, None, Some(forget_pid)) } != 0 {
+            PID.store(u32::MAX, Ordering::Relaxed);
+        }
+    });
+    match PID.load(Ordering::Relaxed) {
+        0 => {
+            let p = std::process::id();
+            // Stored only if still unset, so a concurrent fork's clearing is not undone
+            // with a stale id by this thread in the parent (whose id it is anyway).
+            let _ = PID.compare_exchange(0, p, Ordering::Relaxed, Ordering::Relaxed);
+            p
+        }
+        u32::MAX => std::process::id(),
+        p => p,
+    }
+}
+
 /// The pools of this process, built on first use (and again in a forked child).
 pub(crate) fn pools() -> &'static Pools {
-    let pid = std::process::id();
+    let pid = process_id();
     loop {
         if OWNER.load(Ordering::Acquire) == pid {
             let p = CURRENT.load(Ordering::Acquire);

@@ -94,6 +94,10 @@ class Reader:
     def _readinto_ranges(self, buffer: _Buffer, ranges: bytes) -> int:
         """Fills ``buffer`` with the (offset, length) ranges given as little-endian int64
         pairs, one after another, in one call; returns the bytes written."""
+    def _read_items(self, index: Any, indices: List[int]) -> List[Any]:
+        """The items ``indices`` (negative from the end) of ``index``, a C-contiguous
+        ``(n, 2)`` int64 array of (offset, length), as ``numpy.uint8`` views of one array
+        filled in one call. ``IndexError`` out of range, ``EOFError`` on a short stream."""
 
 class Archive:
     """An open hexz archive: random-access reads of its streams, info, verification, and

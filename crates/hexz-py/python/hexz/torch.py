@@ -230,8 +230,14 @@ class IndexDataset(_Reader, Dataset):
         """The items of a DataLoader batch, read in one call (the DataLoader calls this
         rather than ``__getitem__`` per index): ranges that follow each other in the
         archive are read as one, their blocks decoded in parallel. Items are views of one
-        array per batch."""
-        return self._read_many(self.index[np.asarray(indices, dtype=np.int64).reshape(-1)])
+        array per batch. The lookup of the ranges, the array and the views are made in that
+        one call, with no Python-level work per item."""
+        if not isinstance(indices, list):
+            indices = np.asarray(indices, dtype=np.int64).reshape(-1).tolist()
+        items = self._reader._read_items(self.index, indices)
+        if self.transform is not None:
+            return [self.transform(x) for x in items]
+        return items
 
 
 class FileDataset(Dataset):
