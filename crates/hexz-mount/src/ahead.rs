@@ -237,6 +237,21 @@ impl Ahead {
         }
     }
 
+    /// Marks the chunk at `offset` failed (its request is then read inline) and wakes its
+    /// waiters.
+    fn fail(&self, offset: u64) {
+        if let Ok(mut st) = self.state.lock() {
+            if let Some(c) = st
+                .chunks
+                .iter_mut()
+                .find(|c| c.offset == offset && c.data.is_none())
+            {
+                c.failed = true;
+            }
+        }
+        self.decoded.notify_all();
+    }
+
     /// Whether any chunk is still decoding.
     pub(crate) fn busy(&self) -> bool {
         self.state
@@ -311,9 +326,15 @@ impl Workers {
                         Ok(r) => r.recv(),
                         Err(_) => return,
                     };
-                    match job {
-                        Ok(job) => job.run(&volume),
-                        Err(_) => return,
+                    let Ok(job) = job else {
+                        return;
+                    };
+                    // A panic must not leave the chunk "decoding" for ever (its reader
+                    // would wait): it fails, and the request is read inline.
+                    let (ahead, offset) = (job.ahead.clone(), job.offset);
+                    let run = std::panic::AssertUnwindSafe(|| job.run(&volume));
+                    if std::panic::catch_unwind(run).is_err() {
+                        ahead.fail(offset);
                     }
                 });
         }
@@ -327,12 +348,7 @@ impl Workers {
         };
         for job in jobs {
             if let Err(mpsc::SendError(job)) = tx.send(job) {
-                if let Ok(mut st) = job.ahead.state.lock() {
-                    if let Some(c) = st.chunks.iter_mut().find(|c| c.offset == job.offset) {
-                        c.failed = true;
-                    }
-                }
-                job.ahead.decoded.notify_all();
+                job.ahead.fail(job.offset);
             }
         }
     }

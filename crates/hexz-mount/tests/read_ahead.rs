@@ -3,7 +3,8 @@
 //! requests (what the kernel sends for `dd bs=1M`) is answered from requests decoded ahead,
 //! also when the request threads deliver them slightly out of order, with every block
 //! fetched exactly once; requests at scattered offsets are never read ahead (they cost
-//! exactly their own blocks); a writable mount does not read ahead.
+//! exactly their own blocks); a writable mount does not read ahead; a corrupt block decoded
+//! ahead fails its own request (EIO, read again inline) and the run goes on.
 
 use hexz_core::ops::{pack, PackInput, PackOptions, PackSource};
 use hexz_core::store::local::FileBackend;
@@ -161,4 +162,40 @@ fn writable_mounts_do_not_read_ahead() {
     let seq: Vec<u64> = (0..8).map(|i| i * MIB).collect();
     read_requests(&fs, &want, &seq);
     assert_eq!(fs.served_ahead(), 0);
+}
+
+#[test]
+fn a_corrupt_block_read_ahead_fails_its_request_not_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let want = data(SIZE as usize);
+    let arc = archive(dir.path(), &want);
+    let bad = File::open(&arc)
+        .unwrap()
+        .entries(D)
+        .map(|e| e.unwrap())
+        .find(|e| e.logical_offset == 6 * MIB)
+        .unwrap();
+    let mut bytes = std::fs::read(&arc).unwrap();
+    for b in &mut bytes[bad.stored_offset as usize..][..64] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&arc, &bytes).unwrap();
+    let (fs, _, _) = counted_fs(&arc);
+    let fh = fs.open(stream_ino(D), false).unwrap();
+    let mut buf = vec![0u8; MIB as usize];
+    for i in 0..12 {
+        let off = i * MIB;
+        let r = fs.read(stream_ino(D), fh, off, &mut buf);
+        if i == 6 {
+            assert_eq!(r, Err(libc::EIO), "the corrupt block's request");
+        } else {
+            assert_eq!(r, Ok(MIB as usize), "request {i}");
+            assert!(
+                buf == want[off as usize..(off + MIB) as usize],
+                "request {i}"
+            );
+        }
+    }
+    assert!(fs.served_ahead() >= 8, "{} served ahead", fs.served_ahead());
+    settle(&fs);
 }
