@@ -4,10 +4,12 @@
 //!
 //! A file-tree archive shows its own tree instead: see [`crate::tree`].
 
+use crate::ahead::{Ahead, Served, Workers};
 use crate::error::Error;
 use crate::volume::Volume;
 use hexz_core::{SnapshotStream, StreamReader};
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -58,10 +60,54 @@ pub struct Attr {
 }
 
 /// An open file: its stream and its own reader, so read-ahead is tracked per handle (two
-/// programs reading one file sequentially are each read ahead).
+/// programs reading one file sequentially are each read ahead): the library's read-ahead
+/// for small requests, and whole requests decoded ahead for runs of large ones (see
+/// [`crate::ahead`]; read-only mounts).
 struct Handle {
     stream: SnapshotStream,
     reader: Arc<Mutex<StreamReader>>,
+    ahead: Option<Arc<Ahead>>,
+}
+
+/// The bytes a read returned: in the caller's buffer, or in a buffer decoded ahead (given
+/// back for reuse when dropped).
+pub enum ReadData {
+    /// This many bytes at the start of the caller's buffer.
+    Buf(usize),
+    /// A request decoded ahead of time.
+    Ahead(AheadBuf),
+}
+
+impl ReadData {
+    /// The bytes read, `buf` being the buffer passed to [`ArchiveFs::read_data`].
+    pub fn bytes<'a>(&'a self, buf: &'a [u8]) -> &'a [u8] {
+        match self {
+            ReadData::Buf(n) => &buf[..*n],
+            ReadData::Ahead(a) => a.bytes(),
+        }
+    }
+}
+
+/// A request's bytes in a buffer decoded ahead; see [`ReadData::Ahead`].
+pub struct AheadBuf {
+    ahead: Arc<Ahead>,
+    data: Option<Arc<Vec<u8>>>,
+    range: Range<usize>,
+}
+
+impl AheadBuf {
+    /// The request's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.data.as_ref().map_or(&[], |d| &d[self.range.clone()])
+    }
+}
+
+impl Drop for AheadBuf {
+    fn drop(&mut self) {
+        if let Some(d) = self.data.take() {
+            self.ahead.recycle(d);
+        }
+    }
 }
 
 impl std::fmt::Debug for Handle {
@@ -81,6 +127,9 @@ pub struct ArchiveFs {
     gid: u32,
     handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
+    /// Threads decoding requests ahead (read-only mounts).
+    workers: Option<Workers>,
+    served_ahead: AtomicU64,
 }
 
 /// Logs one line on standard error (the mount's log) with a time stamp.
@@ -98,6 +147,8 @@ impl ArchiveFs {
     pub fn new(volume: Arc<Volume>, uid: u32, gid: u32) -> ArchiveFs {
         let mtime = SystemTime::UNIX_EPOCH
             + std::time::Duration::from_secs(volume.file().header().created_unix);
+        // A writable volume's bytes change under a chunk decoded ahead: no read-ahead there.
+        let workers = (!volume.is_writable()).then(|| Workers::start(&volume));
         ArchiveFs {
             volume,
             mtime,
@@ -105,6 +156,8 @@ impl ArchiveFs {
             gid,
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
+            workers,
+            served_ahead: AtomicU64::new(0),
         }
     }
 
@@ -197,6 +250,10 @@ impl ArchiveFs {
             Handle {
                 stream,
                 reader: Arc::new(Mutex::new(reader)),
+                ahead: self
+                    .workers
+                    .is_some()
+                    .then(|| Ahead::new(stream, self.volume.size(stream))),
             },
         );
         Ok(fh)
@@ -220,11 +277,44 @@ impl ArchiveFs {
     /// Reads up to `buf.len()` bytes of inode `ino` at `offset` through handle `fh`; a
     /// failure is logged (naming the block) and becomes an errno.
     pub fn read(&self, ino: u64, fh: u64, offset: u64, buf: &mut [u8]) -> Result<usize, i32> {
-        let handle = self
-            .handles
-            .lock()
-            .ok()
-            .and_then(|h| h.get(&fh).map(|h| (h.stream, h.reader.clone())));
+        match self.read_data(ino, fh, offset, buf)? {
+            ReadData::Buf(n) => Ok(n),
+            ReadData::Ahead(a) => {
+                let b = a.bytes();
+                buf[..b.len()].copy_from_slice(b);
+                Ok(b.len())
+            }
+        }
+    }
+
+    /// Like [`read`](Self::read), but a request decoded ahead is returned in its own buffer
+    /// rather than copied into `buf` (the FUSE adapter replies from it).
+    pub fn read_data(
+        &self,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<ReadData, i32> {
+        let handle = self.handles.lock().ok().and_then(|h| {
+            h.get(&fh)
+                .map(|h| (h.stream, h.reader.clone(), h.ahead.clone()))
+        });
+        if let (Some((_, _, Some(ahead))), Some(workers)) = (&handle, &self.workers) {
+            workers.submit(ahead.on_request(offset, buf.len() as u64));
+            if let Some(s) = ahead.serve(offset, buf) {
+                self.served_ahead.fetch_add(1, Ordering::Relaxed);
+                return Ok(match s {
+                    Served::Copied(n) => ReadData::Buf(n),
+                    Served::Chunk(data, range) => ReadData::Ahead(AheadBuf {
+                        ahead: ahead.clone(),
+                        data: Some(data),
+                        range,
+                    }),
+                });
+            }
+        }
+        let handle = handle.map(|(s, r, _)| (s, r));
         match handle {
             // Concurrent reads of one handle: the first uses the handle's reader, the
             // others read without read-ahead rather than wait.
@@ -232,14 +322,32 @@ impl ArchiveFs {
                 Ok(mut rd) => self.volume.read_with(&mut rd, stream, offset, buf),
                 Err(_) => self.volume.read_at(stream, offset, buf),
             }
+            .map(ReadData::Buf)
             .map_err(|e| self.fail("read", stream, offset, buf.len(), e)),
             None => {
                 let stream = self.stream_of(ino)?;
                 self.volume
                     .read_at(stream, offset, buf)
+                    .map(ReadData::Buf)
                     .map_err(|e| self.fail("read", stream, offset, buf.len(), e))
             }
         }
+    }
+
+    /// Requests served from what was decoded ahead so far (see [`crate::ahead`]).
+    pub fn served_ahead(&self) -> u64 {
+        self.served_ahead.load(Ordering::Relaxed)
+    }
+
+    /// Whether some handle still has requests decoding in the background.
+    pub fn reading_ahead(&self) -> bool {
+        self.handles
+            .lock()
+            .map(|h| {
+                h.values()
+                    .any(|h| h.ahead.as_ref().is_some_and(|a| a.busy()))
+            })
+            .unwrap_or(false)
     }
 
     /// Writes `data` at `offset` of inode `ino`.

@@ -4,7 +4,8 @@
 //! Speed comes from: several request threads, each with its own `/dev/fuse` descriptor
 //! (`clone_fd`); reads of up to 1 MiB per request; an 8 MiB kernel read-ahead window (up to
 //! eight 1 MiB requests in flight, decoded on all cores, as the library's own sequential
-//! readers do); and
+//! readers do); the requests after that window decoded in the background and replied from
+//! their own buffers ([`crate::ahead`]); and
 //! `FOPEN_KEEP_CACHE` with long attribute time-outs, so the kernel's page cache survives
 //! across opens (nothing changes the files behind the kernel's back: a read-only archive
 //! never changes, and every write of a writable mount goes through this mount).
@@ -155,8 +156,8 @@ impl Filesystem for FuseFs {
             if buf.len() < size {
                 buf.resize(size, 0);
             }
-            match self.fs.read(ino.0, fh.0, offset, &mut buf[..size]) {
-                Ok(n) => reply.data(&buf[..n]),
+            match self.fs.read_data(ino.0, fh.0, offset, &mut buf[..size]) {
+                Ok(d) => reply.data(d.bytes(&buf)),
                 Err(e) => reply.error(errno(e)),
             }
         })

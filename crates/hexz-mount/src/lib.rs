@@ -5,6 +5,7 @@
 //! - [`fs`]: the stream-as-files view (`disk`, `memory` in a root directory), FUSE-free.
 //! - [`tree`]: the file-tree view of a tree archive (its own directories, files and
 //!   links, read-only), FUSE-free, with its FUSE adapter in [`tree::fuse`].
+//! - [`ahead`]: read-ahead of a file handle in whole requests (runs of large reads).
 //! - [`fuse`]: the FUSE mount (multi-threaded, 1 MiB requests, kernel page cache kept).
 //! - [`nbd`]: an NBD server (newstyle fixed handshake, several clients); [`nbd::proto`] is
 //!   the pure wire parser.
@@ -16,6 +17,7 @@
 
 #![warn(missing_docs)]
 
+pub mod ahead;
 pub mod commit;
 pub mod error;
 pub mod fs;

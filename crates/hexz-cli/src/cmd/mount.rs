@@ -82,6 +82,10 @@ fn pid_file(canon_mp: &Path) -> PathBuf {
 pub fn open_archive(location: &str, password: Option<Password>, a: &OpenArgs) -> Result<File> {
     let mut opts = OpenOptions {
         password,
+        // A local archive is mapped: blocks decode straight from the page cache, without
+        // a zeroed buffer and a `pread` copy per block (about 10% of the daemon's time
+        // reading a disk image sequentially through the mount). Remote archives ignore it.
+        mmap: true,
         ..OpenOptions::default()
     };
     if let Some(pk) = &a.pubkey {
