@@ -152,6 +152,7 @@ pub fn extract(
         force,
         paths: paths.iter().map(|p| p.as_bytes().to_vec()).collect(),
         owners: None,
+        threads: 0,
     };
     let stats = hexz_core::ops::tree::extract(t, dest, &opts, Some(&on_progress))
         .with_context(|| format!("extracting into {}", dest.display()))?;

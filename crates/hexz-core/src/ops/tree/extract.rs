@@ -1,22 +1,31 @@
 //! Extracting a tree archive (or subtrees of it) to a directory.
 //!
+//! The calling thread walks the table in order and does all directory work itself: it creates
+//! directories, symlinks and special files, and checks every directory on an entry's way.
+//! Regular files go, in batches of files stored back to back, to a bounded set of worker
+//! threads ([`files`](super::files)): each batch is read once (its blocks decoded in parallel
+//! on the decode pool) and its files created and written. Memory in flight is bounded: a
+//! worker holds one batch's data (at most 4 MiB) and the queue at most two batches (file
+//! entries only) per worker. Hard links are made once every
+//! file is written, and directory modes and times last, deepest first, so read-only
+//! directories can still be filled. The first error stops the walk and the workers.
+//!
 //! Safety: nothing is written outside the destination. Table paths are relative without `.`
 //! or `..` components (checked when a page is decoded), entries must be strictly increasing
-//! (a duplicate is refused), and before an entry is created every directory on its way is
-//! checked with `lstat`: a symlink there — from the archive or already on disk — refuses the
-//! entry with an error naming it. Files are created with `O_EXCL | O_NOFOLLOW`; an existing
-//! path is an error unless `force` is set. Directory modes and times are applied last, deepest
-//! first, so read-only directories can still be filled.
+//! (a duplicate is refused), and before an entry is created or queued every directory on its
+//! way is checked with `lstat`: a symlink there — from the archive or already on disk — refuses
+//! the entry with an error naming it. Only the calling thread creates directories and
+//! symlinks, so a directory checked once stays one. Files are created with `O_EXCL |
+//! O_NOFOLLOW`; an existing path is an error unless `force` is set.
 
+use super::files::{cpath, exists, os_err, show, worker, Batch, Counts, Shared, SPAN};
 use crate::api::tree::{normalize_path, FileTree};
 use crate::error::{Error, Result};
 use crate::format::tree::{split_path, EntryKind, TreeEntry};
 use std::collections::HashSet;
-use std::ffi::{CString, OsStr};
-use std::io::Write;
+use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// How to extract.
 #[derive(Debug, Clone, Default)]
@@ -27,6 +36,9 @@ pub struct ExtractOptions {
     pub paths: Vec<Vec<u8>>,
     /// Restore owners: `None` when running as root, `Some(true)` always, `Some(false)` never.
     pub owners: Option<bool>,
+    /// Threads creating and writing regular files (0: two per core, at least 4 and at most
+    /// 16; 1: everything on the calling thread).
+    pub threads: usize,
 }
 
 /// What an extract did.
@@ -40,52 +52,35 @@ pub struct ExtractStats {
     pub dirs: u64,
     /// File bytes written.
     pub bytes: u64,
-    /// Metadata that could not be restored (ownership, xattrs), one line each, at most 100.
+    /// Metadata that could not be restored (ownership, xattrs), one line each, at most 100
+    /// (in the order the worker threads met them).
     pub warnings: Vec<String>,
 }
 
-fn cpath(p: &Path) -> Result<CString> {
-    CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| Error::InvalidArgument(format!("{} contains a NUL byte", p.display())))
-}
-
-fn os_err(what: String) -> Error {
-    Error::io(what, std::io::Error::last_os_error())
-}
-
-fn show(p: &[u8]) -> String {
-    String::from_utf8_lossy(p).into_owned()
-}
-
-struct Extractor<'a> {
-    tree: &'a FileTree,
-    dest: PathBuf,
-    force: bool,
-    owners: bool,
+/// Directory work done on the extracting thread; regular files go to the workers in batches.
+struct Extractor<'s, 'a> {
+    sh: &'s Shared<'a>,
+    /// The workers' queue; `None` writes the batches on this thread.
+    tx: Option<crossbeam_channel::Sender<Batch>>,
     /// Directories (relative) verified to be real directories inside `dest`.
     verified: HashSet<Vec<u8>>,
     /// Directory metadata to apply at the end.
     dirs: Vec<TreeEntry>,
-    /// Paths written in this run (duplicates across overlapping requests are skipped).
-    stats: ExtractStats,
-    progress: Option<&'a (dyn Fn(u64) + Sync)>,
+    /// Hard links, made once every file is written.
+    links: Vec<TreeEntry>,
+    /// Regular files gathered for the next batch.
+    batch: Batch,
+    counts: Counts,
+    /// Buffer for batches written on this thread.
+    buf: Vec<u8>,
 }
 
-impl Extractor<'_> {
-    fn abs(&self, rel: &[u8]) -> PathBuf {
-        if rel.is_empty() {
-            self.dest.clone()
-        } else {
-            self.dest.join(OsStr::from_bytes(rel))
-        }
-    }
+/// The walk was stopped because a worker failed (its error is reported instead).
+fn stopped() -> Error {
+    Error::InvalidArgument("extract stopped after an error".into())
+}
 
-    fn warn(&mut self, msg: String) {
-        if self.stats.warnings.len() < 100 {
-            self.stats.warnings.push(msg);
-        }
-    }
-
+impl Extractor<'_, '_> {
     /// Makes sure every directory above `rel` is a real directory in `dest` (creating missing
     /// ones), refusing symlinks and other files on the way.
     fn ensure_parent(&mut self, rel: &[u8]) -> Result<()> {
@@ -101,7 +96,14 @@ impl Extractor<'_> {
             if self.verified.contains(prefix) {
                 continue;
             }
-            let p = self.abs(prefix);
+            let p = self.sh.abs(prefix);
+            let not_dir = || {
+                Error::InvalidArgument(format!(
+                    "refusing entry '{}': '{}' is not a directory",
+                    show(rel),
+                    show(prefix)
+                ))
+            };
             match std::fs::symlink_metadata(&p) {
                 Ok(m) if m.file_type().is_symlink() => {
                     return Err(Error::InvalidArgument(format!(
@@ -111,14 +113,12 @@ impl Extractor<'_> {
                     )))
                 }
                 Ok(m) if m.is_dir() => {}
-                Ok(_) => {
-                    return Err(Error::InvalidArgument(format!(
-                        "refusing entry '{}': '{}' is not a directory",
-                        show(rel),
-                        show(prefix)
-                    )))
-                }
+                Ok(_) => return Err(not_dir()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // A file of the archive may be queued there but not written yet.
+                    if matches!(self.sh.tree.lookup(prefix)?, Some(t) if t.kind != EntryKind::Dir) {
+                        return Err(not_dir());
+                    }
                     std::fs::create_dir(&p)
                         .map_err(|e| Error::io(format!("creating {}", p.display()), e))?;
                 }
@@ -135,10 +135,7 @@ impl Extractor<'_> {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(true),
             Err(err) => Err(Error::io(format!("checking {}", p.display()), err)),
             Ok(m) if m.is_dir() && e.kind == EntryKind::Dir => Ok(false),
-            Ok(_) if !self.force => Err(Error::InvalidArgument(format!(
-                "{} already exists (use --force to overwrite)",
-                p.display()
-            ))),
+            Ok(_) if !self.sh.force => Err(exists(p)),
             Ok(m) => {
                 let r = if m.is_dir() {
                     std::fs::remove_dir_all(p)
@@ -151,15 +148,52 @@ impl Extractor<'_> {
         }
     }
 
+    /// Hands the gathered batch to a worker (or writes it here).
+    fn flush(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let b = std::mem::take(&mut self.batch);
+        match &self.tx {
+            Some(tx) => tx.send(b).map_err(|_| stopped()),
+            None => self.sh.write_batch(&b, &mut self.buf, &mut self.counts),
+        }
+    }
+
+    /// Queues regular file `e` (not a hard link) for a worker.
+    fn queue(&mut self, e: TreeEntry) -> Result<()> {
+        self.sh.tree.data_range(&e)?;
+        if !self.batch.fits(&e) || e.size > SPAN {
+            self.flush()?;
+        }
+        let large = e.size > SPAN;
+        self.batch.push(e);
+        if large {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
     fn entry(&mut self, e: TreeEntry) -> Result<()> {
+        if self.sh.failed() {
+            return Err(stopped());
+        }
         if e.path.is_empty() {
-            std::fs::create_dir_all(&self.dest)
-                .map_err(|err| Error::io(format!("creating {}", self.dest.display()), err))?;
+            std::fs::create_dir_all(&self.sh.dest)
+                .map_err(|err| Error::io(format!("creating {}", self.sh.dest.display()), err))?;
             self.dirs.push(e);
             return Ok(());
         }
         self.ensure_parent(&e.path)?;
-        let p = self.abs(&e.path);
+        match e.kind {
+            EntryKind::File if e.is_hardlink() => {
+                self.links.push(e);
+                return Ok(());
+            }
+            EntryKind::File => return self.queue(e),
+            _ => {}
+        }
+        let p = self.sh.abs(&e.path);
         let fresh = self.make_room(&e, &p)?;
         let c = cpath(&p)?;
         match e.kind {
@@ -169,26 +203,12 @@ impl Extractor<'_> {
                         .map_err(|err| Error::io(format!("creating {}", p.display()), err))?;
                 }
                 self.verified.insert(e.path.clone());
-                self.stats.dirs += 1;
-                self.stats.entries += 1;
+                self.counts.dirs += 1;
+                self.counts.entries += 1;
                 self.dirs.push(e);
                 return Ok(());
             }
-            EntryKind::File if e.is_hardlink() => {
-                self.ensure_parent(&e.link)?;
-                let target = self.abs(&e.link);
-                let linked = matches!(std::fs::symlink_metadata(&target), Ok(m) if m.is_file())
-                    && std::fs::hard_link(&target, &p).is_ok();
-                if !linked {
-                    // The target is not part of this extraction: write the content itself.
-                    self.write_file(&e, &p)?;
-                } else {
-                    self.stats.files += 1;
-                    self.stats.entries += 1;
-                    return Ok(());
-                }
-            }
-            EntryKind::File => self.write_file(&e, &p)?,
+            EntryKind::File => unreachable!("regular files are queued above"),
             EntryKind::Symlink => {
                 std::os::unix::fs::symlink(OsStr::from_bytes(&e.link), &p)
                     .map_err(|err| Error::io(format!("creating symlink {}", p.display()), err))?;
@@ -214,96 +234,31 @@ impl Extractor<'_> {
                 }
             }
         }
-        if e.kind == EntryKind::File {
-            self.stats.files += 1;
-        }
-        self.stats.entries += 1;
-        self.metadata(&e, &p, &c)
+        self.counts.entries += 1;
+        self.sh.path_metadata(&e, &p, &c)
     }
 
-    fn write_file(&mut self, e: &TreeEntry, p: &Path) -> Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .mode(0o600)
-            .open(p)
-            .map_err(|err| Error::io(format!("creating {}", p.display()), err))?;
-        let mut off = 0u64;
-        while off < e.size {
-            let n = (e.size - off).min(4 << 20) as usize;
-            let b = self.tree.read_file(e, off, n)?;
-            if b.is_empty() {
-                break;
-            }
-            f.write_all(&b)
-                .map_err(|err| Error::io(format!("writing {}", p.display()), err))?;
-            off += b.len() as u64;
-            self.stats.bytes += b.len() as u64;
-            if let Some(cb) = self.progress {
-                cb(self.stats.bytes);
+    /// A hard link, once every file is written: a link to its target when that was
+    /// extracted (or is a file already there), else a copy of the content.
+    fn link(&mut self, e: &TreeEntry) -> Result<()> {
+        self.ensure_parent(&e.link)?;
+        let p = self.sh.abs(&e.path);
+        let target = self.sh.abs(&e.link);
+        if matches!(std::fs::symlink_metadata(&target), Ok(m) if m.is_file()) {
+            let fresh = self.make_room(e, &p)?;
+            if fresh && std::fs::hard_link(&target, &p).is_ok() {
+                self.counts.files += 1;
+                self.counts.entries += 1;
+                return Ok(());
             }
         }
-        Ok(())
-    }
-
-    /// Owner, xattrs, mode and times of a non-directory entry (or a directory, at the end).
-    fn metadata(&mut self, e: &TreeEntry, p: &Path, c: &CString) -> Result<()> {
-        if self.owners {
-            // SAFETY: NUL-terminated path.
-            if unsafe { libc::lchown(c.as_ptr(), e.uid, e.gid) } != 0 {
-                self.warn(format!(
-                    "{}: cannot set owner: {}",
-                    p.display(),
-                    std::io::Error::last_os_error()
-                ));
-            }
-        }
-        for (n, v) in &e.xattrs {
-            let Ok(cn) = CString::new(n.clone()) else {
-                continue;
-            };
-            // SAFETY: NUL-terminated path and name; `v` is readable for its length.
-            let r =
-                unsafe { libc::lsetxattr(c.as_ptr(), cn.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
-            if r != 0 {
-                self.warn(format!(
-                    "{}: cannot set xattr {}: {}",
-                    p.display(),
-                    show(n),
-                    std::io::Error::last_os_error()
-                ));
-            }
-        }
-        if e.kind != EntryKind::Symlink {
-            // SAFETY: NUL-terminated path.
-            if unsafe { libc::chmod(c.as_ptr(), e.mode as libc::mode_t) } != 0 {
-                return Err(os_err(format!("setting mode of {}", p.display())));
-            }
-        }
-        let ts = libc::timespec {
-            tv_sec: e.mtime as libc::time_t,
-            tv_nsec: e.mtime_nsec as _,
-        };
-        let times = [ts, ts];
-        // SAFETY: NUL-terminated path, two valid timespecs.
-        let r = unsafe {
-            libc::utimensat(
-                libc::AT_FDCWD,
-                c.as_ptr(),
-                times.as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        };
-        if r != 0 {
-            return Err(os_err(format!("setting times of {}", p.display())));
-        }
-        Ok(())
+        // The target is not part of this extraction: write the content itself.
+        self.sh.write_file(e, None, &mut self.counts)
     }
 }
 
 /// Extracts `tree` (or the subtrees in `opts.paths`) into `dest`, which is created if needed.
-/// `progress` gets the file bytes written so far.
+/// `progress` gets the file bytes written so far (called from the worker threads).
 pub fn extract(
     tree: &FileTree,
     dest: &Path,
@@ -312,16 +267,13 @@ pub fn extract(
 ) -> Result<ExtractStats> {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    let mut x = Extractor {
+    let sh = Shared::new(
         tree,
-        dest: dest.to_path_buf(),
-        force: opts.force,
-        owners: opts.owners.unwrap_or(root),
-        verified: HashSet::new(),
-        dirs: Vec::new(),
-        stats: ExtractStats::default(),
+        dest,
+        opts.force,
+        opts.owners.unwrap_or(root),
         progress,
-    };
+    );
     std::fs::create_dir_all(dest)
         .map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
     let mut wanted: Vec<Vec<u8>> = opts
@@ -349,15 +301,82 @@ pub fn extract(
             )));
         }
     }
-    for p in &wanted {
-        tree.walk(p, &mut |e| x.entry(e))?;
+    let threads = match opts.threads {
+        // Twice the cores: a worker often waits (page faults, the directory lock, writeback).
+        0 => std::thread::available_parallelism().map_or(4, |n| (n.get() * 2).clamp(4, 16)),
+        n => n,
+    };
+    let mut x = Extractor {
+        sh: &sh,
+        tx: None,
+        verified: HashSet::new(),
+        dirs: Vec::new(),
+        links: Vec::new(),
+        batch: Batch::default(),
+        counts: Counts::default(),
+        buf: Vec::new(),
+    };
+    let walked = std::thread::scope(|s| {
+        let mut workers = Vec::new();
+        if threads > 1 {
+            let (tx, rx) = crossbeam_channel::bounded(threads * 2);
+            for i in 0..threads {
+                let rx = rx.clone();
+                let sh = &sh;
+                let w = std::thread::Builder::new()
+                    .name(format!("hexz-extract-{i}"))
+                    .spawn_scoped(s, move || worker(sh, rx));
+                // Fewer workers (or none: this thread writes) when threads cannot be made.
+                if let Ok(w) = w {
+                    workers.push(w);
+                }
+            }
+            if !workers.is_empty() {
+                x.tx = Some(tx);
+            }
+        }
+        let mut r = Ok(());
+        for p in &wanted {
+            r = tree.walk(p, &mut |e| x.entry(e));
+            if r.is_err() {
+                break;
+            }
+        }
+        if r.is_ok() {
+            r = x.flush();
+        }
+        x.tx = None;
+        for w in workers {
+            match w.join() {
+                Ok(c) => x.counts += c,
+                Err(_) => sh.fail(Error::InvalidArgument(
+                    "an extract worker thread panicked".into(),
+                )),
+            }
+        }
+        r
+    });
+    // A worker's error first: the walk may have stopped because of it.
+    if let Some(e) = sh.take_error() {
+        return Err(e);
+    }
+    walked?;
+    // Hard links after their targets are written.
+    for l in std::mem::take(&mut x.links) {
+        x.link(&l)?;
     }
     // Directories last, deepest first, so their times are not disturbed by their contents.
     let dirs = std::mem::take(&mut x.dirs);
     for d in dirs.iter().rev() {
-        let p = x.abs(&d.path);
+        let p = sh.abs(&d.path);
         let c = cpath(&p)?;
-        x.metadata(d, &p, &c)?;
+        sh.path_metadata(d, &p, &c)?;
     }
-    Ok(x.stats)
+    Ok(ExtractStats {
+        entries: x.counts.entries,
+        files: x.counts.files,
+        dirs: x.counts.dirs,
+        bytes: sh.bytes(),
+        warnings: sh.take_warnings(),
+    })
 }

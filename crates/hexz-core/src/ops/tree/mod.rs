@@ -15,6 +15,7 @@
 //! Reading is [`crate::api::FileTree`]; extracting is [`extract()`].
 
 mod extract;
+mod files;
 mod pack;
 mod tar;
 mod walk;

@@ -14,7 +14,7 @@ use crate::format::tree::{
     check_path, key_cmp, split_path, EntryKind, TreeEntry, ENTRY_FLAG_HARDLINK, MAX_PATH_LEN,
 };
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom, Write};
 
 /// Normalises a tar member name to table form ("./a/b/" -> "a/b"; "." -> root).
 fn tar_path(raw: &[u8]) -> std::result::Result<Vec<u8>, String> {
@@ -40,6 +40,99 @@ fn bad(name: &[u8], what: impl std::fmt::Display) -> Error {
         "tar member '{}': {what}",
         String::from_utf8_lossy(name)
     ))
+}
+
+/// A large member as long as an earlier one is held here this long in memory (longer ones in
+/// an unnamed temporary file) until its hash says whether it repeats that one.
+const SPOOL_IN_MEMORY: u64 = 16 << 20;
+
+/// A large member held back until its hash is known.
+enum Spool {
+    Mem(Vec<u8>),
+    File(std::fs::File),
+}
+
+/// An unnamed temporary file (`O_TMPFILE` in the temp directory), gone when closed.
+fn temp_file() -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .mode(0o600)
+        .open(std::env::temp_dir())
+}
+
+/// Stores a large member (a block or more) and returns its data offset and length. As for
+/// a directory, it is deduplicated whole: when an earlier large file had the same size, the
+/// member is held back (in memory, or in a temporary file when longer than
+/// [`SPOOL_IN_MEMORY`]) and hashed first, and a repeat points at the earlier copy. A tar
+/// stream cannot be read twice, hence the holding; it is needed only on a size collision.
+fn large_file(
+    m: &mut impl Read,
+    size: u64,
+    data: &mut DataOut,
+    buf: &mut [u8],
+) -> Result<(u64, u64)> {
+    let rd = |e: std::io::Error| Error::io("reading the tar stream", e);
+    let spool = if !data.large_size_seen(size) {
+        None
+    } else if size <= SPOOL_IN_MEMORY {
+        Some(Spool::Mem(Vec::with_capacity(size as usize)))
+    } else {
+        // Without a temporary file, the member is stored again (its full blocks still
+        // shared by the block dedup).
+        temp_file().ok().map(Spool::File)
+    };
+    let mut hasher = blake3::Hasher::new();
+    let mut got = 0u64;
+    let Some(mut spool) = spool else {
+        let off = data.begin_large()?;
+        loop {
+            let n = m.read(buf).map_err(rd)?;
+            if n == 0 {
+                break;
+            }
+            data.append(&buf[..n])?;
+            hasher.update(&buf[..n]);
+            got += n as u64;
+        }
+        data.remember_large(got, *hasher.finalize().as_bytes(), off);
+        return Ok((off, got));
+    };
+    let tmp = |e: std::io::Error| Error::io("writing a temporary file for a tar member", e);
+    loop {
+        let n = m.read(buf).map_err(rd)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        got += n as u64;
+        match &mut spool {
+            Spool::Mem(v) => v.extend_from_slice(&buf[..n]),
+            Spool::File(f) => f.write_all(&buf[..n]).map_err(tmp)?,
+        }
+    }
+    let hash = *hasher.finalize().as_bytes();
+    if let Some(off) = data.large_lookup(got, &hash) {
+        return Ok((off, got));
+    }
+    let off = data.begin_large()?;
+    match &mut spool {
+        Spool::Mem(v) => data.append(v)?,
+        Spool::File(f) => {
+            f.seek(SeekFrom::Start(0)).map_err(tmp)?;
+            loop {
+                let n = f.read(buf).map_err(tmp)?;
+                if n == 0 {
+                    break;
+                }
+                data.append(&buf[..n])?;
+            }
+        }
+    }
+    data.remember_large(got, hash, off);
+    Ok((off, got))
 }
 
 /// Reads the whole tar stream, sending file contents to `data`; returns the sorted table.
@@ -161,16 +254,7 @@ pub(super) fn produce(
                     e.data_offset = data.small_file(&bytes)?;
                     e.size = bytes.len() as u64;
                 } else {
-                    let off = data.begin_large()?;
-                    let mut got = 0u64;
-                    loop {
-                        let n = m.read(&mut buf).map_err(rd)?;
-                        if n == 0 {
-                            break;
-                        }
-                        data.append(&buf[..n])?;
-                        got += n as u64;
-                    }
+                    let (off, got) = large_file(&mut m, size, data, &mut buf)?;
                     e.data_offset = if got == 0 { 0 } else { off };
                     e.size = got;
                 }
