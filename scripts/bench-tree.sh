@@ -125,7 +125,7 @@ PY
   load=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "pack..." >&2
   hf "$work/s-pack.json" \
-    -p "rm -f $work/s.hxz $work/s.sqfs $work/s.tar.zst" \
+    -p "rm -f $work/s.hxz $work/s.sqfs $work/s.tar.zst; sync" \
     -n "hexz pack zstd-3 128K" "$hexz pack $s -o $work/s.hxz --compression zstd --level 3 --block-size 128K" \
     -n "mksquashfs zstd-3 128K" "mksquashfs $s $work/s.sqfs -comp zstd -Xcompression-level 3 -b 131072 -quiet -no-progress" \
     -n "tar | zstd -3 -T0" "tar -cf - -C $s . | zstd -3 -T0 -q -o $work/s.tar.zst"
@@ -135,7 +135,7 @@ PY
   [ -f "$work/s.tar.zst" ] || tar -cf - -C "$s" . | zstd -3 -T0 -q -o "$work/s.tar.zst"
   echo "extract..." >&2
   hf "$work/s-extract.json" \
-    -p "rm -rf $work/sx" \
+    -p "rm -rf $work/sx; sync" \
     -n "hexz extract" "$hexz extract $work/s.hxz -o $work/sx" \
     -n "unsquashfs" "unsquashfs -q -n -d $work/sx $work/s.sqfs" \
     -n "zstd -d | tar -x" "mkdir -p $work/sx && zstd -dc $work/s.tar.zst | tar -xf - -C $work/sx"
@@ -189,7 +189,7 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
 if has pack; then
 echo "pack..." >&2
 hf "$work/pack.json" \
-  -p "rm -f $work/t.hxz $work/t.sqfs $work/t.tar.zst" \
+  -p "rm -f $work/t.hxz $work/t.sqfs $work/t.tar.zst; sync" \
   -n "hexz pack zstd-3 128K" "$hexz pack $src -o $work/t.hxz --compression zstd --level 3 --block-size 128K" \
   -n "mksquashfs zstd-3 128K" "mksquashfs $src $work/t.sqfs -comp zstd -Xcompression-level 3 -b 131072 -quiet -no-progress" \
   -n "tar | zstd -3 -T0" "tar -cf - -C $src . | zstd -3 -T0 -q -o $work/t.tar.zst"
@@ -203,7 +203,7 @@ fi
 if has extract; then
 echo "extract..." >&2
 hf "$work/extract.json" \
-  -p "rm -rf $work/x" \
+  -p "rm -rf $work/x; sync" \
   -n "hexz extract" "$hexz extract $work/t.hxz -o $work/x" \
   -n "unsquashfs" "unsquashfs -q -n -d $work/x $work/t.sqfs" \
   -n "zstd -d | tar -x" "mkdir -p $work/x && zstd -dc $work/t.tar.zst | tar -xf - -C $work/x"
