@@ -8,6 +8,7 @@ use common::{mixed_data, pack_files};
 use hexz_core::ops::PackOptions;
 use hexz_core::{File, SnapshotStream};
 use std::io::{Read, Seek, SeekFrom};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Runs `child` in a forked process and returns its exit status (`child` returns the code).
 fn in_child(child: impl FnOnce() -> i32) -> i32 {
@@ -16,6 +17,9 @@ fn in_child(child: impl FnOnce() -> i32) -> i32 {
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     if pid == 0 {
+        // A child that hangs (a lock inherited held) dies of SIGALRM: the test fails, never hangs.
+        // SAFETY: alarm has no preconditions.
+        unsafe { libc::alarm(60) };
         let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(101);
         // SAFETY: ends the child at once, without running the parent's destructors.
         unsafe { libc::_exit(code) };
@@ -89,4 +93,59 @@ fn process_id_is_the_childs_own_after_fork() {
     });
     assert_eq!(code, 0, "the child saw its parent's id");
     assert_eq!(hexz_core::api::process_id(), parent);
+}
+
+#[test]
+fn fork_while_other_threads_hold_cache_and_flight_locks() {
+    // Threads of the parent read cold and cached blocks nonstop (cache shard, in-flight and
+    // read-ahead locks taken and released all the time) while the main thread forks; each
+    // child reads through the same File. A lock inherited in its held state would hang a
+    // child (SIGALRM after 60 s fails the test).
+    let dir = tempfile::tempdir().unwrap();
+    let d = mixed_data(8 << 20, 64 << 10, 9);
+    let (p, _) = pack_files(dir.path(), "a.hxz", Some(&d), None, &PackOptions::default());
+    let f = File::open_with(
+        &p,
+        hexz_core::OpenOptions {
+            cache_bytes: 256 << 10,
+            index_cache_bytes: 64 << 10,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for t in 0..2u64 {
+            let (f, d, stop) = (&f, &d, &stop);
+            s.spawn(move || {
+                let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ t;
+                let mut r = f.reader(SnapshotStream::Disk).unwrap();
+                let mut buf = vec![0u8; 100_000];
+                while !stop.load(Ordering::Relaxed) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let off = x % (d.len() as u64 - 200_000);
+                    let got = f.read_at(SnapshotStream::Disk, off, 150_000).unwrap();
+                    assert!(got == d[off as usize..][..150_000]);
+                    if r.read_exact(&mut buf).is_err() {
+                        r.seek(SeekFrom::Start(0)).unwrap();
+                    }
+                }
+            });
+        }
+        for i in 0..60u64 {
+            let off = (i * 131_071) % (d.len() as u64 - 300_000);
+            let code = in_child(|| {
+                match f.read_at(SnapshotStream::Disk, off, 300_000) {
+                    Ok(v) if v == d[off as usize..][..300_000] => {}
+                    _ => return 2,
+                }
+                f.wait_for_read_ahead();
+                0
+            });
+            assert_eq!(code, 0, "fork {i}: the child failed to read (code {code})");
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
 }

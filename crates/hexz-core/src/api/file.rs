@@ -17,6 +17,7 @@ use super::reader::StreamReader;
 use super::SnapshotStream;
 use crate::algo::compression::Compressor;
 use crate::algo::encryption::{ArchiveCipher, DataKey, Password};
+use crate::cache::fork::ForkFresh;
 use crate::cache::{ReadAhead, ShardedLru};
 use crate::error::{Error, Result};
 use crate::format::index::{IndexPage, MasterIndex, StreamRecord};
@@ -109,10 +110,9 @@ pub(super) struct Inner {
     pub(super) page_flights: Flights<PageKey, Arc<IndexPage>>,
     /// Largest read-ahead window of a local reader ([`OpenOptions::read_ahead`]).
     pub(super) read_ahead: u64,
-    /// Background read-ahead jobs not finished yet, tagged with the process id (a forked
-    /// child does not wait for its parent's).
-    pub(super) pending: Mutex<(u32, usize)>,
-    pub(super) pending_done: Condvar,
+    /// Background read-ahead jobs not finished yet and the condition signalled when none is
+    /// left; fresh in a forked child, which does not wait for its parent's.
+    pub(super) pending: ForkFresh<Pending>,
     pub(super) verify_hashes: bool,
     /// BLAKE3-check every block, bound CRC or not ([`OpenOptions::verify_full`]).
     pub(super) verify_full: bool,
@@ -382,26 +382,28 @@ impl File {
     /// Blocks until every read-ahead started so far (by any reader of this archive) has
     /// finished. Tests use it to observe read-ahead deterministically.
     pub fn wait_for_read_ahead(&self) {
-        let pid = std::process::id();
-        let mut g = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
-        while g.0 == pid && g.1 > 0 {
-            g = self
-                .inner
-                .pending_done
-                .wait(g)
-                .unwrap_or_else(|p| p.into_inner());
+        let (count, done) = self.inner.pending();
+        let mut g = count.lock().unwrap_or_else(|p| p.into_inner());
+        while *g > 0 {
+            g = done.wait(g).unwrap_or_else(|p| p.into_inner());
         }
     }
 
     /// Counts a read-ahead job as started; dropping the guard counts it as finished.
     pub(super) fn read_ahead_started(&self) -> ReadAheadGuard {
-        let pid = std::process::id();
-        let mut g = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if g.0 != pid {
-            *g = (pid, 0);
-        }
-        g.1 += 1;
+        let (count, _) = self.inner.pending();
+        *count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         ReadAheadGuard(self.clone())
+    }
+}
+
+/// Count of running read-ahead jobs and the condition signalled when it reaches 0.
+pub(super) type Pending = (Mutex<usize>, Condvar);
+
+impl Inner {
+    /// This process's read-ahead job count ([`ForkFresh`]).
+    pub(super) fn pending(&self) -> &Pending {
+        self.pending.get(|| (Mutex::new(0), Condvar::new()))
     }
 }
 
@@ -417,13 +419,13 @@ impl ReadAheadGuard {
 
 impl Drop for ReadAheadGuard {
     fn drop(&mut self) {
-        let inner = &self.0.inner;
-        let mut g = inner.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if g.0 == std::process::id() {
-            g.1 = g.1.saturating_sub(1);
-            if g.1 == 0 {
-                inner.pending_done.notify_all();
-            }
+        // A job started in the parent and dropped in a child (never: the parent's pool
+        // threads do not exist there) would only saturate at 0 in the child's fresh count.
+        let (count, done) = self.0.inner.pending();
+        let mut g = count.lock().unwrap_or_else(|p| p.into_inner());
+        *g = g.saturating_sub(1);
+        if *g == 0 {
+            done.notify_all();
         }
     }
 }

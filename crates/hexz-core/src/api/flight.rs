@@ -8,6 +8,7 @@
 //! To stay deadlock-free a reader finishes everything it leads before it waits for anything:
 //! a leader never waits while holding a flight open.
 
+use crate::cache::fork::ForkFresh;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,15 +34,15 @@ impl<V: Clone> Slot<V> {
     }
 }
 
-/// In-flight keys and their slots, with the id of the process they belong to.
-type SlotMap<K, V> = (u32, HashMap<K, Arc<Slot<V>>>);
+/// In-flight keys and their slots.
+type SlotMap<K, V> = HashMap<K, Arc<Slot<V>>>;
 
 /// The in-flight keys of one kind (blocks, or index pages).
 ///
-/// The map is tagged with the process id: a forked child forgets the flights of its parent,
-/// whose leaders do not exist in the child.
+/// The map is rebuilt empty in a forked child ([`ForkFresh`]): the parent's leaders do not
+/// exist there, and one of its threads may have held the map's lock at the fork.
 pub(super) struct Flights<K, V> {
-    map: Mutex<SlotMap<K, V>>,
+    map: ForkFresh<Mutex<SlotMap<K, V>>>,
 }
 
 /// What a reader got when it asked for a key.
@@ -55,23 +56,21 @@ pub(super) enum Claim<'a, K: Hash + Eq + Clone, V: Clone> {
 impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
     pub(super) fn new() -> Self {
         Flights {
-            map: Mutex::new((super::pool::process_id(), HashMap::new())),
+            map: ForkFresh::new(Mutex::new(HashMap::new())),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SlotMap<K, V>> {
-        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let pid = super::pool::process_id();
-        if m.0 != pid {
-            *m = (pid, HashMap::new());
-        }
-        m
+        self.map
+            .get(|| Mutex::new(HashMap::new()))
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Leads `key` if nobody is fetching it, else joins the flight as a waiter.
     pub(super) fn claim(&self, key: K) -> Claim<'_, K, V> {
         let mut m = self.lock();
-        let m = &mut m.1;
+        let m = &mut *m;
         if let Some(s) = m.get(&key) {
             s.waiters.fetch_add(1, Ordering::Relaxed);
             return Claim::Wait(s.clone());
@@ -94,7 +93,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
     /// For read-ahead, which has no use for a value someone else is already fetching.
     pub(super) fn try_lead(&self, key: K) -> Option<Lead<'_, K, V>> {
         let mut m = self.lock();
-        let m = &mut m.1;
+        let m = &mut *m;
         if m.contains_key(&key) {
             return None;
         }
@@ -115,7 +114,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
     fn complete(&self, key: &K, slot: &Slot<V>, make: impl FnOnce() -> Option<V>) {
         // Remove the key first: from then on nobody can join, so the waiter count is final
         // and the value is built only if someone waits for it.
-        self.lock().1.remove(key);
+        self.lock().remove(key);
         if slot.waiters.load(Ordering::Relaxed) == 0 {
             // Nobody joined, and nobody can now: skip the notification, a system call
             // (futex wake) per block even with no one to wake.

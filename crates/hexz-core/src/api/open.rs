@@ -7,6 +7,7 @@ use super::unlock::unlock;
 use super::SnapshotStream;
 use crate::algo::compression::Compressor;
 use crate::algo::encryption::{ArchiveCipher, DataKey, Password};
+use crate::cache::fork::ForkFresh;
 use crate::cache::ShardedLru;
 use crate::error::{Error, Result};
 use crate::format::header::{FLAG_HAS_PARENT, HEADER_SIZE};
@@ -220,8 +221,7 @@ impl File {
                 block_flights: Flights::new(),
                 page_flights: Flights::new(),
                 read_ahead: options.read_ahead,
-                pending: Mutex::new((std::process::id(), 0)),
-                pending_done: Condvar::new(),
+                pending: ForkFresh::new((Mutex::new(0), Condvar::new())),
                 verify_hashes: options.verify_hashes,
                 verify_full: options.verify_full,
                 bound_crc,

@@ -4,6 +4,7 @@
 //! byte budget, so concurrent readers rarely contend on the same lock. Values are cheap to
 //! clone (`Arc`s): a hit clones the handle under the lock and copies bytes outside it.
 
+use super::fork::ForkFresh;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Mutex;
 
@@ -12,9 +13,15 @@ struct Shard<K, V> {
     bytes: usize,
 }
 
+/// The shards of one process.
+type Shards<K, V> = Box<[Mutex<Shard<K, V>>]>;
+
 /// Sharded LRU bounded by the total weight (bytes) of its values.
+/// The shards are rebuilt empty in a forked child ([`ForkFresh`]): a parent's thread may have
+/// held a shard's lock at the fork.
 pub struct ShardedLru<K, V> {
-    shards: Box<[Mutex<Shard<K, V>>]>,
+    shards: ForkFresh<Shards<K, V>>,
+    n: usize,
     shard_budget: usize,
     weigh: fn(&V) -> usize,
     hasher: foldhash::fast::RandomState,
@@ -25,7 +32,17 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardedLru<K, V> {
     /// `shards` shards. A budget of 0 disables caching.
     pub fn new(budget_bytes: usize, shards: usize, weigh: fn(&V) -> usize) -> Self {
         let n = shards.max(1);
-        let shards = (0..n)
+        ShardedLru {
+            shards: ForkFresh::new(Self::empty_shards(n)),
+            n,
+            shard_budget: budget_bytes / n,
+            weigh,
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+
+    fn empty_shards(n: usize) -> Shards<K, V> {
+        (0..n)
             .map(|_| {
                 Mutex::new(Shard {
                     map: ::lru::LruCache::unbounded(),
@@ -33,18 +50,13 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardedLru<K, V> {
                 })
             })
             .collect::<Vec<_>>()
-            .into_boxed_slice();
-        ShardedLru {
-            shards,
-            shard_budget: budget_bytes / n,
-            weigh,
-            hasher: foldhash::fast::RandomState::default(),
-        }
+            .into_boxed_slice()
     }
 
     fn shard(&self, k: &K) -> &Mutex<Shard<K, V>> {
         let h = self.hasher.hash_one(k) as usize;
-        &self.shards[h % self.shards.len()]
+        let shards = self.shards.get(|| Self::empty_shards(self.n));
+        &shards[h % self.n]
     }
 
     /// Looks `k` up and marks it most recently used.
@@ -82,6 +94,7 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardedLru<K, V> {
     /// Total weight currently cached.
     pub fn weight(&self) -> usize {
         self.shards
+            .get(|| Self::empty_shards(self.n))
             .iter()
             .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).bytes)
             .sum()
@@ -90,6 +103,7 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardedLru<K, V> {
     /// Number of entries currently cached.
     pub fn len(&self) -> usize {
         self.shards
+            .get(|| Self::empty_shards(self.n))
             .iter()
             .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).map.len())
             .sum()

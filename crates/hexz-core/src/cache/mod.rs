@@ -3,6 +3,7 @@
 //! stored bytes of remote archives on local disk ([`disk`]).
 
 pub mod disk;
+pub mod fork;
 pub mod lru;
 pub mod prefetch;
 
