@@ -224,3 +224,115 @@ fn damaged_raw_block_is_an_error_through_read_ahead() {
     let after = e.logical_end();
     assert!(f.read_at(D, after, 1000).unwrap() == d[after as usize..after as usize + 1000]);
 }
+
+/// A "remote" backend over a local file whose first fetch covering `at` flips that byte (as
+/// a damaged transfer would); later fetches are clean.
+struct DamagedOnce {
+    inner: FileBackend,
+    at: u64,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+impl DamagedOnce {
+    fn damage(&self, offset: u64, buf: &mut [u8]) {
+        let end = offset + buf.len() as u64;
+        if offset <= self.at
+            && self.at < end
+            && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            buf[(self.at - offset) as usize] ^= 0x20;
+        }
+    }
+}
+
+impl StorageBackend for DamagedOnce {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> hexz_core::Result<()> {
+        self.inner.read_exact_at(offset, buf)?;
+        self.damage(offset, buf);
+        Ok(())
+    }
+    fn read_batch(&self, reqs: &mut [hexz_core::store::ReadRequest<'_>]) -> hexz_core::Result<()> {
+        self.inner.read_batch(reqs)?;
+        for r in reqs.iter_mut() {
+            self.damage(r.offset, r.buf);
+        }
+        Ok(())
+    }
+    fn is_remote(&self) -> bool {
+        true
+    }
+    fn describe(&self) -> String {
+        "damaged-once".into()
+    }
+}
+
+/// Over a remote archive, read-ahead keeps blocks as their stored bytes and the reader
+/// decodes them: a block damaged in transit and fetched ahead is refused when read (a CRC
+/// error naming the block, never wrong bytes), is not kept, and the next read fetches it
+/// again and returns the right bytes.
+#[test]
+fn remote_block_damaged_in_transit_is_refused_then_fetched_again() {
+    let dir = tempfile::tempdir().unwrap();
+    // Half random, half repetitive: blocks are stored compressed (so read-ahead keeps
+    // stored bytes), and the archive is much larger than what opening it reads.
+    let mut d = random_bytes(8 << 20, 11);
+    for (i, b) in d.iter_mut().enumerate() {
+        if i % 4096 < 2048 {
+            *b = (i / 7 % 61) as u8;
+        }
+    }
+    let (p, _) = pack_files(dir.path(), "a.hxz", Some(&d), None, &PackOptions::default());
+    let e = File::open(&p)
+        .unwrap()
+        .entries(D)
+        .map(|e| e.unwrap())
+        .nth(40)
+        .unwrap();
+    assert!(e.stored_len < e.logical_len, "blocks are stored compressed");
+    let backend = Arc::new(DamagedOnce {
+        inner: FileBackend::new(&p).unwrap(),
+        at: e.stored_offset + e.stored_len as u64 / 2,
+        armed: false.into(),
+    });
+    let f = File::open_backend(backend.clone(), None, OpenOptions::default()).unwrap();
+    assert!(f.is_remote());
+    assert!(f.entries(D).all(|e| e.is_ok()));
+    backend
+        .armed
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut r = f.reader(D).unwrap();
+    let mut buf = vec![0u8; 20_000];
+    let mut off = 0u64;
+    let err = loop {
+        match r.read_at(off, &mut buf) {
+            Ok(0) => panic!("the whole stream was read without an error"),
+            Ok(n) => {
+                assert!(
+                    buf[..n] == d[off as usize..off as usize + n],
+                    "bytes at {off}"
+                );
+                off += n as u64;
+            }
+            Err(err) => break err.to_string(),
+        }
+        f.wait_for_read_ahead();
+    };
+    assert!(
+        !backend.armed.load(std::sync::atomic::Ordering::SeqCst),
+        "the damage was applied"
+    );
+    assert!(err.contains("block 40"), "unexpected error: {err}");
+    assert!(
+        off <= e.logical_offset && e.logical_offset < off + buf.len() as u64,
+        "the error came at {off}, the damaged block starts at {}",
+        e.logical_offset
+    );
+    // The damaged copy was dropped: the same read now fetches the block again, clean.
+    let n = r.read_at(off, &mut buf).unwrap();
+    assert!(buf[..n] == d[off as usize..off as usize + n]);
+    // And the whole stream reads back exactly.
+    assert!(f.read_at(D, 0, d.len()).unwrap() == d);
+}

@@ -85,6 +85,28 @@ impl Default for OpenOptions {
 /// of the content hash). Deduplicated blocks share one stored copy and hash, and therefore
 /// one cache entry; see [`block_key`](super::read::block_key).
 pub(super) type BlockKey = (u16, u64, u64);
+
+/// A block held in memory: in the block cache, and what a fetch hands the readers waiting
+/// for it.
+#[derive(Debug, Clone)]
+pub(super) enum Held {
+    /// The block's content, checked.
+    Plain(Arc<Vec<u8>>),
+    /// The stored bytes of a block of a remote archive, fetched (by read-ahead, or for a
+    /// reader that decoded them into its own buffer) but kept undecoded: whoever reads the
+    /// block decodes and checks them straight into its buffer, in parallel with the other
+    /// blocks of its read. Cheaper than a decoded copy (smaller, no copy out of the cache).
+    Stored(Arc<Vec<u8>>),
+}
+
+impl Held {
+    /// Bytes held, for the cache's budget.
+    pub(super) fn weight(&self) -> usize {
+        match self {
+            Held::Plain(b) | Held::Stored(b) => b.len() + 64,
+        }
+    }
+}
 pub(super) type PageKey = (u8, u32);
 
 pub(super) struct Inner {
@@ -102,10 +124,10 @@ pub(super) struct Inner {
     pub(super) compressor: Box<dyn Compressor>,
     #[cfg(feature = "compression-zstd")]
     pub(super) zstd: crate::algo::compression::zstd::ZstdCompressor,
-    pub(super) blocks: ShardedLru<BlockKey, Arc<Vec<u8>>>,
+    pub(super) blocks: ShardedLru<BlockKey, Held>,
     pub(super) pages: ShardedLru<PageKey, Arc<IndexPage>>,
     /// Blocks being fetched right now, so concurrent readers share one fetch.
-    pub(super) block_flights: Flights<BlockKey, Arc<Vec<u8>>>,
+    pub(super) block_flights: Flights<BlockKey, Held>,
     /// Index pages being fetched right now.
     pub(super) page_flights: Flights<PageKey, Arc<IndexPage>>,
     /// Largest read-ahead window of a local reader ([`OpenOptions::read_ahead`]).

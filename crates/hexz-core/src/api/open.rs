@@ -1,7 +1,7 @@
 //! Opening an archive: the header and master index, the codec, signature checks, and the
 //! chain of a thin snapshot (each ancestor opened and checked against what the child expects).
 
-use super::file::{hex, File, Inner, OpenOptions, MAX_CHAIN_DEPTH};
+use super::file::{hex, File, Held, Inner, OpenOptions, MAX_CHAIN_DEPTH};
 use super::flight::Flights;
 use super::unlock::unlock;
 use super::SnapshotStream;
@@ -211,7 +211,7 @@ impl File {
                 blocks: ShardedLru::new(
                     options.cache_bytes,
                     shards_for(options.cache_bytes, max_block),
-                    |v: &Arc<Vec<u8>>| v.len() + 64,
+                    Held::weight,
                 ),
                 pages: ShardedLru::new(
                     options.index_cache_bytes,

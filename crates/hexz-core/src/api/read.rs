@@ -15,7 +15,7 @@
 //! driven by each reader's own sequential detector (see [`StreamReader`](super::StreamReader)).
 
 use super::decode::Verify;
-use super::file::{BlockKey, File};
+use super::file::{BlockKey, File, Held};
 use super::flight::{Claim, Lead, Slot};
 use super::pool::pools;
 use super::SnapshotStream;
@@ -35,7 +35,7 @@ const MIN_REMOTE_CHUNK: u64 = 1 << 20;
 /// Most read-ahead requests one trigger puts in flight for a remote backend.
 const MAX_REMOTE_CHUNKS: u64 = 4;
 
-type BlockLead<'a> = Lead<'a, BlockKey, Arc<Vec<u8>>>;
+type BlockLead<'a> = Lead<'a, BlockKey, Held>;
 
 /// The cache and flight key of the block `e` names: the archive and offset of its stored
 /// bytes, and the first 8 bytes of its content hash. Entries sharing a stored copy (dedup)
@@ -47,7 +47,10 @@ pub(super) fn block_key(e: &BlockEntry) -> BlockKey {
 }
 
 /// A piece waiting for a block someone else fetches.
-type Waiting<'b> = (Piece<'b>, Arc<Slot<Arc<Vec<u8>>>>);
+type Waiting<'b> = (Piece<'b>, Arc<Slot<Held>>);
+
+/// A piece whose block is held as stored bytes ([`Held::Stored`]): decoded by this reader.
+type Staged<'b> = (Piece<'b>, Arc<Vec<u8>>);
 
 /// One block's share of a read.
 struct Piece<'b> {
@@ -133,6 +136,7 @@ impl File {
     fn read_pieces(&self, stream: SnapshotStream, pieces: Vec<Piece<'_>>) -> Result<()> {
         let mut leads: Vec<Fetch<'_, '_>> = Vec::new();
         let mut waits: Vec<Waiting<'_>> = Vec::new();
+        let mut staged: Vec<Staged<'_>> = Vec::new();
         for p in pieces {
             let e = &p.entry;
             if e.is_zero() {
@@ -140,16 +144,16 @@ impl File {
                 continue;
             }
             let key = block_key(e);
-            if let Some(b) = self.inner.blocks.get(&key) {
-                copy_piece(&b, p.offset_in_block, p.dst);
+            if let Some(h) = self.inner.blocks.get(&key) {
+                serve(h, p, &mut staged);
                 continue;
             }
             match self.inner.block_flights.claim(key) {
                 Claim::Lead(lead) => {
                     // Someone may have finished it between the cache lookup and the claim.
-                    if let Some(b) = self.inner.blocks.get(&key) {
-                        copy_piece(&b, p.offset_in_block, p.dst);
-                        lead.finish(|| b.clone());
+                    if let Some(h) = self.inner.blocks.get(&key) {
+                        lead.finish(|| h.clone());
+                        serve(h, p, &mut staged);
                         continue;
                     }
                     leads.push(Fetch {
@@ -166,7 +170,7 @@ impl File {
         self.fetch_and_decode(stream, leads)?;
         for (p, slot) in waits {
             match slot.wait() {
-                Some(b) => copy_piece(&b, p.offset_in_block, p.dst),
+                Some(h) => serve(h, p, &mut staged),
                 None => {
                     // The leader failed: try on our own (and report our own error).
                     let b = self.load_block(stream, p.block_no, &p.entry)?;
@@ -174,7 +178,37 @@ impl File {
                 }
             }
         }
-        Ok(())
+        self.decode_staged(stream, staged)
+    }
+
+    /// Decodes the stored bytes of `staged` into their pieces, in parallel when there are
+    /// several. A piece that covers its block whole gets it decoded in place; a partial one
+    /// through a buffer that then replaces the stored bytes in the cache, so that further
+    /// small reads of the block copy instead of decoding again. Stored bytes that fail their
+    /// check leave the cache: the next read fetches them afresh.
+    fn decode_staged(&self, stream: SnapshotStream, staged: Vec<Staged<'_>>) -> Result<()> {
+        let verify = self.read_verify();
+        let one = |(p, raw): Staged<'_>| -> Result<()> {
+            let e = &p.entry;
+            let key = block_key(e);
+            let r = if p.offset_in_block == 0 && p.dst.len() == e.logical_len as usize {
+                self.decode_stored(stream, p.block_no, e, &raw, p.dst, verify)
+            } else {
+                self.decode_stored_vec(stream, p.block_no, e, &raw, verify)
+                    .map(|v| {
+                        copy_piece(&v, p.offset_in_block, p.dst);
+                        self.inner.blocks.insert(key, Held::Plain(Arc::new(v)));
+                    })
+            };
+            if r.is_err() {
+                self.inner.blocks.remove(&key);
+            }
+            r
+        };
+        if staged.len() <= 1 {
+            return staged.into_iter().try_for_each(one);
+        }
+        pools().decode(|| staged.into_par_iter().try_for_each(one))
     }
 
     /// Returns the decoded block, from the cache or read and decoded on its own (and cached).
@@ -185,13 +219,23 @@ impl File {
         e: &BlockEntry,
     ) -> Result<Arc<Vec<u8>>> {
         let key = block_key(e);
-        if let Some(b) = self.inner.blocks.get(&key) {
-            return Ok(b);
-        }
-        let mut v = vec![0u8; e.logical_len as usize];
-        self.decode_block(stream, block_no, e, &mut v, self.read_verify())?;
+        let v = match self.inner.blocks.get(&key) {
+            Some(Held::Plain(b)) => return Ok(b),
+            Some(Held::Stored(raw)) => {
+                let r = self.decode_stored_vec(stream, block_no, e, &raw, self.read_verify());
+                if r.is_err() {
+                    self.inner.blocks.remove(&key);
+                }
+                r?
+            }
+            None => {
+                let mut v = vec![0u8; e.logical_len as usize];
+                self.decode_block(stream, block_no, e, &mut v, self.read_verify())?;
+                v
+            }
+        };
         let v = Arc::new(v);
-        self.inner.blocks.insert(key, v.clone());
+        self.inner.blocks.insert(key, Held::Plain(v.clone()));
         Ok(v)
     }
 
@@ -322,7 +366,7 @@ impl File {
                 return Ok(());
             };
             self.check_plain(stream, f.block_no, &f.entry, dst, verify)?;
-            f.lead.finish(|| Arc::new(dst.to_vec()));
+            f.lead.finish(|| Held::Plain(Arc::new(dst.to_vec())));
             Ok(())
         };
         // A CRC32 runs at tens of GB/s (PCLMULQDQ; ~50 GB/s on this project's AVX-512
@@ -380,22 +424,36 @@ impl File {
 
     /// Decodes one fetched block into its piece and/or the cache, and hands it to waiters.
     /// `raw` is what [`fetch_stored`](Self::fetch_stored) fetched for it (empty when mapped).
+    /// Blocks of a remote archive are cached as their stored bytes ([`Held::Stored`]), and
+    /// read-ahead does not decode them at all: the reader that needs them decodes them
+    /// straight into its buffer.
     fn decode_fetch(&self, stream: SnapshotStream, f: Fetch<'_, '_>, raw: Vec<u8>) -> Result<()> {
         let e = f.entry;
         let verify = self.read_verify();
+        let remote = !raw.is_empty() && self.inner.archives[e.source as usize].is_remote();
         match f.dst {
             Some((0, dst)) if dst.len() == e.logical_len as usize => {
-                // Covered whole: decode in place; copy out for waiters, and into the cache
-                // when the next fetch would cost a round trip.
+                // Covered whole: decode in place; keep the stored bytes for the cache and
+                // waiters when the next fetch would cost a round trip, else copy out for
+                // waiters.
                 let stored = self.stored_bytes(stream, f.block_no, &e, &raw)?;
                 self.decode_stored(stream, f.block_no, &e, stored, dst, verify)?;
-                if self.inner.archives[e.source as usize].is_remote() {
-                    let v = Arc::new(dst.to_vec());
-                    self.inner.blocks.insert(block_key(&e), v.clone());
-                    f.lead.finish(|| v);
+                if remote {
+                    let h = if self.stored_is_content(&e) {
+                        Held::Plain(Arc::new(raw))
+                    } else {
+                        Held::Stored(Arc::new(raw))
+                    };
+                    self.inner.blocks.insert(block_key(&e), h.clone());
+                    f.lead.finish(|| h);
                 } else {
-                    f.lead.finish(|| Arc::new(dst.to_vec()));
+                    f.lead.finish(|| Held::Plain(Arc::new(dst.to_vec())));
                 }
+            }
+            None if remote && !self.stored_is_content(&e) => {
+                let h = Held::Stored(Arc::new(raw));
+                self.inner.blocks.insert(block_key(&e), h.clone());
+                f.lead.finish(|| h);
             }
             dst => {
                 let v = if !raw.is_empty() && self.stored_is_content(&e) {
@@ -410,9 +468,9 @@ impl File {
                 if let Some((off, dst)) = dst {
                     copy_piece(&v, off, dst);
                 }
-                let v = Arc::new(v);
-                self.inner.blocks.insert(block_key(&e), v.clone());
-                f.lead.finish(|| v);
+                let h = Held::Plain(Arc::new(v));
+                self.inner.blocks.insert(block_key(&e), h.clone());
+                f.lead.finish(|| h);
             }
         }
         Ok(())
@@ -484,6 +542,15 @@ impl File {
             });
             a = b;
         }
+    }
+}
+
+/// Serves `p` from a held block: a copy of its content, or (stored bytes) a place in
+/// `staged` to be decoded with the rest of the read.
+fn serve<'b>(h: Held, p: Piece<'b>, staged: &mut Vec<Staged<'b>>) {
+    match h {
+        Held::Plain(b) => copy_piece(&b, p.offset_in_block, p.dst),
+        Held::Stored(raw) => staged.push((p, raw)),
     }
 }
 

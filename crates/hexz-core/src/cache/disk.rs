@@ -56,6 +56,7 @@ use rayon::prelude::*;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -248,12 +249,48 @@ impl DiskCache {
             .join(format!("{}-{}.tmp", std::process::id(), hex(&rnd))))
     }
 
-    fn entry_crc(key: &str, offset: u64, data: &[u8]) -> [u8; 4] {
+    /// The CRC32 of an entry: of its archive key, chunk offset and data (`parts`, in order).
+    fn entry_crc(key: &str, offset: u64, parts: &[&[u8]]) -> [u8; 4] {
         let mut h = crc32fast::Hasher::new();
         h.update(key.as_bytes());
         h.update(&offset.to_le_bytes());
-        h.update(data);
+        for p in parts {
+            h.update(p);
+        }
         h.finalize().to_le_bytes()
+    }
+
+    /// Whether `head` is the header of entry `idx` holding `len` bytes (the CRC aside).
+    fn head_ok(head: &[u8; ENTRY_HEADER], idx: u64, len: usize) -> bool {
+        &head[..8] == MAGIC
+            && head[8..16] == (idx * CHUNK_SIZE).to_le_bytes()
+            && head[16..20] == (len as u32).to_le_bytes()
+    }
+
+    /// As [`read_entry`](Self::read_entry), straight into `parts`, which tile the entry's
+    /// `len` bytes in order (a caller's buffers: no intermediate buffer, no copy). `false`
+    /// when the entry is missing, or damaged (then deleted); the parts may then hold
+    /// anything.
+    fn read_entry_into(&self, key: &str, idx: u64, len: usize, parts: &mut [&mut [u8]]) -> bool {
+        let path = self.entry_path(key, idx);
+        let Ok(f) = fs::File::open(&path) else {
+            return false;
+        };
+        let mut head = [0u8; ENTRY_HEADER];
+        let ok = f.read_exact_at(&mut head, 0).is_ok()
+            && Self::head_ok(&head, idx, len)
+            && f.metadata()
+                .is_ok_and(|m| m.len() == (ENTRY_HEADER + len) as u64)
+            && crate::store::local::preadv_exact(&f, ENTRY_HEADER as u64, parts).is_ok()
+            && head[20..24] == Self::entry_crc(key, idx * CHUNK_SIZE, &as_shared(parts));
+        if !ok {
+            drop(f);
+            let _ = self.remove_entry(&path);
+            return false;
+        }
+        // SAFETY: futimens on our own descriptor; a null `times` means "now".
+        unsafe { libc::futimens(f.as_raw_fd(), std::ptr::null()) };
+        true
     }
 
     /// Reads and checks entry `idx` of archive `key`, expected to hold `len` bytes. A damaged
@@ -262,14 +299,13 @@ impl DiskCache {
         let path = self.entry_path(key, idx);
         let mut f = fs::File::open(&path).ok()?;
         let mut head = [0u8; ENTRY_HEADER];
-        let mut buf = vec![0u8; len];
+        // Read into spare capacity: `File` fills it without zeroing it first (1 MiB each).
+        let mut buf = Vec::with_capacity(len + 1);
         let ok = f.read_exact(&mut head).is_ok()
-            && &head[..8] == MAGIC
-            && head[8..16] == (idx * CHUNK_SIZE).to_le_bytes()
-            && head[16..20] == (len as u32).to_le_bytes()
-            && f.read_exact(&mut buf).is_ok()
-            && f.read(&mut [0u8; 1]).ok() == Some(0)
-            && head[20..24] == Self::entry_crc(key, idx * CHUNK_SIZE, &buf);
+            && Self::head_ok(&head, idx, len)
+            && (&mut f).take(len as u64 + 1).read_to_end(&mut buf).is_ok()
+            && buf.len() == len
+            && head[20..24] == Self::entry_crc(key, idx * CHUNK_SIZE, &[&buf]);
         if !ok {
             drop(f);
             let _ = self.remove_entry(&path);
@@ -436,7 +472,7 @@ impl DiskCache {
         head[..8].copy_from_slice(MAGIC);
         head[8..16].copy_from_slice(&(idx * CHUNK_SIZE).to_le_bytes());
         head[16..20].copy_from_slice(&(data.len() as u32).to_le_bytes());
-        head[20..24].copy_from_slice(&Self::entry_crc(key, idx * CHUNK_SIZE, data));
+        head[20..24].copy_from_slice(&Self::entry_crc(key, idx * CHUNK_SIZE, &[data]));
         let written = (|| -> std::io::Result<()> {
             let mut f = fs::OpenOptions::new()
                 .write(true)
@@ -454,6 +490,11 @@ impl DiskCache {
             let _ = fs::remove_file(&tmp);
         }
     }
+}
+
+/// The parts as shared slices (for checksumming).
+fn as_shared<'a>(parts: &'a [&mut [u8]]) -> Vec<&'a [u8]> {
+    parts.iter().map(|p| &**p).collect()
 }
 
 /// A remote backend seen through the disk cache: reads are served in whole chunks from
@@ -700,6 +741,44 @@ impl CachedBackend {
         Ok(())
     }
 
+    /// Reads chunk `idx` from disk straight into the parts of `reqs` that cover it, when
+    /// they tile it exactly (no gap, no overlap) and it is not in memory already. `false`
+    /// when it was not read that way (the parts may then hold anything: the caller fills
+    /// them again).
+    fn read_direct(&self, idx: u64, reqs: &mut [ReadRequest<'_>]) -> bool {
+        let len = self.chunk_len(idx);
+        let (cs, ce) = (idx * CHUNK_SIZE, idx * CHUNK_SIZE + len as u64);
+        let mut parts: Vec<(u64, &mut [u8])> = reqs
+            .iter_mut()
+            .filter_map(|r| {
+                let (s, e) = (r.offset.max(cs), (r.offset + r.buf.len() as u64).min(ce));
+                (s < e).then(|| {
+                    let b = &mut r.buf[(s - r.offset) as usize..(e - r.offset) as usize];
+                    (s, b)
+                })
+            })
+            .collect();
+        parts.sort_by_key(|p| p.0);
+        let mut pos = cs;
+        for (o, b) in &parts {
+            if *o != pos {
+                return false;
+            }
+            pos += b.len() as u64;
+        }
+        if pos != ce
+            || self
+                .memory
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&idx)
+        {
+            return false;
+        }
+        let mut bufs: Vec<&mut [u8]> = parts.into_iter().map(|(_, b)| b).collect();
+        self.cache.read_entry_into(&self.key, idx, len, &mut bufs)
+    }
+
     fn check_range(&self, offset: u64, len: usize) -> Result<()> {
         if offset
             .checked_add(len as u64)
@@ -741,6 +820,9 @@ impl StorageBackend for CachedBackend {
         }
         idxs.sort_unstable();
         idxs.dedup();
+        // Chunks on disk that the requests tile exactly (a sequential pass: consecutive
+        // blocks) are read straight into them; the rest go through memory.
+        idxs.retain(|&idx| !self.read_direct(idx, reqs));
         for group in idxs.chunks(GROUP) {
             let chunks = self.chunks(group)?;
             let (lo, hi) = (
@@ -815,5 +897,42 @@ mod tests {
         assert_ne!(a, DiskCache::archive_key("http://h/a", "\"e2\"", 10));
         assert_ne!(a, DiskCache::archive_key("http://h/a", "\"e1\"", 11));
         assert_ne!(a, DiskCache::archive_key("http://h/b", "\"e1\"", 10));
+    }
+
+    #[test]
+    fn entries_read_into_parts_match_and_damaged_ones_are_dropped() {
+        let t = tempfile::tempdir().unwrap();
+        let c = DiskCache::open(t.path(), 1 << 30).unwrap();
+        let data: Vec<u8> = (0..CHUNK_SIZE as usize)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        c.write_entry("k", 3, &data);
+        // Parts of uneven sizes that tile the entry.
+        let read = |c: &DiskCache| {
+            let mut out = vec![0u8; data.len()];
+            let (a, rest) = out.split_at_mut(1000);
+            let (b, d) = rest.split_at_mut(65536);
+            let ok = c.read_entry_into("k", 3, data.len(), &mut [a, b, d]);
+            (ok, out)
+        };
+        let (ok, out) = read(&c);
+        assert!(ok);
+        assert!(out == data);
+        // The wrong length for the entry, or the wrong chunk number: a miss, nothing read.
+        let mut small = vec![0u8; 10];
+        assert!(!c.read_entry_into("k", 4, 10, &mut [&mut small]));
+        // A flipped data byte fails the CRC: a miss, and the entry is gone.
+        let path = c.entry_path("k", 3);
+        let mut b = std::fs::read(&path).unwrap();
+        b[ENTRY_HEADER + 70_000] ^= 1;
+        std::fs::write(&path, &b).unwrap();
+        assert!(!read(&c).0);
+        assert!(!path.exists(), "damaged entry deleted");
+        // A truncated entry too.
+        c.write_entry("k", 3, &data);
+        let b = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &b[..b.len() - 1]).unwrap();
+        assert!(!read(&c).0);
+        assert!(!path.exists());
     }
 }

@@ -91,6 +91,14 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardedLru<K, V> {
         }
     }
 
+    /// Drops `k` if it is cached.
+    pub fn remove(&self, k: &K) {
+        let mut s = self.shard(k).lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = s.map.pop(k) {
+            s.bytes -= (self.weigh)(&old);
+        }
+    }
+
     /// Total weight currently cached.
     pub fn weight(&self) -> usize {
         self.shards
@@ -132,6 +140,9 @@ mod tests {
         assert!(c.contains(&0));
         assert!(!c.contains(&1), "least recently used entry must go first");
         assert!(c.weight() <= 1000);
+        c.remove(&0);
+        assert!(!c.contains(&0));
+        assert_eq!(c.weight(), 900);
         c.insert(11, Arc::new(vec![0; 5000]));
         assert!(!c.contains(&11), "oversized values are not cached");
     }

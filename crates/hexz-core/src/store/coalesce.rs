@@ -35,6 +35,25 @@ impl Default for CoalesceConfig {
     }
 }
 
+/// Where the body of a range response goes, in order.
+pub(crate) trait RangeSink {
+    /// A buffer to read the bytes at archive offset `pos` into directly (no intermediate
+    /// copy), or `None` to have them read into a scratch buffer and passed to [`Self::put`].
+    fn direct(&mut self, _pos: u64) -> Option<&mut [u8]> {
+        None
+    }
+    /// Takes the bytes at `pos` that [`Self::direct`] had no buffer for.
+    fn put(&mut self, pos: u64, data: &[u8]);
+}
+
+/// The open request's body is kept whole.
+impl RangeSink for Vec<u8> {
+    fn put(&mut self, pos: u64, data: &[u8]) {
+        debug_assert_eq!(pos, self.len() as u64);
+        self.extend_from_slice(data);
+    }
+}
+
 /// A caller's buffer (or a part of one) and the archive offset of its first byte.
 #[derive(Debug)]
 pub(crate) struct Piece<'a> {
@@ -75,10 +94,36 @@ impl<'a> Span<'a> {
         }
     }
 
+    /// The part of a caller's buffer that takes the span's bytes from `pos` on, up to the
+    /// end of that buffer or the start of the next one. `None` in a gap between buffers
+    /// and where two buffers overlap (both need the bytes: [`Span::scatter`] copies them).
+    pub fn direct(&mut self, pos: u64) -> Option<&mut [u8]> {
+        while self.cursor < self.pieces.len() && piece_end(&self.pieces[self.cursor]) <= pos {
+            self.cursor += 1;
+        }
+        let i = self.cursor;
+        let p = self.pieces.get(i)?;
+        let next = self.pieces.get(i + 1).map_or(u64::MAX, |n| n.offset);
+        if p.offset > pos || next <= pos {
+            return None;
+        }
+        let (from, to) = (pos - p.offset, piece_end(p).min(next) - p.offset);
+        Some(&mut self.pieces[i].buf[from as usize..to as usize])
+    }
+
     /// Number of caller ranges (or parts of ranges) this span fills.
     #[cfg(test)]
     pub fn pieces(&self) -> usize {
         self.pieces.len()
+    }
+}
+
+impl RangeSink for Span<'_> {
+    fn direct(&mut self, pos: u64) -> Option<&mut [u8]> {
+        Span::direct(self, pos)
+    }
+    fn put(&mut self, pos: u64, data: &[u8]) {
+        self.scatter(pos, data);
     }
 }
 
@@ -235,6 +280,59 @@ mod tests {
         for (b, o) in bufs.iter().zip(offs) {
             let want: Vec<u8> = (o..o + b.len() as u64).map(source).collect();
             assert_eq!(b, &want);
+        }
+    }
+
+    /// Delivers a span the way the HTTP client does: straight into a caller's buffer where
+    /// [`Span::direct`] offers one (at most 5 bytes per read, to cross boundaries), through
+    /// a 3-byte scratch buffer elsewhere. Returns the bytes that went through the scratch.
+    fn deliver(span: &mut Span<'_>) -> u64 {
+        let mut pos = span.start;
+        let mut via_scratch = 0;
+        while pos < span.end {
+            let left = (span.end - pos) as usize;
+            let n = match span.direct(pos) {
+                Some(buf) => {
+                    let n = left.min(buf.len()).min(5);
+                    for (i, b) in buf[..n].iter_mut().enumerate() {
+                        *b = source(pos + i as u64);
+                    }
+                    n
+                }
+                None => {
+                    let n = left.min(3);
+                    let data: Vec<u8> = (pos..pos + n as u64).map(source).collect();
+                    span.put(pos, &data);
+                    via_scratch += n as u64;
+                    n
+                }
+            };
+            pos += n as u64;
+        }
+        via_scratch
+    }
+
+    #[test]
+    fn direct_reads_fill_buffers_and_scratch_covers_gaps_and_overlaps() {
+        // 0..10 and 10..20 touch, 30..40 leaves a gap, 35..45 overlaps it.
+        let offs = [0u64, 10, 30, 35];
+        let mut bufs = [vec![0u8; 10], vec![0u8; 10], vec![0u8; 10], vec![0u8; 10]];
+        let mut reqs: Vec<ReadRequest<'_>> = bufs
+            .iter_mut()
+            .zip(offs)
+            .map(|(b, o)| ReadRequest { offset: o, buf: b })
+            .collect();
+        let mut spans = plan(pieces(&mut reqs), &cfg(20, 1000));
+        assert_eq!(spans.len(), 1);
+        let scratch = deliver(&mut spans[0]);
+        drop(spans);
+        // Through the scratch buffer in 3-byte reads: the gap 20..30 (to 32, the last read
+        // running into the third buffer) and the overlap 35..40 (to 41). The rest, 0..20,
+        // 32..35 and 41..45, goes direct.
+        assert_eq!(scratch, 12 + 6);
+        for (b, o) in bufs.iter().zip(offs) {
+            let want: Vec<u8> = (o..o + b.len() as u64).map(source).collect();
+            assert_eq!(b, &want, "buffer at {o}");
         }
     }
 

@@ -114,61 +114,70 @@ impl FileBackend {
 
     /// Fills `bufs`, which follow each other in the file from `offset`, with `preadv(2)`.
     fn preadv_exact(&self, offset: u64, bufs: &mut [&mut [u8]]) -> Result<()> {
-        use std::os::fd::AsRawFd;
-        let total: usize = bufs.iter().map(|b| b.len()).sum();
-        let mut iov: Vec<libc::iovec> = bufs
-            .iter_mut()
-            .filter(|b| !b.is_empty())
-            .map(|b| libc::iovec {
-                iov_base: b.as_mut_ptr().cast(),
-                iov_len: b.len(),
-            })
-            .collect();
-        let (mut first, mut done) = (0usize, 0usize);
-        while first < iov.len() {
-            let pos = offset + done as u64;
-            let cnt = (iov.len() - first).min(MAX_IOVECS);
-            // SAFETY: every iovec points into a distinct live `&mut [u8]` of `bufs`, advanced
-            // only within its bounds below.
-            let n = unsafe {
-                libc::preadv(
-                    self.file.as_raw_fd(),
-                    iov[first..].as_ptr(),
-                    cnt as libc::c_int,
-                    pos as libc::off_t,
-                )
-            };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(self.io_error(offset, total, e));
+        preadv_exact(&self.file, offset, bufs).map_err(|e| {
+            let total: usize = bufs.iter().map(|b| b.len()).sum();
+            self.io_error(offset, total, e)
+        })
+    }
+}
+
+/// Fills `bufs`, which follow each other in `file` from `offset`, with as few `preadv(2)`
+/// calls as the kernel allows (a short read continues where it stopped; the end of the file
+/// before the buffers are full is `UnexpectedEof`).
+pub(crate) fn preadv_exact(
+    file: &std::fs::File,
+    offset: u64,
+    bufs: &mut [&mut [u8]],
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut iov: Vec<libc::iovec> = bufs
+        .iter_mut()
+        .filter(|b| !b.is_empty())
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        })
+        .collect();
+    let (mut first, mut done) = (0usize, 0usize);
+    while first < iov.len() {
+        let pos = offset + done as u64;
+        let cnt = (iov.len() - first).min(MAX_IOVECS);
+        // SAFETY: every iovec points into a distinct live `&mut [u8]` of `bufs`, advanced
+        // only within its bounds below.
+        let n = unsafe {
+            libc::preadv(
+                file.as_raw_fd(),
+                iov[first..].as_ptr(),
+                cnt as libc::c_int,
+                pos as libc::off_t,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
             }
-            if n == 0 {
-                return Err(self.io_error(
-                    offset,
-                    total,
-                    std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
-                ));
-            }
-            let mut n = n as usize;
-            done += n;
-            while n > 0 && first < iov.len() {
-                let v = &mut iov[first];
-                if n >= v.iov_len {
-                    n -= v.iov_len;
-                    first += 1;
-                } else {
-                    // SAFETY: n < iov_len, so the advanced pointer stays inside the buffer.
-                    v.iov_base = unsafe { v.iov_base.cast::<u8>().add(n) }.cast();
-                    v.iov_len -= n;
-                    n = 0;
-                }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+        }
+        let mut n = n as usize;
+        done += n;
+        while n > 0 && first < iov.len() {
+            let v = &mut iov[first];
+            if n >= v.iov_len {
+                n -= v.iov_len;
+                first += 1;
+            } else {
+                // SAFETY: n < iov_len, so the advanced pointer stays inside the buffer.
+                v.iov_base = unsafe { v.iov_base.cast::<u8>().add(n) }.cast();
+                v.iov_len -= n;
+                n = 0;
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// Resolves `rel` against the directory of `base` (absolute `rel` is returned as is).

@@ -7,6 +7,7 @@
 //! checks (a redirect to a restricted address is refused at connection time like any other).
 
 use crate::error::{Error, Result};
+use crate::store::coalesce::RangeSink;
 use crate::store::net::{GuardedResolver, REFUSED};
 use crate::store::retry::{status_is_transient, Attempt, RetryPolicy};
 use crate::store::RemoteOptions;
@@ -20,6 +21,8 @@ use url::Url;
 
 /// Most redirects followed for one request.
 const MAX_REDIRECTS: u32 = 5;
+/// Size of the buffer that takes range-response bytes no caller buffer is waiting for.
+const SCRATCH: usize = 256 << 10;
 /// Most bytes of an error response body kept for the message.
 const MAX_ERROR_BODY: u64 = 16 << 10;
 /// Most bytes of a non-range response body read into memory (S3 XML replies).
@@ -269,7 +272,7 @@ impl HttpClient {
         }
     }
 
-    /// Reads `start..end` of the object into `sink(offset, bytes)`, in order, checking status,
+    /// Reads `start..end` of the object into `sink`, in order, checking status,
     /// `Content-Range`, length and identity, retrying transient failures and resuming a body
     /// cut short from the first missing byte. With `pin` `None` (the open request), `end` may
     /// be cut down to the object's size and the returned pin describes the object.
@@ -279,13 +282,13 @@ impl HttpClient {
         start: u64,
         end: u64,
         pin: Option<&Pin>,
-        sink: &mut dyn FnMut(u64, &[u8]),
+        sink: &mut dyn RangeSink,
     ) -> Result<Pin> {
         debug_assert!(start < end);
         let mut pos = start;
         let mut end = end;
         let mut pinned: Option<Pin> = pin.cloned();
-        let mut scratch = vec![0u8; 256 << 10];
+        let mut scratch = Vec::new();
         self.retry.run(|_| {
             let before = pos;
             match self.range_attempt(
@@ -320,8 +323,8 @@ impl HttpClient {
         end: &mut u64,
         pinned: &mut Option<Pin>,
         opening: bool,
-        scratch: &mut [u8],
-        sink: &mut dyn FnMut(u64, &[u8]),
+        scratch: &mut Vec<u8>,
+        sink: &mut dyn RangeSink,
     ) -> Result<()> {
         let range = format!("bytes={}-{}", *pos, *end - 1);
         let what = format!("GET {range}");
@@ -473,8 +476,27 @@ impl HttpClient {
         }
         let mut reader = resp.body_mut().as_reader();
         while *pos < *end {
-            let room = ((*end - *pos) as usize).min(scratch.len());
-            match reader.read(&mut scratch[..room]) {
+            let left = (*end - *pos) as usize;
+            // Straight into the caller's buffer where there is one for these bytes; through
+            // the scratch buffer for gaps read through and overlapping requests.
+            let got = match sink.direct(*pos) {
+                Some(buf) => {
+                    let room = left.min(buf.len());
+                    reader.read(&mut buf[..room])
+                }
+                None => {
+                    if scratch.is_empty() {
+                        scratch.resize(SCRATCH, 0);
+                    }
+                    let room = left.min(scratch.len());
+                    reader.read(&mut scratch[..room]).inspect(|&n| {
+                        if n > 0 {
+                            sink.put(*pos, &scratch[..n]);
+                        }
+                    })
+                }
+            };
+            match got {
                 Ok(0) => {
                     return Err(remote(
                         target,
@@ -485,10 +507,7 @@ impl HttpClient {
                         true,
                     ))
                 }
-                Ok(n) => {
-                    sink(*pos, &scratch[..n]);
-                    *pos += n as u64;
-                }
+                Ok(n) => *pos += n as u64,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     return Err(remote(

@@ -38,10 +38,7 @@ impl RemoteObject {
     /// gives the size and whose ETag / Last-Modified pin the object's identity.
     pub fn open(client: Arc<HttpClient>, target: Box<dyn Target>) -> Result<RemoteObject> {
         let mut head = Vec::new();
-        let pin = client.get_range(target.as_ref(), 0, OPEN_BYTES, None, &mut |pos, d| {
-            debug_assert_eq!(pos, head.len() as u64);
-            head.extend_from_slice(d);
-        })?;
+        let pin = client.get_range(target.as_ref(), 0, OPEN_BYTES, None, &mut head)?;
         let bytes = head.len() as u64;
         Ok(RemoteObject {
             client,
@@ -118,7 +115,7 @@ impl RemoteObject {
                     span.start,
                     span.end,
                     Some(&self.pin),
-                    &mut |pos, data| span.scatter(pos, data),
+                    span,
                 )
                 .map(drop)
         })
