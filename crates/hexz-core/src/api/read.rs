@@ -29,6 +29,23 @@ use std::sync::Arc;
 /// Most stored bytes one batch holds in memory: a larger read is fetched in several batches.
 const MAX_BATCH_STORED: u64 = 32 << 20;
 
+/// Least content a batch of blocks must hold to be decoded on the decode pool rather than on
+/// the calling thread. Handing two 64 KiB blocks to the pool saves less than it costs (waking
+/// its threads, waiting for them on a busy machine), and keeping small reads on the caller
+/// lets N reading threads use N cores instead of all queueing for one pool.
+const PARALLEL_DECODE_MIN: u64 = 256 << 10;
+
+/// Whether decoding blocks `entries` is worth spreading over the decode pool.
+fn worth_parallel<'e>(entries: impl Iterator<Item = &'e BlockEntry>) -> bool {
+    let mut n = 0;
+    let mut total = 0u64;
+    for e in entries {
+        n += 1;
+        total += u64::from(e.logical_len);
+    }
+    n > 1 && total >= PARALLEL_DECODE_MIN
+}
+
 /// Smallest read-ahead request sent to a remote backend on its own.
 const MIN_REMOTE_CHUNK: u64 = 1 << 20;
 
@@ -205,7 +222,7 @@ impl File {
             }
             r
         };
-        if staged.len() <= 1 {
+        if !worth_parallel(staged.iter().map(|(p, _)| &p.entry)) {
             return staged.into_iter().try_for_each(one);
         }
         pools().decode(|| staged.into_par_iter().try_for_each(one))
@@ -308,9 +325,10 @@ impl File {
         let blocks: Vec<(u64, BlockEntry)> = leads.iter().map(|f| (f.block_no, f.entry)).collect();
         let stored = self.fetch_stored(stream, &blocks)?;
         let work: Vec<(Fetch<'_, '_>, Vec<u8>)> = leads.into_iter().zip(stored).collect();
-        if work.len() == 1 {
-            let (f, raw) = work.into_iter().next().expect("one item");
-            return self.decode_fetch(stream, f, raw);
+        if !worth_parallel(work.iter().map(|(f, _)| &f.entry)) {
+            return work
+                .into_iter()
+                .try_for_each(|(f, raw)| self.decode_fetch(stream, f, raw));
         }
         pools().decode(|| {
             work.into_par_iter()
