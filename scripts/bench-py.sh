@@ -6,6 +6,7 @@
 # DataLoader workers, hexz.torch.FileDataset over a tree archive vs torchvision ImageFolder.
 # Usage: scripts/bench-py.sh [--samples N] [--runs R] [--dir DIR]   (DIR on a real disk;
 # default /var/tmp/hexz-bench-py, about 8 GiB, reused between runs).
+#        scripts/bench-py.sh --section threads [--reads N]   thread scaling alone (no torch)
 #        scripts/bench-py.sh --section images [--images 5000] [--runs 3]   the image pipeline
 # alone (about 100 MiB of JPEGs; needs the hexz CLI: $HEXZ_BIN, else built here).
 set -euo pipefail
@@ -14,7 +15,9 @@ VENV=${HEXZ_VENV:-/var/cache/hexz/venv}
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 PY="$VENV/bin/python"
 need=()
-for m in maturin numpy torch litdata torchvision PIL; do
+mods="maturin numpy torch litdata torchvision PIL"
+case " $* " in *" --section threads "*) mods="maturin numpy" ;; esac
+for m in $mods; do
   "$PY" -c "import $m" 2>/dev/null || need+=("$([ $m = PIL ] && echo pillow || echo $m)")
 done
 [ ${#need[@]} -eq 0 ] || "$PY" -m pip install -q "${need[@]}"

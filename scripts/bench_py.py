@@ -266,6 +266,36 @@ def bench_threads(archive: Path, reads: int, aligned: bool, runs: int) -> dict:
     return {"1 thread MiB/s": m1, "2 threads MiB/s": m2, "ratio": m2 / m1}
 
 
+def thread_archive(d: Path, name: str, compressible: bool) -> Path:
+    """A 512 MiB archive for the thread section: random bytes (every block stored raw), or
+    random bytes over 8 symbols (LZ4 compresses them, every read decodes)."""
+    d.mkdir(parents=True, exist_ok=True)
+    arc = d / f"threads-{name}.hxz"
+    if not arc.exists():
+        raw = d / f"threads-{name}.bin"
+        rng = np.random.default_rng(1)
+        with open(raw, "wb") as f:
+            for _ in range(16):
+                b = rng.integers(0, 256, 32 << 20, dtype=np.uint8)
+                f.write(((b % 8) * 16 if compressible else b).tobytes())
+        hexz.pack(arc, disk=raw)
+        raw.unlink()
+    return arc
+
+
+def run_threads(args, d: Path) -> None:
+    print(f"## Threads: 64 KiB reads, cache_size=0 (every read decodes), {args.reads} reads, "
+          f"median of {args.runs}; cores: {os.cpu_count()}, load average at start "
+          f"{os.getloadavg()[0]:.2f}, hexz {hexz.__version__}")
+    for name, comp in (("incompressible", False), ("lz4", True)):
+        arc = thread_archive(d, name, comp)
+        for aligned in (False, True):
+            r = bench_threads(arc, args.reads, aligned, args.runs)
+            what = f"{name}, {'block-aligned' if aligned else 'random offsets'}"
+            print(f"{what:32s} 1 thread {r['1 thread MiB/s']:7.0f} MiB/s   2 threads "
+                  f"{r['2 threads MiB/s']:7.0f} MiB/s   ratio {r['ratio']:.2f}x")
+
+
 # ---------------------------------------------------------------- datasets
 
 
@@ -364,13 +394,18 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--reads", type=int, default=8000)
-    ap.add_argument("--section", choices=["all", "streams", "images"], default="all",
-                    help="streams: threads + DataLoader samples/s; images: the JPEG pipeline")
+    ap.add_argument("--section", choices=["all", "streams", "images", "threads"], default="all",
+                    help="streams: threads + DataLoader samples/s; images: the JPEG pipeline; "
+                         "threads: thread scaling alone, on incompressible and LZ4-compressible "
+                         "archives (no torch or litdata needed)")
     ap.add_argument("--images", type=int, default=5000, help="JPEGs of the image section")
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers (images)")
     args = ap.parse_args()
     d = Path(args.dir)
+    if args.section == "threads":
+        run_threads(args, d)
+        return
     if args.section in ("all", "images"):
         run_images(args, d)
         if args.section == "images":
