@@ -181,27 +181,20 @@ fn random_order_positional_reads_fetch_nothing_ahead() {
 
 /// A damaged block stored raw is an error naming the block, whether a foreground read or
 /// the read-ahead fetches it first; the bytes around it still read back.
-#[test]
-fn damaged_raw_block_is_an_error_through_read_ahead() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = random_bytes(8 << 20, 7);
-    let (p, _) = pack_files(dir.path(), "a.hxz", Some(&d), None, &PackOptions::default());
-    let e = File::open(&p)
-        .unwrap()
-        .entries(D)
-        .map(|e| e.unwrap())
-        .nth(40)
-        .unwrap();
-    assert_eq!(e.stored_len, e.logical_len, "random data is stored raw");
-    let mut bytes = std::fs::read(&p).unwrap();
-    bytes[e.stored_offset as usize + 7] ^= 0x01;
-    std::fs::write(&p, &bytes).unwrap();
-    let (f, _) = open_counted(&p, OpenOptions::default());
+/// Size of each read of [`read_until_error`].
+const READ: usize = 20_000;
+
+/// Reads `f`'s disk stream from the start in reads of [`READ`] bytes through one reader
+/// (letting read-ahead finish after each), checking every byte against `d`, until a read
+/// fails: returns its offset and error. The failing read must be the one that covers the
+/// start of `damaged`, the block the test damaged.
+fn read_until_error(f: &File, d: &[u8], damaged: &hexz_core::format::BlockEntry) -> (u64, String) {
     let mut r = f.reader(D).unwrap();
-    let mut buf = vec![0u8; 20_000];
+    let mut buf = vec![0u8; READ];
     let mut off = 0u64;
     let err = loop {
         match r.read_at(off, &mut buf) {
+            Ok(0) => panic!("the whole stream was read without an error"),
             Ok(n) => {
                 assert!(
                     buf[..n] == d[off as usize..off as usize + n],
@@ -213,12 +206,42 @@ fn damaged_raw_block_is_an_error_through_read_ahead() {
         }
         f.wait_for_read_ahead();
     };
-    assert!(err.contains("CRC32"), "unexpected error: {err}");
+    let at = damaged.logical_offset;
     assert!(
-        off <= e.logical_offset && e.logical_offset < off + buf.len() as u64,
-        "the error came at {off}, the damaged block starts at {}",
-        e.logical_offset
+        off <= at && at < off + READ as u64,
+        "the error came at {off}, the damaged block starts at {at}"
     );
+    (off, err)
+}
+
+/// Packs `d` as the disk stream of `dir/a.hxz`; returns its path and the entry of block `n`.
+fn pack_with_block(
+    dir: &Path,
+    d: &[u8],
+    n: usize,
+) -> (std::path::PathBuf, hexz_core::format::BlockEntry) {
+    let (p, _) = pack_files(dir, "a.hxz", Some(d), None, &PackOptions::default());
+    let e = File::open(&p)
+        .unwrap()
+        .entries(D)
+        .map(|e| e.unwrap())
+        .nth(n)
+        .unwrap();
+    (p, e)
+}
+
+#[test]
+fn damaged_raw_block_is_an_error_through_read_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = random_bytes(8 << 20, 7);
+    let (p, e) = pack_with_block(dir.path(), &d, 40);
+    assert_eq!(e.stored_len, e.logical_len, "random data is stored raw");
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[e.stored_offset as usize + 7] ^= 0x01;
+    std::fs::write(&p, &bytes).unwrap();
+    let (f, _) = open_counted(&p, OpenOptions::default());
+    let (_, err) = read_until_error(&f, &d, &e);
+    assert!(err.contains("CRC32"), "unexpected error: {err}");
     // A partial read of the damaged block alone fails too (it was not cached).
     assert!(f.read_at(D, e.logical_offset + 100, 100).is_err());
     let after = e.logical_end();
@@ -284,13 +307,7 @@ fn remote_block_damaged_in_transit_is_refused_then_fetched_again() {
             *b = (i / 7 % 61) as u8;
         }
     }
-    let (p, _) = pack_files(dir.path(), "a.hxz", Some(&d), None, &PackOptions::default());
-    let e = File::open(&p)
-        .unwrap()
-        .entries(D)
-        .map(|e| e.unwrap())
-        .nth(40)
-        .unwrap();
+    let (p, e) = pack_with_block(dir.path(), &d, 40);
     assert!(e.stored_len < e.logical_len, "blocks are stored compressed");
     let backend = Arc::new(DamagedOnce {
         inner: FileBackend::new(&p).unwrap(),
@@ -303,35 +320,15 @@ fn remote_block_damaged_in_transit_is_refused_then_fetched_again() {
     backend
         .armed
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let mut r = f.reader(D).unwrap();
-    let mut buf = vec![0u8; 20_000];
-    let mut off = 0u64;
-    let err = loop {
-        match r.read_at(off, &mut buf) {
-            Ok(0) => panic!("the whole stream was read without an error"),
-            Ok(n) => {
-                assert!(
-                    buf[..n] == d[off as usize..off as usize + n],
-                    "bytes at {off}"
-                );
-                off += n as u64;
-            }
-            Err(err) => break err.to_string(),
-        }
-        f.wait_for_read_ahead();
-    };
+    let (off, err) = read_until_error(&f, &d, &e);
     assert!(
         !backend.armed.load(std::sync::atomic::Ordering::SeqCst),
         "the damage was applied"
     );
     assert!(err.contains("block 40"), "unexpected error: {err}");
-    assert!(
-        off <= e.logical_offset && e.logical_offset < off + buf.len() as u64,
-        "the error came at {off}, the damaged block starts at {}",
-        e.logical_offset
-    );
     // The damaged copy was dropped: the same read now fetches the block again, clean.
-    let n = r.read_at(off, &mut buf).unwrap();
+    let mut buf = vec![0u8; READ];
+    let n = f.reader(D).unwrap().read_at(off, &mut buf).unwrap();
     assert!(buf[..n] == d[off as usize..off as usize + n]);
     // And the whole stream reads back exactly.
     assert!(f.read_at(D, 0, d.len()).unwrap() == d);
