@@ -13,6 +13,9 @@
 //!
 //! Read-ahead runs the same machinery on the IO pool, for blocks only (into the cache); it is
 //! driven by each reader's own sequential detector (see [`StreamReader`](super::StreamReader)).
+//! For a remote archive it only fetches: blocks are cached as their stored bytes
+//! ([`Held::Stored`]) and decoded by the reader that needs them, straight into its buffer.
+//! Batches with little content are decoded on the calling thread, larger ones on the pool.
 
 use super::decode::Verify;
 use super::file::{BlockKey, File, Held};

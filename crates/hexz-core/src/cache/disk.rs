@@ -48,7 +48,9 @@
 //!
 //! # Memory
 //! Each [`CachedBackend`] keeps its last few verified chunks in memory, so a sequential pass
-//! of small reads verifies each 1 MiB chunk once rather than once per block.
+//! of small reads verifies each 1 MiB chunk once rather than once per block. A chunk that
+//! one batch of reads covers exactly (consecutive blocks) skips memory: it is read from disk
+//! with one `preadv` straight into the readers' buffers and checked there.
 
 use crate::error::{Error, Result};
 use crate::store::{ReadRequest, StorageBackend};
