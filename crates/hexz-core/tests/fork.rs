@@ -4,36 +4,11 @@
 
 mod common;
 
-use common::{mixed_data, pack_files};
+use common::{in_child, mixed_data, pack_files};
 use hexz_core::ops::PackOptions;
 use hexz_core::{File, SnapshotStream};
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::atomic::{AtomicBool, Ordering};
-
-/// Runs `child` in a forked process and returns its exit status (`child` returns the code).
-fn in_child(child: impl FnOnce() -> i32) -> i32 {
-    // SAFETY: the child only runs `child` and leaves with `_exit`, never returning into the
-    // test harness.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        // A child that hangs (a lock inherited held) dies of SIGALRM: the test fails, never hangs.
-        // SAFETY: alarm has no preconditions.
-        unsafe { libc::alarm(60) };
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(101);
-        // SAFETY: ends the child at once, without running the parent's destructors.
-        unsafe { libc::_exit(code) };
-    }
-    let mut status = 0;
-    // SAFETY: waits for the child just forked.
-    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert_eq!(r, pid, "waitpid");
-    assert!(
-        libc::WIFEXITED(status),
-        "child did not exit normally ({status:#x})"
-    );
-    libc::WEXITSTATUS(status)
-}
 
 #[test]
 fn child_keeps_reading_after_fork() {

@@ -15,12 +15,14 @@
 mod common;
 mod servers;
 
+use common::in_child;
 use hexz_core::store::http::HttpBackend;
 use hexz_core::store::{open_location, ReadRequest, RemoteOptions, StorageBackend};
 use hexz_core::{Error, File, OpenOptions, SnapshotStream};
 use servers::archives::{self, test_remote, Archive};
 use servers::fault::{Fault, FaultServer};
 use servers::{run_cases, Case, Nginx};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -489,6 +491,46 @@ fn batches_are_coalesced_and_parallel() {
     let mut buf = vec![0u8; 10];
     let e = b.read_exact_at(raw.len() as u64 - 5, &mut buf).unwrap_err();
     assert!(e.to_string().contains("past the end"), "{e}");
+}
+
+#[test]
+fn fork_while_other_threads_make_requests() {
+    // Two threads of the parent read through the backend nonstop (its agent and connection
+    // pool in use all the time) while the main thread forks; each child reads through the
+    // same backend. A lock inherited in its held state would hang a child (SIGALRM after
+    // 60 s fails the test).
+    let (_d, a, srv) = fault_setup();
+    let b = backend(&srv).unwrap();
+    let raw = file_bytes(&a);
+    let len = raw.len() as u64;
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for t in 0..2u64 {
+            let (b, raw, stop) = (&b, &raw, &stop);
+            s.spawn(move || {
+                let mut i = t;
+                let mut buf = vec![0u8; 20_000];
+                while !stop.load(Ordering::Relaxed) {
+                    let off = (i * 70_001) % (len - 20_000);
+                    b.read_exact_at(off, &mut buf).unwrap();
+                    assert!(buf[..] == raw[off as usize..][..20_000]);
+                    i += 2;
+                }
+            });
+        }
+        for i in 0..20u64 {
+            let off = (i * 90_001) % (len - 50_000);
+            let code = in_child(|| {
+                let mut buf = vec![0u8; 50_000];
+                match b.read_exact_at(off, &mut buf) {
+                    Ok(()) if buf[..] == raw[off as usize..][..50_000] => 0,
+                    _ => 2,
+                }
+            });
+            assert_eq!(code, 0, "fork {i}: the child failed to read (code {code})");
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
 }
 
 #[test]

@@ -70,7 +70,6 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
     /// Leads `key` if nobody is fetching it, else joins the flight as a waiter.
     pub(super) fn claim(&self, key: K) -> Claim<'_, K, V> {
         let mut m = self.lock();
-        let m = &mut *m;
         if let Some(s) = m.get(&key) {
             s.waiters.fetch_add(1, Ordering::Relaxed);
             return Claim::Wait(s.clone());
@@ -93,7 +92,6 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
     /// For read-ahead, which has no use for a value someone else is already fetching.
     pub(super) fn try_lead(&self, key: K) -> Option<Lead<'_, K, V>> {
         let mut m = self.lock();
-        let m = &mut *m;
         if m.contains_key(&key) {
             return None;
         }

@@ -53,10 +53,14 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardedLru<K, V> {
             .into_boxed_slice()
     }
 
+    /// This process's shards (fresh ones in a forked child).
+    fn shards(&self) -> &Shards<K, V> {
+        self.shards.get(|| Self::empty_shards(self.n))
+    }
+
     fn shard(&self, k: &K) -> &Mutex<Shard<K, V>> {
         let h = self.hasher.hash_one(k) as usize;
-        let shards = self.shards.get(|| Self::empty_shards(self.n));
-        &shards[h % self.n]
+        &self.shards()[h % self.n]
     }
 
     /// Looks `k` up and marks it most recently used.
@@ -101,8 +105,7 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardedLru<K, V> {
 
     /// Total weight currently cached.
     pub fn weight(&self) -> usize {
-        self.shards
-            .get(|| Self::empty_shards(self.n))
+        self.shards()
             .iter()
             .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).bytes)
             .sum()
@@ -110,8 +113,7 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardedLru<K, V> {
 
     /// Number of entries currently cached.
     pub fn len(&self) -> usize {
-        self.shards
-            .get(|| Self::empty_shards(self.n))
+        self.shards()
             .iter()
             .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).map.len())
             .sum()

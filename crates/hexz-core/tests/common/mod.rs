@@ -254,3 +254,28 @@ pub fn entry_offset(page_off: u64, idx: usize) -> usize {
 pub fn read_all(f: &File, s: SnapshotStream) -> hexz_core::Result<Vec<u8>> {
     f.read_at(s, 0, f.size(s) as usize)
 }
+
+/// Runs `child` in a forked process and returns its exit status (`child` returns the code).
+pub fn in_child(child: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: the child only runs `child` and leaves with `_exit`, never returning into the
+    // test harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        // A child that hangs (a lock inherited held) dies of SIGALRM: the test fails, never hangs.
+        // SAFETY: alarm has no preconditions.
+        unsafe { libc::alarm(60) };
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(101);
+        // SAFETY: ends the child at once, without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child just forked.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(r, pid, "waitpid");
+    assert!(
+        libc::WIFEXITED(status),
+        "child did not exit normally ({status:#x})"
+    );
+    libc::WEXITSTATUS(status)
+}

@@ -6,13 +6,14 @@
 //! Redirects are followed here, not by the agent, so that every hop goes through the same
 //! checks (a redirect to a restricted address is refused at connection time like any other).
 
+use crate::cache::fork::ForkFresh;
 use crate::error::{Error, Result};
 use crate::store::coalesce::RangeSink;
 use crate::store::net::{GuardedResolver, REFUSED};
 use crate::store::retry::{status_is_transient, Attempt, RetryPolicy};
 use crate::store::RemoteOptions;
 use std::io::Read;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use ureq::http::{HeaderMap, Response};
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 use ureq::unversioned::transport::DefaultConnector;
@@ -105,7 +106,7 @@ pub(crate) struct Reply {
 pub struct HttpClient {
     options: RemoteOptions,
     retry: RetryPolicy,
-    agent: Mutex<(u32, Agent)>,
+    agent: ForkFresh<Agent>,
     /// The trusted roots from `options.ca_file`, loaded once (`None`: the built-in roots).
     roots: Option<Arc<Vec<Certificate<'static>>>>,
 }
@@ -182,7 +183,7 @@ impl HttpClient {
                 max_time: options.max_retry_time,
                 ..RetryPolicy::default()
             },
-            agent: Mutex::new((std::process::id(), build_agent(options, roots.as_ref()))),
+            agent: ForkFresh::new(build_agent(options, roots.as_ref())),
             roots,
         })
     }
@@ -192,18 +193,14 @@ impl HttpClient {
         &self.options
     }
 
-    /// The agent of this process. After a fork the inherited agent's pooled connections are
-    /// shared with the parent: they are leaked (closing them could send a TLS close_notify
-    /// on the parent's stream) and a fresh agent is made.
+    /// The agent of this process. A forked child gets a fresh one ([`ForkFresh`]): the
+    /// inherited agent's pooled connections are shared with the parent (closing them could
+    /// send a TLS close_notify on the parent's stream), and a parent's thread may have held
+    /// the pool's lock at the fork. The parent's agent is left untouched in the child.
     fn agent(&self) -> Agent {
-        let mut g = self.agent.lock().unwrap_or_else(|e| e.into_inner());
-        let pid = std::process::id();
-        if g.0 != pid {
-            let old = std::mem::replace(&mut g.1, build_agent(&self.options, self.roots.as_ref()));
-            std::mem::forget(old);
-            g.0 = pid;
-        }
-        g.1.clone()
+        self.agent
+            .get(|| build_agent(&self.options, self.roots.as_ref()))
+            .clone()
     }
 
     /// Sends one request, following redirects (each hop checked again).
