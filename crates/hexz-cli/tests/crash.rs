@@ -1,6 +1,6 @@
-//! Crash safety: `kill -9` of `hexz pack`, `flatten`, `extract`, `sign` and
-//! `passwd --in-place` at spread-out moments of their run, half of them over an existing
-//! output. After every kill the output path holds nothing, the intact previous file, or the
+//! Crash safety: `kill -9` of `hexz pack`, `flatten`, `extract`, `sign`,
+//! `passwd --in-place` and `commit` at spread-out moments of their run, half of them over an
+//! existing output. After every kill the output path holds nothing, the intact previous file, or the
 //! complete new one — and the directory holds nothing else: no temporary files, ever.
 //!
 //! The normal run makes 60 kills (about a minute in release); `HEXZ_CRASH=full`
@@ -437,6 +437,89 @@ fn kill_9_during_sign_and_passwd_in_place() {
                 assert!(got == data);
                 Some(true)
             }
+        },
+    );
+}
+
+#[cfg(feature = "mount")]
+#[test]
+fn kill_9_during_commit_leaves_the_overlay_untouched() {
+    use hexz_mount::overlay::Overlay;
+    use hexz_mount::volume::Volume;
+    let d = tmp();
+    let base = image(24 << 20, 6);
+    d.file("base.img", &base);
+    run_ok(&[
+        "pack",
+        "--disk",
+        s(&d.path("base.img")),
+        "-o",
+        s(&d.path("base.hxz")),
+    ]);
+    // An overlay that changes a few bytes of every MiB: the child stores one block per MiB
+    // and references the rest, as a commit after a mounted session would.
+    let ov_path = d.path("changes.ovl");
+    let mut data = base.clone();
+    {
+        let f = File::open(d.path("base.hxz")).unwrap();
+        let ov = Overlay::create(&ov_path, &f, s(&d.path("base.hxz"))).unwrap();
+        let vol = Volume::with_overlay(f, ov);
+        for (n, at) in (0..data.len()).step_by(1 << 20).enumerate() {
+            let patch = vec![n as u8 ^ 0x5a; 3000];
+            data[at + 777..at + 3777].copy_from_slice(&patch);
+            vol.write_at(SnapshotStream::Disk, (at + 777) as u64, &patch)
+                .unwrap();
+        }
+        vol.sync().unwrap();
+    }
+    let overlay_bytes = std::fs::read(&ov_path).unwrap();
+    let child = d.path("child.hxz");
+    let base_archive = std::fs::read(d.path("base.hxz")).unwrap();
+    let previous = d.path("prev.hxz");
+    run_ok(&[
+        "pack",
+        "--disk",
+        s(&d.path("base.img")),
+        "-o",
+        s(&previous),
+        "--block-size",
+        "16K",
+    ]);
+    let previous = std::fs::read(&previous).unwrap();
+    std::fs::remove_file(d.path("prev.hxz")).unwrap();
+    kill_loop(
+        "commit",
+        &d,
+        &["commit", s(&ov_path), "-o", s(&child)],
+        &["base.hxz", "base.img", "changes.ovl"],
+        "child.hxz",
+        16,
+        &|i| {
+            let _ = std::fs::remove_file(&child);
+            if i % 2 == 1 {
+                std::fs::write(&child, &previous).unwrap();
+            }
+        },
+        &|i| {
+            // Neither the overlay nor the base is ever changed by a commit, killed or not.
+            assert!(
+                std::fs::read(&ov_path).unwrap() == overlay_bytes,
+                "commit run {i} changed the overlay"
+            );
+            assert!(
+                std::fs::read(d.path("base.hxz")).unwrap() == base_archive,
+                "commit run {i} changed the base"
+            );
+            if !child.exists() {
+                assert_eq!(i % 2, 0, "commit over an existing file removed it");
+                return None;
+            }
+            if i % 2 == 1 && std::fs::read(&child).unwrap() == previous {
+                return Some(false);
+            }
+            let got = read_disk(&child, None).expect("the child is complete");
+            assert!(got == data, "the committed child has the wrong content");
+            Some(true)
         },
     );
 }
