@@ -46,6 +46,51 @@ fn data(len: usize, seed: u64) -> Vec<u8> {
 }
 
 #[test]
+fn decode_on_this_thread_keeps_multi_block_reads_off_the_pool() {
+    use hexz_core::api::{decode_on_this_thread, decode_pool_handoffs};
+    let dir = tempfile::tempdir().unwrap();
+    let src = data(4 << 20, 31);
+    let opts = PackOptions {
+        block_size: BLOCK as u32,
+        ..PackOptions::default()
+    };
+    let (path, _) = pack_files(dir.path(), "a", Some(&src), None, &opts);
+    let f = File::open(&path).unwrap();
+    let read = |off: usize| {
+        let mut buf = vec![0u8; 1 << 20];
+        assert_eq!(f.read_at_into(D, off as u64, &mut buf).unwrap(), buf.len());
+        assert!(buf == src[off..off + buf.len()], "bytes at {off}");
+    };
+    // 16 blocks are decoded on the pool ...
+    let before = decode_pool_handoffs();
+    read(0);
+    assert!(
+        decode_pool_handoffs() > before,
+        "a 1 MiB read uses the decode pool"
+    );
+    // ... but not inside decode_on_this_thread (nested calls too) ...
+    let before = decode_pool_handoffs();
+    decode_on_this_thread(|| {
+        read(1 << 20);
+        decode_on_this_thread(|| read(2 << 20));
+        read(3 << 20);
+    });
+    assert_eq!(
+        decode_pool_handoffs(),
+        before,
+        "reads decoded on the caller"
+    );
+    // ... and the switch is off again afterwards, also after a panic inside it.
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decode_on_this_thread(|| panic!("inside"))
+    }));
+    assert!(caught.is_err());
+    let before = decode_pool_handoffs();
+    read(1 << 20);
+    assert!(decode_pool_handoffs() > before, "the pool is used again");
+}
+
+#[test]
 fn open_is_one_backend_call() {
     let dir = tempfile::tempdir().unwrap();
     let d = data(24 << 20, 1);

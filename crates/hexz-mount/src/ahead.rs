@@ -30,7 +30,10 @@ pub const MIN_REQUEST: u64 = 128 << 10;
 /// still continue it (request threads take requests in order but may get here in another).
 const REORDER: u64 = 4;
 
-/// Background threads decoding ahead (each read is itself decoded in parallel).
+/// Background threads decoding ahead, each one chunk at a time on its own thread
+/// ([`hexz_core::api::decode_on_this_thread`]): handing each chunk's blocks to the decode
+/// pool cost two wake-ups per chunk, and on a 2-core VM `dd` through the mount was 1.93 s
+/// with the hand-off against 1.44 s without (medians of 9, interleaved).
 pub const WORKERS: usize = 2;
 
 /// One request's worth of a stream, decoded or being decoded.
@@ -282,8 +285,8 @@ impl Job {
             return;
         };
         buf.resize(self.len as usize, 0);
-        let ok = matches!(volume.read_at(a.stream, self.offset, &mut buf),
-            Ok(n) if n == buf.len());
+        let read = || volume.read_at(a.stream, self.offset, &mut buf);
+        let ok = matches!(hexz_core::api::decode_on_this_thread(read), Ok(n) if n == buf.len());
         let Ok(mut st) = a.state.lock() else {
             return;
         };

@@ -20,7 +20,7 @@ mod unlock;
 
 pub use file::{File, OpenOptions};
 pub use index::Entries;
-pub use pool::{process_id, set_process_threads};
+pub use pool::{decode_on_this_thread, decode_pool_handoffs, process_id, set_process_threads};
 pub use reader::StreamReader;
 pub use tree::FileTree;
 

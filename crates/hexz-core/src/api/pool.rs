@@ -37,6 +37,39 @@ static CURRENT: AtomicPtr<Pools> = AtomicPtr::new(std::ptr::null_mut());
 /// process (the parent forked while building) is stale and taken over.
 static BUILDER: AtomicU32 = AtomicU32::new(0);
 
+thread_local! {
+    /// Set while [`decode_on_this_thread`] runs: reads decode on the calling thread.
+    static ON_CALLER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Batches this thread has handed to the decode pool.
+    static HANDOFFS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many batches of blocks the calling thread has handed to the decode pool so far: a
+/// diagnostic (and what tests check [`decode_on_this_thread`] with).
+pub fn decode_pool_handoffs() -> u64 {
+    HANDOFFS.with(|c| c.get())
+}
+
+/// Runs `f` with every read it makes decoded on the calling thread, never handed to the
+/// decode pool. For callers that are themselves one of several threads reading ahead in
+/// parallel (a mount's read-ahead workers): each hand-off to the pool costs two wake-ups,
+/// and those threads already keep the cores busy.
+pub fn decode_on_this_thread<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            ON_CALLER.with(|c| c.set(self.0));
+        }
+    }
+    let _reset = Reset(ON_CALLER.with(|c| c.replace(true)));
+    f()
+}
+
+/// Whether the calling thread is inside [`decode_on_this_thread`].
+pub(crate) fn decodes_on_caller() -> bool {
+    ON_CALLER.with(|c| c.get())
+}
+
 /// Decode threads of pools built from now on in this process (0: one per core).
 static DECODE_THREADS: AtomicUsize = AtomicUsize::new(0);
 /// IO threads of pools built from now on in this process (0: [`IO_THREADS`]).
@@ -152,6 +185,7 @@ impl Pools {
 
     /// Runs `f` on the decode pool (on the calling thread when the pool could not be made).
     pub(crate) fn decode<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        HANDOFFS.with(|c| c.set(c.get() + 1));
         match &self.decode {
             Some(p) => p.install(f),
             None => f(),

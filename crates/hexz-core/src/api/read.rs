@@ -46,7 +46,7 @@ fn worth_parallel<'e>(entries: impl Iterator<Item = &'e BlockEntry>) -> bool {
         n += 1;
         total += u64::from(e.logical_len);
     }
-    n > 1 && total >= PARALLEL_DECODE_MIN
+    n > 1 && total >= PARALLEL_DECODE_MIN && !super::pool::decodes_on_caller()
 }
 
 /// Smallest read-ahead request sent to a remote backend on its own.
