@@ -183,6 +183,13 @@ impl Pools {
         }
     }
 
+    /// Threads of the decode pool (1 when it could not be made).
+    pub(crate) fn decode_threads(&self) -> usize {
+        self.decode
+            .as_ref()
+            .map_or(1, rayon::ThreadPool::current_num_threads)
+    }
+
     /// Runs `f` on the decode pool (on the calling thread when the pool could not be made).
     pub(crate) fn decode<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         HANDOFFS.with(|c| c.set(c.get() + 1));

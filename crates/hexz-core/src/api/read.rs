@@ -38,7 +38,11 @@ const MAX_BATCH_STORED: u64 = 32 << 20;
 /// lets N reading threads use N cores instead of all queueing for one pool.
 const PARALLEL_DECODE_MIN: u64 = 256 << 10;
 
-/// Whether decoding blocks `entries` is worth spreading over the decode pool.
+/// Whether decoding blocks `entries` is worth spreading over the decode pool: several
+/// blocks, enough content, a caller that did not ask to decode itself
+/// ([`decode_on_this_thread`](super::pool::decode_on_this_thread)), and a pool of more than
+/// one thread (a pool of one, as in a DataLoader worker process, cannot decode in parallel:
+/// handing it the batch only adds two wake-ups).
 fn worth_parallel<'e>(entries: impl Iterator<Item = &'e BlockEntry>) -> bool {
     let mut n = 0;
     let mut total = 0u64;
@@ -46,7 +50,10 @@ fn worth_parallel<'e>(entries: impl Iterator<Item = &'e BlockEntry>) -> bool {
         n += 1;
         total += u64::from(e.logical_len);
     }
-    n > 1 && total >= PARALLEL_DECODE_MIN && !super::pool::decodes_on_caller()
+    n > 1
+        && total >= PARALLEL_DECODE_MIN
+        && !super::pool::decodes_on_caller()
+        && pools().decode_threads() > 1
 }
 
 /// Smallest read-ahead request sent to a remote backend on its own.
