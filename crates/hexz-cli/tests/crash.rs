@@ -158,6 +158,30 @@ fn read_disk(p: &Path, password: Option<&str>) -> hexz_core::Result<Vec<u8>> {
     )
 }
 
+/// Prepares run `i` of a command whose odd runs write over an existing file: removes `out`,
+/// and on odd runs puts `previous` there.
+fn reset_over_previous(out: &Path, previous: &[u8], i: u64) {
+    let _ = std::fs::remove_file(out);
+    if i % 2 == 1 {
+        std::fs::write(out, previous).unwrap();
+    }
+}
+
+/// Judges `out` after killed run `i` (see [`reset_over_previous`]): absent (only allowed when
+/// there was no previous file), the intact previous file, or a complete archive of `data`.
+fn judge_archive(what: &str, out: &Path, previous: &[u8], data: &[u8], i: u64) -> Option<bool> {
+    if !out.exists() {
+        assert_eq!(i % 2, 0, "{what} over an existing file removed it");
+        return None;
+    }
+    if i % 2 == 1 && std::fs::read(out).unwrap() == previous {
+        return Some(false);
+    }
+    let got = read_disk(out, None).expect("the output is a complete archive");
+    assert!(got == data, "{what} output has the wrong content");
+    Some(true)
+}
+
 /// Kills `args` at `n` moments spread over its normal duration; after each, `check` judges
 /// the output (`Some(true)` new, `Some(false)` previous, `None` absent) and the directory
 /// must hold only `keep` plus the output. `reset(i)` prepares run `i`.
@@ -262,25 +286,9 @@ fn kill_9_during_pack_leaves_nothing_or_a_complete_archive() {
         &["disk.img", "old.img", "old.hxz"],
         "out.hxz",
         11,
-        &|i| {
-            // Odd runs write over an existing (different) archive.
-            let _ = std::fs::remove_file(&out);
-            if i % 2 == 1 {
-                std::fs::write(&out, &old_archive).unwrap();
-            }
-        },
-        &|i| {
-            if !out.exists() {
-                assert_eq!(i % 2, 0, "pack over an existing file removed it");
-                return None;
-            }
-            if i % 2 == 1 && std::fs::read(&out).unwrap() == old_archive {
-                return Some(false);
-            }
-            let got = read_disk(&out, None).expect("the output is a complete archive");
-            assert!(got == data, "pack output has the wrong content");
-            Some(true)
-        },
+        // Odd runs write over an existing (different) archive.
+        &|i| reset_over_previous(&out, &old_archive, i),
+        &|i| judge_archive("pack", &out, &old_archive, &data, i),
     );
 }
 
@@ -340,12 +348,7 @@ fn kill_9_during_flatten_and_extract() {
         &keep,
         "out.img",
         13,
-        &|i| {
-            let _ = std::fs::remove_file(&img);
-            if i % 2 == 1 {
-                std::fs::write(&img, &previous).unwrap();
-            }
-        },
+        &|i| reset_over_previous(&img, &previous, i),
         &|i| {
             if !img.exists() {
                 assert_eq!(i % 2, 0, "extract over an existing file removed it");
@@ -494,12 +497,7 @@ fn kill_9_during_commit_leaves_the_overlay_untouched() {
         &["base.hxz", "base.img", "changes.ovl"],
         "child.hxz",
         16,
-        &|i| {
-            let _ = std::fs::remove_file(&child);
-            if i % 2 == 1 {
-                std::fs::write(&child, &previous).unwrap();
-            }
-        },
+        &|i| reset_over_previous(&child, &previous, i),
         &|i| {
             // Neither the overlay nor the base is ever changed by a commit, killed or not.
             assert!(
@@ -510,16 +508,7 @@ fn kill_9_during_commit_leaves_the_overlay_untouched() {
                 std::fs::read(d.path("base.hxz")).unwrap() == base_archive,
                 "commit run {i} changed the base"
             );
-            if !child.exists() {
-                assert_eq!(i % 2, 0, "commit over an existing file removed it");
-                return None;
-            }
-            if i % 2 == 1 && std::fs::read(&child).unwrap() == previous {
-                return Some(false);
-            }
-            let got = read_disk(&child, None).expect("the child is complete");
-            assert!(got == data, "the committed child has the wrong content");
-            Some(true)
+            judge_archive("commit", &child, &previous, &data, i)
         },
     );
 }
