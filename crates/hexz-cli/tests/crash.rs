@@ -142,6 +142,11 @@ fn assert_no_debris(d: &Dir, expected: &[&str], what: &str) {
     assert_eq!(d.names(), want, "{what}: leftover files after kill -9");
 }
 
+/// `hexz pack --disk IMG -o OUT` in `d`, which must succeed.
+fn pack_image(d: &Dir, img: &str, out: &str) {
+    run_ok(&["pack", "--disk", s(&d.path(img)), "-o", s(&d.path(out))]);
+}
+
 fn read_disk(p: &Path, password: Option<&str>) -> hexz_core::Result<Vec<u8>> {
     let f = File::open_with(
         p,
@@ -262,13 +267,7 @@ fn kill_9_during_pack_leaves_nothing_or_a_complete_archive() {
     let old = image(2 << 20, 2);
     d.file("disk.img", &data);
     d.file("old.img", &old);
-    run_ok(&[
-        "pack",
-        "--disk",
-        s(&d.path("old.img")),
-        "-o",
-        s(&d.path("old.hxz")),
-    ]);
+    pack_image(&d, "old.img", "old.hxz");
     let old_archive = std::fs::read(d.path("old.hxz")).unwrap();
     let out = d.path("out.hxz");
     kill_loop(
@@ -302,13 +301,7 @@ fn kill_9_during_flatten_and_extract() {
     }
     d.file("base.img", &base);
     d.file("v2.img", &data);
-    run_ok(&[
-        "pack",
-        "--disk",
-        s(&d.path("base.img")),
-        "-o",
-        s(&d.path("base.hxz")),
-    ]);
+    pack_image(&d, "base.img", "base.hxz");
     run_ok(&[
         "pack",
         "--disk",
@@ -370,13 +363,7 @@ fn kill_9_during_sign_and_passwd_in_place() {
     let data = image(24 << 20, 4);
     d.file("disk.img", &data);
     run_ok(&["keygen", "-o", s(&d.path("key"))]);
-    run_ok(&[
-        "pack",
-        "--disk",
-        s(&d.path("disk.img")),
-        "-o",
-        s(&d.path("a.hxz")),
-    ]);
+    pack_image(&d, "disk.img", "a.hxz");
     let unsigned = std::fs::read(d.path("a.hxz")).unwrap();
     let a = d.path("a.hxz");
     let public = hexz_core::algo::signing::parse_public_key(
@@ -452,13 +439,7 @@ fn kill_9_during_commit_leaves_the_overlay_untouched() {
     let d = tmp();
     let base = image(24 << 20, 6);
     d.file("base.img", &base);
-    run_ok(&[
-        "pack",
-        "--disk",
-        s(&d.path("base.img")),
-        "-o",
-        s(&d.path("base.hxz")),
-    ]);
+    pack_image(&d, "base.img", "base.hxz");
     // An overlay that changes a few bytes of every MiB: the child stores one block per MiB
     // and references the rest, as a commit after a mounted session would.
     let ov_path = d.path("changes.ovl");
@@ -521,12 +502,6 @@ fn debris_of_a_crashed_named_writer_is_cleaned_by_the_next_write() {
     d.file("disk.img", &image(1 << 20, 5));
     let stale = d.path(".out.hxz.tmp-2147483646-00112233aabb");
     std::fs::write(&stale, b"half an archive").unwrap();
-    run_ok(&[
-        "pack",
-        "--disk",
-        s(&d.path("disk.img")),
-        "-o",
-        s(&d.path("out.hxz")),
-    ]);
+    pack_image(&d, "disk.img", "out.hxz");
     assert_eq!(d.names(), vec!["disk.img", "out.hxz"]);
 }

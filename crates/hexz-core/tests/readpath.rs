@@ -45,16 +45,22 @@ fn data(len: usize, seed: u64) -> Vec<u8> {
     mixed_data(len, BLOCK, seed)
 }
 
-#[test]
-fn decode_on_this_thread_keeps_multi_block_reads_off_the_pool() {
-    use hexz_core::api::{decode_on_this_thread, decode_pool_handoffs};
+/// A disk-only archive of `len` bytes of [`data`] in 64 KiB blocks, in a new directory.
+fn packed_disk(len: usize, seed: u64) -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
-    let src = data(4 << 20, 31);
+    let src = data(len, seed);
     let opts = PackOptions {
         block_size: BLOCK as u32,
         ..PackOptions::default()
     };
     let (path, _) = pack_files(dir.path(), "a", Some(&src), None, &opts);
+    (dir, path, src)
+}
+
+#[test]
+fn decode_on_this_thread_keeps_multi_block_reads_off_the_pool() {
+    use hexz_core::api::{decode_on_this_thread, decode_pool_handoffs};
+    let (_dir, path, src) = packed_disk(4 << 20, 31);
     let f = File::open(&path).unwrap();
     let read = |off: usize| {
         let mut buf = vec![0u8; 1 << 20];
@@ -98,13 +104,7 @@ fn decode_on_this_thread_keeps_multi_block_reads_off_the_pool() {
 #[test]
 fn a_decode_pool_of_one_thread_is_never_handed_a_batch() {
     use hexz_core::api::{decode_pool_handoffs, set_process_threads};
-    let dir = tempfile::tempdir().unwrap();
-    let src = data(2 << 20, 32);
-    let opts = PackOptions {
-        block_size: BLOCK as u32,
-        ..PackOptions::default()
-    };
-    let (path, _) = pack_files(dir.path(), "a", Some(&src), None, &opts);
+    let (_dir, path, src) = packed_disk(2 << 20, 32);
     // As in a DataLoader worker: a forked child with one decode thread.
     let code = common::in_child(|| {
         set_process_threads(1, 1);
