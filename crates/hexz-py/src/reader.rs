@@ -31,7 +31,19 @@ pub struct Reader {
     /// only with the GIL held and never across a blocking call (a call takes the reader
     /// out and puts it back), so a fork cannot leave it locked in the child.
     idle: Mutex<Option<(u32, StreamReader)>>,
+    /// Batch arrays of `_read_items` kept for reuse (see [`Reader::batch_array`]), with
+    /// their lengths. Locked only with the GIL held, like `idle`.
+    batches: Mutex<Vec<(Py<PyAny>, usize)>>,
 }
+
+/// Smallest batch whose array is pooled: smaller ones come cheaply from the allocator's
+/// free lists, larger ones are fresh memory (page faults and zeroing) every time.
+const POOL_MIN: usize = 128 << 10;
+/// Most bytes of batch arrays one reader keeps for reuse.
+const POOL_BYTES: usize = 64 << 20;
+/// Pooled arrays are allocated in multiples of this, so batches of slightly different
+/// sizes can share them.
+const POOL_GRAIN: usize = 256 << 10;
 
 impl Reader {
     /// A reader of `stream` of `archive` (checked to exist).
@@ -41,6 +53,7 @@ impl Reader {
             archive,
             stream: s,
             idle: Mutex::new(None),
+            batches: Mutex::new(Vec::new()),
         };
         let core = r.take(py)?;
         r.put(core);
@@ -94,6 +107,50 @@ impl Reader {
         let res = py.detach(|| f(&mut r));
         self.put(r);
         res.map_err(|e| to_py(py, e, None))
+    }
+}
+
+impl Reader {
+    /// A uint8 array of at least `total` bytes for a batch of `_read_items`. A batch of
+    /// 64 samples is megabytes: a fresh `numpy.empty` of that size is new memory every
+    /// time (the allocator maps and unmaps it), and faulting in and zeroing its pages cost
+    /// about a tenth of a batch read. So arrays of large batches are kept and reused once
+    /// nothing else references them (refcount 1: every item, the views of it, is gone;
+    /// an item still alive, or anything made from it, keeps the array out of use).
+    fn batch_array<'py>(&self, py: Python<'py>, total: usize) -> PyResult<Bound<'py, PyAny>> {
+        let np = py.import(intern!(py, "numpy"))?;
+        let empty = |n: usize| {
+            np.getattr(intern!(py, "empty"))?
+                .call1((n, intern!(py, "uint8")))
+        };
+        if !(POOL_MIN..=POOL_BYTES / 2).contains(&total) {
+            return empty(total);
+        }
+        // SAFETY: the GIL is held (`py`) and the pointer is a live object the pool owns.
+        let free = |a: &(Py<PyAny>, usize)| unsafe { pyo3::ffi::Py_REFCNT(a.0.as_ptr()) } == 1;
+        if let Ok(pool) = self.batches.lock() {
+            let fits = |a: &&(Py<PyAny>, usize)| a.1 >= total && a.1 / 2 <= total && free(a);
+            if let Some(a) = pool.iter().find(fits) {
+                return Ok(a.0.bind(py).clone());
+            }
+        }
+        let cap = total.div_ceil(POOL_GRAIN) * POOL_GRAIN;
+        let arr = empty(cap)?;
+        if let Ok(mut pool) = self.batches.lock() {
+            // Arrays in use stay (they cannot be reused yet, and dropping ours costs
+            // nothing); free ones make room for the new one, smallest first.
+            pool.sort_by_key(|a| (!free(a), a.1));
+            while !pool.is_empty() && pool.iter().map(|a| a.1).sum::<usize>() + cap > POOL_BYTES {
+                match pool.first() {
+                    Some(a) if free(a) => drop(pool.remove(0)),
+                    _ => break,
+                }
+            }
+            if pool.iter().map(|a| a.1).sum::<usize>() + cap <= POOL_BYTES {
+                pool.push((arr.clone().unbind(), cap));
+            }
+        }
+        Ok(arr)
     }
 }
 
@@ -170,7 +227,8 @@ impl Reader {
     /// The items `indices` of `index` as numpy uint8 arrays, read in one call: `index` is a
     /// C-contiguous `(n, 2)` array of native 64-bit (offset, length) pairs (what
     /// `IndexDataset` holds), `indices` item numbers (negative ones count from the end).
-    /// One array is allocated for the whole batch and filled as
+    /// One array holds the whole batch (an earlier batch's, once all of its items are gone,
+    /// see [`Reader::batch_array`]) and is filled as
     /// [`_readinto_ranges`](Self::_readinto_ranges) does (one release of the GIL); each item
     /// is a view of it. Raises `IndexError` for an index out of range and `EOFError` if the
     /// stream ends before the batch does. What `IndexDataset.__getitems__` uses: the lookup,
@@ -190,13 +248,10 @@ impl Reader {
             .try_fold(0u64, |t, &(_, len)| t.checked_add(len))
             .and_then(|t| isize::try_from(t).ok())
             .ok_or_else(|| PyValueError::new_err("the batch is too large"))?;
-        let np = py.import(intern!(py, "numpy"))?;
-        let arr = np
-            .getattr(intern!(py, "empty"))?
-            .call1((total, intern!(py, "uint8")))?;
+        let arr = self.batch_array(py, total as usize)?;
         let got = {
             let mut wb = WritableBuffer::get(&arr)?;
-            let buf = wb.as_mut_slice();
+            let buf = &mut wb.as_mut_slice()[..total as usize];
             self.with_reader(py, |r| read_pairs(r, &pairs, buf))?
         };
         if got as isize != total {
@@ -363,5 +418,6 @@ pub fn _unpickle_reader(archive: Py<Archive>, stream: &str) -> PyResult<Reader> 
         archive,
         stream: stream_of(stream)?,
         idle: Mutex::new(None),
+        batches: Mutex::new(Vec::new()),
     })
 }

@@ -11,6 +11,7 @@ import os
 import pickle
 import shutil
 import tarfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -424,7 +425,17 @@ def _threads(prefix: str) -> int:
 def _child_reads(a, want_sha, q):
     try:
         got = a.read(0, a.size())  # a multi-block read
-        q.put((hashlib.sha256(got).hexdigest() == want_sha, _threads("hexz-decode"), _threads("hexz-io")))
+        # A new thread takes its name once it runs: count when the counts have held still
+        # for 0.2 s (at most 5 s), not while the pools' threads are still starting.
+        counts, since, deadline = None, time.monotonic(), time.monotonic() + 5
+        while time.monotonic() < deadline:
+            now = (_threads("hexz-decode"), _threads("hexz-io"))
+            if now != counts:
+                counts, since = now, time.monotonic()
+            elif time.monotonic() - since >= 0.2:
+                break
+            time.sleep(0.01)
+        q.put((hashlib.sha256(got).hexdigest() == want_sha, *counts))
     except BaseException as e:  # pragma: no cover - reported to the parent
         q.put(repr(e))
 
@@ -545,6 +556,26 @@ def test_reader_reads_equal_the_source_in_any_order(plain):
             r._read_items(np.zeros(3, dtype=np.int64), [0])
         with pytest.raises(EOFError, match="read 3 of the 10 bytes"):
             r._read_items(np.array([[len(disk) - 3, 10]], dtype=np.int64), [0])
+        # Batches of 128 KiB or more reuse the array of an earlier batch once all of its
+        # items are gone, and never while one is alive.
+        big = np.array([[o, 50_000] for o in range(0, 600_000, 50_000)], dtype=np.int64)
+        want = [disk[o : o + n] for o, n in big.tolist()]
+        first = r._read_items(big, list(range(12)))
+        kept = first[3]
+        second = r._read_items(big, list(range(11, -1, -1)))
+        assert second[0].base is not first[0].base  # `first` is alive: a new array
+        assert [x.tobytes() for x in second] == want[::-1]
+        base_id = id(first[0].base)
+        del first  # `kept` still holds the first array
+        third = r._read_items(big, list(range(12)))
+        assert id(third[0].base) != base_id
+        assert kept.tobytes() == want[3] and [x.tobytes() for x in third] == want
+        third_id = id(third[0].base)
+        del kept, third  # both arrays are free now (the reader's pool keeps them)
+        fourth = r._read_items(big, [5, 6, 7, 8, 9, 10, 11, 0, 1, 2, 3, 4])
+        assert [x.tobytes() for x in fourth] == want[5:] + want[:5]
+        assert id(fourth[0].base) in (base_id, third_id), "a free batch array is reused"
+        assert [x.tobytes() for x in second] == want[::-1]  # never touched
         with pytest.raises(ValueError, match="unknown stream"):
             a.reader("swap")
         copy = pickle.loads(pickle.dumps(r))
