@@ -196,6 +196,14 @@ impl Reader {
         self.with_reader(py, |r| r.read_at(offset, buf))
     }
 
+    /// A uint8 array of at least `total` bytes to read a batch into (slice it to `total`):
+    /// for a batch of 128 KiB or more, an earlier batch's array once nothing references it
+    /// any more, else a new one (see [`Reader::batch_array`]). What the datasets'
+    /// `__getitems__` read into.
+    fn _batch_array<'py>(&self, py: Python<'py>, total: usize) -> PyResult<Bound<'py, PyAny>> {
+        self.batch_array(py, total)
+    }
+
     /// Fills `buffer` with the ranges `ranges` names, one after another: `ranges` holds
     /// (offset, length) pairs as little-endian 64-bit integers (`numpy` `"<i8"` of shape
     /// `(k, 2)`, as bytes). Ranges that follow each other in the stream are read as one

@@ -576,6 +576,16 @@ def test_reader_reads_equal_the_source_in_any_order(plain):
         assert [x.tobytes() for x in fourth] == want[5:] + want[:5]
         assert id(fourth[0].base) in (base_id, third_id), "a free batch array is reused"
         assert [x.tobytes() for x in second] == want[::-1]  # never touched
+        # The same pool, for the datasets that fill their batch with _readinto_ranges.
+        arr = r._batch_array(300_000)
+        assert arr.dtype == np.uint8 and arr.size >= 300_000
+        held = arr[:10]
+        other = r._batch_array(300_000)
+        assert other is not arr  # a view of `arr` is alive
+        ids = (id(arr), id(other))
+        del arr, held, other  # both free now (the pool keeps them)
+        assert id(r._batch_array(290_000)) in ids
+        assert r._batch_array(100).size == 100  # small batches are not pooled
         with pytest.raises(ValueError, match="unknown stream"):
             a.reader("swap")
         copy = pickle.loads(pickle.dumps(r))

@@ -91,6 +91,9 @@ class Reader:
         of bytes written (fewer only at the end of the stream)."""
     def read(self, offset: int, length: int) -> bytes:
         """``length`` bytes at ``offset`` (fewer only past the end of the stream)."""
+    def _batch_array(self, total: int) -> Any:
+        """A uint8 numpy array of at least ``total`` bytes to read a batch into: for 128 KiB
+        or more, an earlier batch's array once nothing references it any more."""
     def _readinto_ranges(self, buffer: _Buffer, ranges: bytes) -> int:
         """Fills ``buffer`` with the (offset, length) ranges given as little-endian int64
         pairs, one after another, in one call; returns the bytes written."""

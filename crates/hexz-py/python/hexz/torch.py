@@ -114,7 +114,9 @@ def _read_ranges(
     lengths = ranges[:, 1]
     ends = np.cumsum(lengths)
     total = int(ends[-1]) if len(ends) else 0
-    buf = np.empty(total, dtype=np.uint8)
+    # An earlier batch's array when none of its items is alive any more (no fresh memory to
+    # fault in and zero per batch).
+    buf = reader._batch_array(total)[:total]
     n = reader._readinto_ranges(buf, np.ascontiguousarray(ranges, dtype="<i8").tobytes())
     if n != total:  # the archive is shorter than when the dataset was made
         raise EOFError(f"{what}: read {n} of the {total} bytes of a batch of {len(ranges)} items")
