@@ -40,7 +40,7 @@ pub struct Reader {
 /// free lists, larger ones are fresh memory (page faults and zeroing) every time.
 const POOL_MIN: usize = 128 << 10;
 /// Most bytes of batch arrays one reader keeps for reuse.
-const POOL_BYTES: usize = 64 << 20;
+const POOL_BYTES: usize = 32 << 20;
 /// Pooled arrays are allocated in multiples of this, so batches of slightly different
 /// sizes can share them.
 const POOL_GRAIN: usize = 256 << 10;

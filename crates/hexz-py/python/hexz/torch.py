@@ -23,7 +23,9 @@ reads (``shuffle=True``) fetch nothing ahead.
 Cost of one DataLoader worker: the archive is reopened in the worker on first use, with a
 block cache of at most ``hexz.WORKER_CACHE_SIZE`` (32 MiB, filled only as blocks are read)
 and a 2 MiB read-ahead window, unless ``cache_size`` was given to ``hexz.open``, and three
-threads (one decode, two IO) rather than a pool per core.
+threads (one decode, two IO) rather than a pool per core. Batches of 128 KiB or more are read
+into arrays the dataset's reader reuses once all of a batch's items are gone (at most 32 MiB
+of them).
 """
 
 from __future__ import annotations
