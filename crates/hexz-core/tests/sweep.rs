@@ -1,6 +1,7 @@
 //! Corruption sweep: small real archives of every kind — LZ4 with two streams, Zstandard
 //! with content-defined blocks, stored (no codec), encrypted, signed, a thin child over its
-//! parent, and a damaged parent under an intact child — get one byte changed at every offset
+//! parent, a damaged parent under an intact child, and a file tree (every file looked up and
+//! read through its file table) — get one byte changed at every offset
 //! and are truncated at every length; each damaged archive is opened, read whole and
 //! verified. Every outcome must be the exact original bytes or a clean one-line error: zero
 //! panics, zero hangs, zero wrong bytes.
@@ -15,6 +16,7 @@ mod common;
 
 use common::*;
 use hexz_core::algo::encryption::{Kdf, Password};
+use hexz_core::api::FileTree;
 use hexz_core::ops::pack::EncryptOptions;
 use hexz_core::ops::{self, CdcParams, PackOptions};
 use hexz_core::store::StorageBackend;
@@ -148,6 +150,9 @@ struct Flavour {
     expect: Vec<(SnapshotStream, Vec<u8>)>,
     /// Opens damaged bytes (`sliced` picks the zero-copy backend).
     open: Box<dyn Fn(Vec<u8>, bool) -> hexz_core::Result<File>>,
+    /// For a file-tree archive, its regular files (path, content), each looked up and read
+    /// back through the file table.
+    files: Vec<(String, Vec<u8>)>,
 }
 
 fn base_options() -> OpenOptions {
@@ -201,6 +206,15 @@ fn check_one(f: &Flavour, bytes: Vec<u8>, sliced: bool, what: &str, t: &mut Tall
                 }
             }
         }
+        if !f.files.is_empty() {
+            match read_tree(&file, &f.files) {
+                Ok(Some(w)) => wrong = Some(w),
+                Ok(None) => {}
+                Err(e) => {
+                    read_err.get_or_insert(e);
+                }
+            }
+        }
         let verified = ops::verify(&file, None);
         if let Some(w) = wrong {
             return Ok(Some(w));
@@ -236,6 +250,27 @@ fn check_one(f: &Flavour, bytes: Vec<u8>, sliced: bool, what: &str, t: &mut Tall
             t.problem(format!("{what}: unclear error: {e:?}"));
         }
     }
+}
+
+/// Looks up every file of `files` through the archive's file table and reads it whole and
+/// past its end: `Some` describes a file whose bytes differ, `Err` is the first error.
+fn read_tree(file: &File, files: &[(String, Vec<u8>)]) -> hexz_core::Result<Option<String>> {
+    let tree = FileTree::open(file)?.ok_or_else(|| {
+        Error::InvalidArgument("the file table is gone".into()) // a section-list change
+    })?;
+    for (path, want) in files {
+        let e = tree
+            .lookup(path)?
+            .ok_or_else(|| Error::InvalidArgument(format!("{path} is not in the file table")))?;
+        let got = tree.read_file(&e, 0, want.len() + 10)?;
+        if &got != want {
+            return Ok(Some(format!(
+                "file {path}: {} bytes read, content differs",
+                got.len()
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// Sweeps byte changes and truncations over `f`.
@@ -309,6 +344,7 @@ fn sweep_lz4_two_streams() {
         name: "lz4",
         bytes: pack_flavour(d.path(), "a.hxz", &disk, Some(&mem), &small_opts()),
         expect: expect(&disk, Some(&mem)),
+        files: Vec::new(),
         open: opener(base_options()),
     };
     sweep(&f, "lz4 (disk + memory)").report_and_check(f.name);
@@ -332,6 +368,7 @@ fn sweep_zstd_cdc() {
         name: "zstd-cdc",
         bytes: pack_flavour(d.path(), "z.hxz", &disk, None, &opts),
         expect: expect(&disk, None),
+        files: Vec::new(),
         open: opener(base_options()),
     };
     sweep(&f, "zstd + CDC").report_and_check(f.name);
@@ -349,6 +386,7 @@ fn sweep_stored_blocks() {
         name: "none",
         bytes: pack_flavour(d.path(), "n.hxz", &disk, None, &opts),
         expect: expect(&disk, None),
+        files: Vec::new(),
         open: opener(base_options()),
     };
     sweep(&f, "stored (no codec)").report_and_check(f.name);
@@ -378,6 +416,7 @@ fn sweep_encrypted() {
         name: "encrypted",
         bytes: pack_flavour(d.path(), "e.hxz", &disk, Some(&mem), &enc_opts()),
         expect: expect(&disk, Some(&mem)),
+        files: Vec::new(),
         open: opener(OpenOptions {
             password: Some(Password::new(PASSWORD)),
             ..base_options()
@@ -398,6 +437,7 @@ fn sweep_signed() {
         name: "signed",
         bytes: std::fs::read(&p).unwrap(),
         expect: expect(&disk, None),
+        files: Vec::new(),
         open: opener(OpenOptions {
             require_signer: Some(public),
             ..base_options()
@@ -438,6 +478,7 @@ fn sweep_thin_child() {
         name: "thin-child",
         bytes: child,
         expect: expect(&data, None),
+        files: Vec::new(),
         open: Box::new(move |b, sliced| {
             let p = File::open_backend(backend(parent.clone(), false), None, base_options())?;
             File::open_backend(
@@ -461,6 +502,7 @@ fn sweep_damaged_parent_under_intact_child() {
         name: "damaged-parent",
         bytes: parent,
         expect: expect(&data, None),
+        files: Vec::new(),
         open: Box::new(move |damaged_parent, sliced| {
             let p = File::open_backend(backend(damaged_parent, sliced), None, base_options())?;
             File::open_backend(
@@ -474,4 +516,49 @@ fn sweep_damaged_parent_under_intact_child() {
         }),
     };
     sweep(&f, "damaged parent (intact child)").report_and_check(f.name);
+}
+
+#[test]
+fn sweep_file_tree() {
+    use hexz_core::ops::tree::{pack_tree, TreePackOptions};
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    let mut files = Vec::new();
+    for (i, (path, len)) in [
+        ("a.txt", 300),
+        ("docs/readme.md", 2 * BS + 123),
+        ("docs/deep/x.bin", 5 * BS),
+        ("empty", 0),
+        ("data/part-1", BS + 1),
+        ("data/part-2", 3000),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let content = mixed_data(len, BS, 20 + i as u64);
+        let p = src.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, &content).unwrap();
+        files.push((path.to_string(), content));
+    }
+    std::os::unix::fs::symlink("docs/readme.md", src.join("link")).unwrap();
+    let out = d.path().join("t.hxz");
+    pack_tree(&src, &out, &small_opts(), &TreePackOptions::default(), None).unwrap();
+    let bytes = std::fs::read(&out).unwrap();
+    let intact = File::open(&out).unwrap();
+    let disk = intact
+        .read_at(
+            SnapshotStream::Disk,
+            0,
+            intact.size(SnapshotStream::Disk) as usize,
+        )
+        .unwrap();
+    let f = Flavour {
+        name: "file-tree",
+        bytes,
+        expect: expect(&disk, None),
+        files,
+        open: opener(base_options()),
+    };
+    sweep(&f, "file tree").report_and_check(f.name);
 }
