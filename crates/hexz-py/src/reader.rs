@@ -108,15 +108,14 @@ impl Reader {
         self.put(r);
         res.map_err(|e| to_py(py, e, None))
     }
-}
 
-impl Reader {
     /// A uint8 array of at least `total` bytes for a batch of `_read_items`. A batch of
     /// 64 samples is megabytes: a fresh `numpy.empty` of that size is new memory every
     /// time (the allocator maps and unmaps it), and faulting in and zeroing its pages cost
-    /// about a tenth of a batch read. So arrays of large batches are kept and reused once
-    /// nothing else references them (refcount 1: every item, the views of it, is gone;
-    /// an item still alive, or anything made from it, keeps the array out of use).
+    /// about a seventh of a batch read of cached data. So arrays of large batches are kept
+    /// and reused once nothing else references them (refcount 1: every item, the views of
+    /// it, is gone; an item still alive, or anything made from it, keeps the array out of
+    /// use).
     fn batch_array<'py>(&self, py: Python<'py>, total: usize) -> PyResult<Bound<'py, PyAny>> {
         let np = py.import(intern!(py, "numpy"))?;
         let empty = |n: usize| {
