@@ -172,8 +172,17 @@ fn cold_8mib_read_is_a_few_calls() {
             got == d[off as usize..off as usize + (8 << 20)],
             "bytes differ"
         );
+        // Remote: one batched fetch (plus at most two for the edges). Local: the stored
+        // bytes are read straight into the caller's buffer in 256 KiB pieces, each checked
+        // while it is still in cache (a `pread` costs a microsecond, a cold CRC32 more);
+        // never one call per block (128 here) as before the batched read path.
+        let bound = if remote {
+            3
+        } else {
+            3 + (8 << 20) / (256 << 10)
+        };
         assert!(
-            c.calls() <= 3,
+            c.calls() <= bound,
             "8 MiB cold read (remote={remote}) made {} backend calls",
             c.calls()
         );

@@ -56,6 +56,10 @@ fn worth_parallel<'e>(entries: impl Iterator<Item = &'e BlockEntry>) -> bool {
         && pools().decode_threads() > 1
 }
 
+/// Bytes of stored blocks read, then CRC-checked, at a time on the direct path: small
+/// enough to stay in a core's L2 cache between the read and the check.
+const CHECK_PIECE: usize = 256 << 10;
+
 /// Smallest read-ahead request sent to a remote backend on its own.
 const MIN_REMOTE_CHUNK: u64 = 1 << 20;
 
@@ -361,9 +365,10 @@ impl File {
     }
 
     /// Reads the blocks of `direct` (see [`reads_direct`](Self::reads_direct)) into their
-    /// pieces with one `read_batch` per archive, no intermediate buffer and no copy, then
-    /// checks them in place (on the calling thread when the checks are CRC32s only, in
-    /// parallel when BLAKE3 is computed too) and hands them to waiters.
+    /// pieces with `read_batch` calls, no intermediate buffer and no copy, then checks them
+    /// in place and hands them to waiters. CRC32-only checks run on the calling thread, a
+    /// piece of about [`CHECK_PIECE`] bytes at a time right after it is read (so the check
+    /// reads cached bytes, not memory); BLAKE3 checks run in parallel after one read of all.
     fn fetch_direct(&self, stream: SnapshotStream, mut direct: Vec<Fetch<'_, '_>>) -> Result<()> {
         if direct.is_empty() {
             return Ok(());
@@ -371,6 +376,43 @@ impl File {
         for f in &direct {
             self.stored_source(stream, f.block_no, &f.entry)?;
         }
+        let verify = self.read_verify();
+        let check = |f: Fetch<'_, '_>| -> Result<()> {
+            let Some((_, dst)) = f.dst else {
+                return Ok(());
+            };
+            self.check_plain(stream, f.block_no, &f.entry, dst, verify)?;
+            f.lead.finish(|| Held::Plain(Arc::new(dst.to_vec())));
+            Ok(())
+        };
+        // A CRC32 runs at tens of GB/s (PCLMULQDQ; ~50 GB/s on this project's AVX-512
+        // test machine), faster than the copy that brought the bytes in: handing such checks
+        // to the decode pool costs more (waking its threads, and waiting for them to be
+        // scheduled on a busy machine) than it saves. Only BLAKE3 checks are spread over it.
+        if direct.len() > 1 && direct.iter().any(|f| self.hashes_content(&f.entry, verify)) {
+            self.read_direct(&mut direct)?;
+            return pools().decode(|| direct.into_par_iter().try_for_each(check));
+        }
+        let len = |f: &Fetch<'_, '_>| f.dst.as_ref().map_or(0, |(_, b)| b.len());
+        let mut rest = direct.into_iter().peekable();
+        loop {
+            let mut piece = Vec::new();
+            let mut bytes = 0;
+            while let Some(f) = rest.next_if(|f| piece.is_empty() || bytes + len(f) <= CHECK_PIECE)
+            {
+                bytes += len(&f);
+                piece.push(f);
+            }
+            if piece.is_empty() {
+                return Ok(());
+            }
+            self.read_direct(&mut piece)?;
+            piece.into_iter().try_for_each(check)?;
+        }
+    }
+
+    /// Reads the stored bytes of `direct` into their pieces, one `read_batch` per archive.
+    fn read_direct(&self, direct: &mut [Fetch<'_, '_>]) -> Result<()> {
         let mut sources: Vec<u16> = direct.iter().map(|f| f.entry.source).collect();
         sources.sort_unstable();
         sources.dedup();
@@ -388,23 +430,7 @@ impl File {
                 .collect();
             self.inner.archives[src as usize].read_batch(&mut reqs)?;
         }
-        let verify = self.read_verify();
-        let check = |f: Fetch<'_, '_>| -> Result<()> {
-            let Some((_, dst)) = f.dst else {
-                return Ok(());
-            };
-            self.check_plain(stream, f.block_no, &f.entry, dst, verify)?;
-            f.lead.finish(|| Held::Plain(Arc::new(dst.to_vec())));
-            Ok(())
-        };
-        // A CRC32 runs at tens of GB/s (PCLMULQDQ; ~50 GB/s on this project's AVX-512
-        // test machine), faster than the copy that brought the bytes in: handing such checks
-        // to the decode pool costs more (waking its threads, and waiting for them to be
-        // scheduled on a busy machine) than it saves. Only BLAKE3 checks are spread over it.
-        if direct.len() == 1 || !direct.iter().any(|f| self.hashes_content(&f.entry, verify)) {
-            return direct.into_iter().try_for_each(check);
-        }
-        pools().decode(|| direct.into_par_iter().try_for_each(check))
+        Ok(())
     }
 
     /// Checks every block of `entries` (consecutive blocks of `stream`, the first numbered
