@@ -335,18 +335,28 @@ class RawMemmap:
         return {"raw": self.raw, "index": self.index, "mm": None}
 
 
-def loader(kind: str, d: Path, n: int, workers: int, batch: int):
+def widen_pipe(_worker_id: int) -> None:
+    """worker_init_fn giving any source's worker the 1 MiB result pipe a hexz dataset's
+    worker sets up for itself (hexz.torch._widen_worker_pipe; it runs inside torch's worker
+    loop here too), to show what the plumbing alone is worth."""
+    from hexz.torch import _widen_worker_pipe
+
+    _widen_worker_pipe()
+
+
+def loader(kind: str, d: Path, n: int, workers: int, batch: int, wide: bool = False):
     from torch.utils.data import DataLoader
 
     index = np.load(d / "index.npy")[:n]
+    init = {"worker_init_fn": widen_pipe} if wide and workers else {}
     if kind == "litdata":
         import litdata
 
         ds = litdata.StreamingDataset(str(d / "litdata"), shuffle=False)
         ds = ds if n >= len(ds) else _Head(ds, n)
         return litdata.StreamingDataLoader(ds, batch_size=batch, num_workers=workers,
-                                           collate_fn=as_list) if isinstance(ds, litdata.StreamingDataset) \
-            else DataLoader(ds, batch_size=batch, num_workers=workers, collate_fn=as_list)
+                                           collate_fn=as_list, **init) if isinstance(ds, litdata.StreamingDataset) \
+            else DataLoader(ds, batch_size=batch, num_workers=workers, collate_fn=as_list, **init)
     if kind == "hexz":
         from hexz.torch import IndexDataset
 
@@ -357,7 +367,7 @@ def loader(kind: str, d: Path, n: int, workers: int, batch: int):
         ds = RawMemmap(d / "samples.bin", index)
     else:
         raise ValueError(kind)
-    return DataLoader(ds, batch_size=batch, num_workers=workers, collate_fn=as_list)
+    return DataLoader(ds, batch_size=batch, num_workers=workers, collate_fn=as_list, **init)
 
 
 class _Head:
@@ -371,8 +381,8 @@ class _Head:
         return self.ds[i]
 
 
-def bench_loader(kind: str, d: Path, n: int, workers: int, batch: int) -> float:
-    dl = loader(kind, d, n, workers, batch)
+def bench_loader(kind: str, d: Path, n: int, workers: int, batch: int, wide: bool = False) -> float:
+    dl = loader(kind, d, n, workers, batch, wide)
     got = 0
     nbytes = 0
     t = time.perf_counter()
@@ -427,16 +437,19 @@ def main() -> None:
     print(f"\n## DataLoader samples/s (batch {args.batch}, index order, fork workers, "
           f"median of {args.runs})")
     kinds = ["hexz", "loose files", "raw + memmap", "litdata"]
-    res = {(k, w): [] for k in kinds for w in (0, 2)}
+    # "2w": 2 workers, every source's result pipe enlarged as hexz's workers do their own.
+    modes = {0: "workers=0", 2: "workers=2", "2w": "workers=2, every source's worker pipe 1 MiB"}
+    res = {(k, w): [] for k in kinds for w in modes}
     for k in kinds:  # one warm-up pass each (page cache, litdata's index)
         bench_loader(k, d, args.samples, 2, args.batch)
     for _ in range(args.runs):
-        for w in (0, 2):
+        for w in modes:
             for k in kinds:
-                res[(k, w)].append(bench_loader(k, d, args.samples, w, args.batch))
-    for w in (0, 2):
+                res[(k, w)].append(bench_loader(k, d, args.samples, 2 if w == "2w" else w,
+                                                args.batch, w == "2w"))
+    for w, title in modes.items():
         med = {k: statistics.median(res[(k, w)]) for k in kinds}
-        print(f"\nworkers={w}")
+        print(f"\n{title}")
         for k in kinds:
             print(f"  {k:14s} {med[k]:9.0f} samples/s   hexz/this {med['hexz'] / med[k]:.2f}x"
                   f"   runs: {', '.join(f'{x:.0f}' for x in res[(k, w)])}")

@@ -360,3 +360,42 @@ def test_file_dataset_pickle_stays_small_for_many_files(many_files, tree, workdi
     other = pickle.loads(stale)
     with pytest.raises(RuntimeError, match="files match"):
         other[0]
+
+
+def _pipe_size(fd: int) -> int:
+    import fcntl
+
+    return fcntl.fcntl(fd, 1032)  # F_GETPIPE_SZ
+
+
+def _pipe_limit() -> int:
+    with open("/proc/sys/fs/pipe-max-size") as f:
+        return min(hexz.torch.WORKER_PIPE_BYTES, int(f.read()))
+
+
+@pytest.mark.parametrize("kind", ["index", "record", "files", "sharded"])
+def test_workers_enlarge_the_pipe_their_batches_cross(records, many_files, kind, monkeypatch):
+    """A worker's first read enlarges the pipe to the main process: without it a batch of a
+    few MiB crosses in 64 KiB hand-offs, which caps the DataLoader (docs/BENCHMARKS.md)."""
+    path, data = records
+    if kind == "index":
+        ds = IndexDataset(path, [(i * RECORD, RECORD) for i in range(64)])
+    elif kind == "record":
+        ds = RecordDataset(path, RECORD)
+    elif kind == "files":
+        ds = FileDataset(many_files[0])
+    else:
+        ds = ShardedIterable(path, record_size=RECORD, seed=1)
+    batch = None if kind == "sharded" else 8
+    dl = DataLoader(ds, batch_size=batch, num_workers=2, collate_fn=as_list)
+    it = iter(dl)
+    next(it)
+    assert _pipe_size(it._worker_result_queue._reader.fileno()) == _pipe_limit()
+    del it
+    # HEXZ_WORKER_PIPE=0 leaves it as it is (64 KiB: the enlarging above is the datasets').
+    monkeypatch.setenv("HEXZ_WORKER_PIPE", "0")
+    it = iter(DataLoader(ds, batch_size=batch, num_workers=2, collate_fn=as_list))
+    first = next(it)
+    assert _pipe_size(it._worker_result_queue._reader.fileno()) == 64 << 10
+    assert len(first) >= 1
+    del it

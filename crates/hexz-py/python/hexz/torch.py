@@ -26,11 +26,18 @@ and a 2 MiB read-ahead window, unless ``cache_size`` was given to ``hexz.open``,
 threads (one decode, two IO) rather than a pool per core. Batches of 128 KiB or more are read
 into arrays the dataset's reader reuses once all of a batch's items are gone (at most 32 MiB
 of them).
+
+The pipe that carries a worker's batches to the main process holds 64 KiB by default, so a
+batch of a few MiB crosses it in dozens of hand-offs between the two processes, and that, not
+reading, caps a DataLoader with workers. The first read of a hexz dataset in a DataLoader
+worker enlarges that pipe to 1 MiB (or ``/proc/sys/fs/pipe-max-size`` if smaller); the kernel
+allocates its pages only as data waits in it. ``HEXZ_WORKER_PIPE=0`` leaves it as it is.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
@@ -54,6 +61,45 @@ def _archive(source: Source) -> Archive:
     if isinstance(source, Archive):
         return source
     return _open(source)
+
+
+#: Size the pipe carrying a DataLoader worker's batches is enlarged to (see the module doc).
+WORKER_PIPE_BYTES = 1 << 20
+_F_SETPIPE_SZ = 1031  # Linux fcntl commands (fcntl.F_SETPIPE_SZ from Python 3.10)
+_F_GETPIPE_SZ = 1032
+_pipe_checked_pid = 0
+
+
+def _widen_worker_pipe() -> None:
+    """Once per process, in a DataLoader worker: enlarges the pipe of the queue its batches
+    go to the main process through (``data_queue`` of torch's worker loop) to
+    :data:`WORKER_PIPE_BYTES`. Anything unexpected (another torch layout, a platform without
+    pipe sizes, a limit) leaves the pipe as it is: only speed depends on it."""
+    global _pipe_checked_pid
+    pid = os.getpid()
+    if _pipe_checked_pid == pid:
+        return
+    _pipe_checked_pid = pid
+    if get_worker_info() is None or os.environ.get("HEXZ_WORKER_PIPE") == "0":
+        return
+    try:
+        import fcntl
+
+        f = sys._getframe(1)
+        while f is not None and not (
+            f.f_code.co_name == "_worker_loop"
+            and f.f_globals.get("__name__") == "torch.utils.data._utils.worker"
+        ):
+            f = f.f_back
+        if f is None:
+            return
+        fd = f.f_locals["data_queue"]._writer.fileno()
+        with open("/proc/sys/fs/pipe-max-size") as m:
+            want = min(WORKER_PIPE_BYTES, int(m.read()))
+        if fcntl.fcntl(fd, _F_GETPIPE_SZ) < want:
+            fcntl.fcntl(fd, _F_SETPIPE_SZ, want)
+    except Exception:  # only speed depends on it
+        pass
 
 
 def _normalise_index(index: Any) -> np.ndarray:
@@ -92,6 +138,7 @@ class _Reader:
     transform: Optional[Callable[[np.ndarray], Any]]
 
     def _read(self, offset: int, length: int) -> Any:
+        _widen_worker_pipe()
         out = np.empty(length, dtype=np.uint8)
         n = self._reader.readinto(out, offset)
         if n != length:  # the archive is shorter than when the dataset was made
@@ -113,6 +160,7 @@ def _read_ranges(
     """The items for the ``(offset, length)`` rows of ``ranges``, read in one call (one
     release of the GIL; ranges that follow each other in the archive read as one, their
     blocks decoded in parallel). Each item is a view of one array holding the whole batch."""
+    _widen_worker_pipe()
     lengths = ranges[:, 1]
     ends = np.cumsum(lengths)
     total = int(ends[-1]) if len(ends) else 0
@@ -236,6 +284,7 @@ class IndexDataset(_Reader, Dataset):
         archive are read as one, their blocks decoded in parallel. Items are views of one
         array per batch. The lookup of the ranges, the array and the views are made in that
         one call, with no Python-level work per item."""
+        _widen_worker_pipe()
         if not isinstance(indices, list):
             indices = np.asarray(indices, dtype=np.int64).reshape(-1).tolist()
         items = self._reader._read_items(self.index, indices)
@@ -338,6 +387,7 @@ class FileDataset(Dataset):
             i += n
         if not 0 <= i < n:
             raise IndexError(f"file {i} out of range ({n} files)")
+        _widen_worker_pipe()
         paths, offsets, sizes = self._index()
         size = int(sizes[i])
         out = np.empty(size, dtype=np.uint8)
