@@ -447,6 +447,23 @@ fn batched_reads_are_byte_exact_for_every_kind_of_archive() {
             },
         );
         check_bytes(&f, D, &child, 6, "thin, no cache");
+        // Nor a small one that keeps evicting: the buffers of evicted blocks are handed
+        // out again for later fetches (cache/bufpool.rs), their old bytes overwritten.
+        for (path, want, pw, what) in [
+            (&pt, &child, None, "thin, 1 MiB cache"),
+            (&pe, &base, Some(pw.clone()), "encrypted, 1 MiB cache"),
+        ] {
+            let (f, _) = open_counted(
+                path,
+                remote,
+                OpenOptions {
+                    cache_bytes: 1 << 20,
+                    password: pw,
+                    ..OpenOptions::default()
+                },
+            );
+            check_bytes(&f, D, want, 8, what);
+        }
     }
     // The mapped backend decodes from the mapping (no fetch) and must agree too.
     let f = File::open_with(

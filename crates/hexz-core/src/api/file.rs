@@ -17,6 +17,7 @@ use super::reader::StreamReader;
 use super::SnapshotStream;
 use crate::algo::compression::Compressor;
 use crate::algo::encryption::{ArchiveCipher, DataKey, Password};
+use crate::cache::bufpool::BufPool;
 use crate::cache::fork::ForkFresh;
 use crate::cache::{ReadAhead, ShardedLru};
 use crate::error::{Error, Result};
@@ -135,6 +136,8 @@ pub(super) struct Inner {
     /// Background read-ahead jobs not finished yet and the condition signalled when none is
     /// left; fresh in a forked child, which does not wait for its parent's.
     pub(super) pending: ForkFresh<Pending>,
+    /// Buffers of fetched stored blocks, recycled once decoded or evicted (this process's).
+    pub(super) bufs: ForkFresh<BufPool>,
     pub(super) verify_hashes: bool,
     /// BLAKE3-check every block, bound CRC or not ([`OpenOptions::verify_full`]).
     pub(super) verify_full: bool,
@@ -419,6 +422,11 @@ impl File {
     }
 }
 
+/// Most bytes of stored-block buffers an archive keeps for reuse ([`BufPool`]). A one-pass
+/// read gives buffers back (evicted from the cache) as fast as it takes them, so a few MiB
+/// cover the churn.
+pub(super) const BUF_POOL_BYTES: usize = 8 << 20;
+
 /// Count of running read-ahead jobs and the condition signalled when it reaches 0.
 pub(super) type Pending = (Mutex<usize>, Condvar);
 
@@ -426,6 +434,11 @@ impl Inner {
     /// This process's read-ahead job count ([`ForkFresh`]).
     pub(super) fn pending(&self) -> &Pending {
         self.pending.get(|| (Mutex::new(0), Condvar::new()))
+    }
+
+    /// This process's pool of stored-block buffers.
+    pub(super) fn bufs(&self) -> &BufPool {
+        self.bufs.get(|| BufPool::new(BUF_POOL_BYTES))
     }
 }
 

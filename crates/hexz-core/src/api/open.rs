@@ -7,6 +7,7 @@ use super::unlock::unlock;
 use super::SnapshotStream;
 use crate::algo::compression::Compressor;
 use crate::algo::encryption::{ArchiveCipher, DataKey, Password};
+use crate::cache::bufpool::BufPool;
 use crate::cache::fork::ForkFresh;
 use crate::cache::ShardedLru;
 use crate::error::{Error, Result};
@@ -222,6 +223,7 @@ impl File {
                 page_flights: Flights::new(),
                 read_ahead: options.read_ahead,
                 pending: ForkFresh::new((Mutex::new(0), Condvar::new())),
+                bufs: ForkFresh::new(BufPool::new(super::file::BUF_POOL_BYTES)),
                 verify_hashes: options.verify_hashes,
                 verify_full: options.verify_full,
                 bound_crc,

@@ -228,7 +228,7 @@ impl File {
                 self.decode_stored_vec(stream, p.block_no, e, &raw, verify)
                     .map(|v| {
                         copy_piece(&v, p.offset_in_block, p.dst);
-                        self.inner.blocks.insert(key, Held::Plain(Arc::new(v)));
+                        self.cache_block(key, Held::Plain(Arc::new(v)));
                     })
             };
             if r.is_err() {
@@ -266,7 +266,7 @@ impl File {
             }
         };
         let v = Arc::new(v);
-        self.inner.blocks.insert(key, Held::Plain(v.clone()));
+        self.cache_block(key, Held::Plain(v.clone()));
         Ok(v)
     }
 
@@ -284,7 +284,7 @@ impl File {
             stored.push(if b.as_slice().is_some() {
                 Vec::new()
             } else {
-                vec![0u8; e.stored_len as usize]
+                self.inner.bufs().take(e.stored_len as usize)
             });
         }
         let mut sources: Vec<u16> = blocks.iter().map(|(_, e)| e.source).collect();
@@ -471,6 +471,7 @@ impl File {
                     })
                     .collect::<Result<Vec<()>>>()
             })?;
+            stored.into_iter().for_each(|b| self.inner.bufs().give(b));
             start = end;
         }
         Ok(())
@@ -498,15 +499,16 @@ impl File {
                     } else {
                         Held::Stored(Arc::new(raw))
                     };
-                    self.inner.blocks.insert(block_key(&e), h.clone());
+                    self.cache_block(block_key(&e), h.clone());
                     f.lead.finish(|| h);
                 } else {
                     f.lead.finish(|| Held::Plain(Arc::new(dst.to_vec())));
+                    self.inner.bufs().give(raw);
                 }
             }
             None if remote && !self.stored_is_content(&e) => {
                 let h = Held::Stored(Arc::new(raw));
-                self.inner.blocks.insert(block_key(&e), h.clone());
+                self.cache_block(block_key(&e), h.clone());
                 f.lead.finish(|| h);
             }
             dst => {
@@ -517,17 +519,30 @@ impl File {
                     raw
                 } else {
                     let stored = self.stored_bytes(stream, f.block_no, &e, &raw)?;
-                    self.decode_stored_vec(stream, f.block_no, &e, stored, verify)?
+                    let v = self.decode_stored_vec(stream, f.block_no, &e, stored, verify)?;
+                    self.inner.bufs().give(raw);
+                    v
                 };
                 if let Some((off, dst)) = dst {
                     copy_piece(&v, off, dst);
                 }
                 let h = Held::Plain(Arc::new(v));
-                self.inner.blocks.insert(block_key(&e), h.clone());
+                self.cache_block(block_key(&e), h.clone());
                 f.lead.finish(|| h);
             }
         }
         Ok(())
+    }
+
+    /// Caches `h` under `key`; the buffers of what that evicts go back to the buffer pool
+    /// once nobody else holds them.
+    pub(super) fn cache_block(&self, key: BlockKey, h: Held) {
+        self.inner.blocks.insert_evicting(key, h, |old| {
+            let (Held::Plain(b) | Held::Stored(b)) = old;
+            if let Ok(v) = Arc::try_unwrap(b) {
+                self.inner.bufs().give(v);
+            }
+        });
     }
 
     /// Decodes the non-zero, uncached blocks overlapping `[from, to)` of `stream` into the

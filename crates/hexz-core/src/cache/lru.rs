@@ -78,21 +78,36 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardedLru<K, V> {
     /// Inserts `k`, evicting least recently used entries of its shard beyond the budget.
     /// Values heavier than a whole shard's budget are not cached.
     pub fn insert(&self, k: K, v: V) {
+        self.insert_evicting(k, v, drop);
+    }
+
+    /// [`insert`](Self::insert), handing every value it displaces (evicted, replaced, or
+    /// `v` itself when too heavy to cache) to `evicted`, after the shard's lock is released.
+    pub fn insert_evicting(&self, k: K, v: V, mut evicted: impl FnMut(V)) {
         let w = (self.weigh)(&v);
         if w > self.shard_budget {
+            evicted(v);
             return;
         }
-        let mut s = self.shard(&k).lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = s.map.put(k, v) {
-            s.bytes -= (self.weigh)(&old);
-        }
-        s.bytes += w;
-        while s.bytes > self.shard_budget {
-            match s.map.pop_lru() {
-                Some((_, old)) => s.bytes -= (self.weigh)(&old),
-                None => break,
+        let mut out = Vec::new();
+        {
+            let mut s = self.shard(&k).lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(old) = s.map.put(k, v) {
+                s.bytes -= (self.weigh)(&old);
+                out.push(old);
+            }
+            s.bytes += w;
+            while s.bytes > self.shard_budget {
+                match s.map.pop_lru() {
+                    Some((_, old)) => {
+                        s.bytes -= (self.weigh)(&old);
+                        out.push(old);
+                    }
+                    None => break,
+                }
             }
         }
+        out.into_iter().for_each(evicted);
     }
 
     /// Drops `k` if it is cached.
@@ -147,5 +162,22 @@ mod tests {
         assert_eq!(c.weight(), 900);
         c.insert(11, Arc::new(vec![0; 5000]));
         assert!(!c.contains(&11), "oversized values are not cached");
+    }
+
+    #[test]
+    fn insert_evicting_hands_over_what_it_displaces() {
+        let c: ShardedLru<u64, Vec<u8>> = ShardedLru::new(300, 1, |v| v.len());
+        let mut out = Vec::new();
+        for i in 0..3 {
+            c.insert_evicting(i, vec![i as u8; 100], |v| out.push(v));
+        }
+        assert!(out.is_empty());
+        c.insert_evicting(3, vec![3; 100], |v| out.push(v));
+        assert_eq!(out, vec![vec![0u8; 100]], "the least recently used entry");
+        c.insert_evicting(3, vec![9; 100], |v| out.push(v));
+        assert_eq!(out[1], vec![3u8; 100], "a replaced value");
+        c.insert_evicting(4, vec![4; 1000], |v| out.push(v));
+        assert_eq!(out[2], vec![4u8; 1000], "a value too heavy to cache");
+        assert_eq!((out.len(), c.weight()), (3, 300));
     }
 }
