@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# How much CPU the loopback S3 server (SeaweedFS) spends per range request: the same archive
+# object read by one curl process as a chain of signed range GETs of several sizes (one
+# connection), against one whole-object GET. Explains the S3 row of bench-remote.sh
+# (docs/BENCHMARKS.md, "Remote archives").
+#
+#   scripts/bench-s3-ranges.sh     # 2 GiB ext4 image of /usr (bench-data/system.img)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/sbin:/sbin"
+scripts/deps.sh bench >/dev/null 2>&1 || true
+cargo build --release -p hexz-cli >/dev/null 2>&1
+hexz=$PWD/target/release/hexz
+img=${BENCH_IMAGE:-$PWD/bench-data/system.img}
+[ -f "$img" ] || scripts/mkimage.sh "$img" 2G
+work=$(mktemp -d "$PWD/bench-data/s3ranges.XXXXXX")
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+export HEXZ_ALLOW_RESTRICTED=1
+venv=${HEXZ_VENV:-/var/cache/hexz/venv}
+weed=$(command -v weed || echo "$venv/bin/weed")
+ports=($(python3 -c 'import socket
+ps=[]
+while len(ps)<8:
+  s=socket.socket();s.bind(("127.0.0.1",0));p=s.getsockname()[1]
+  if p<55000 and p not in ps: ps.append(p)
+print(*ps)'))
+mkdir -p "$work/weed"
+echo '{"identities":[{"name":"b","credentials":[{"accessKey":"benchkey","secretKey":"benchsecret"}],"actions":["Admin","Read","Write","List"]}]}' >"$work/weed/s3.json"
+"$weed" server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$work/weed" -master.port="${ports[0]}" \
+  -master.port.grpc="${ports[1]}" -volume.port="${ports[2]}" -volume.port.grpc="${ports[3]}" \
+  -filer.port="${ports[4]}" -filer.port.grpc="${ports[5]}" -s3 -s3.port="${ports[6]}" \
+  -s3.port.grpc="${ports[7]}" -s3.port.iceberg=0 -s3.port.lance=0 -master.volumeSizeLimitMB=1024 \
+  -volume.max=20 -s3.config="$work/weed/s3.json" >"$work/weed/log" 2>&1 & pids+=($!)
+export AWS_ENDPOINT_URL=http://127.0.0.1:${ports[6]} AWS_ACCESS_KEY_ID=benchkey \
+  AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1
+for _ in $(seq 120); do curl -s -o /dev/null "$AWS_ENDPOINT_URL" && break; sleep 0.5; done
+sign=(--aws-sigv4 "aws:amz:us-east-1:s3" --user benchkey:benchsecret)
+curl -s -X PUT "${sign[@]}" "$AWS_ENDPOINT_URL/bench" >/dev/null
+"$hexz" pack --disk "$img" -o "$work/a.hxz" >/dev/null 2>&1
+"$hexz" push "$work/a.hxz" s3://bench/a.hxz >/dev/null 2>&1
+asize=$(stat -c %s "$work/a.hxz")
+obj=$AWS_ENDPOINT_URL/bench/a.hxz
+wpid=${pids[0]}
+wcpu() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$wpid/stat"; }
+# One curl process fetching [0, asize) as ranges of $1 bytes, the first one $2 bytes long
+# (0: ranges start at multiples of $1).
+chain() {
+  local size=$1 first=$2 a=0 b args=()
+  while [ "$a" -lt "$asize" ]; do
+    if [ "$a" = 0 ] && [ "$first" != 0 ]; then b=$first; else b=$(( a + size )); fi
+    [ "$b" -gt "$asize" ] && b=$asize
+    args+=(-r "$a-$(( b - 1 ))" -o /dev/null "${sign[@]}" "$obj" --next)
+    a=$b
+  done
+  unset 'args[${#args[@]}-1]'
+  curl -s "${args[@]}"
+  echo $(( (asize + size - 1) / size ))
+}
+row() {
+  local w0 s e w1 n
+  w0=$(wcpu); s=$(date +%s.%N)
+  if [ "$2" = whole ]; then curl -s -o /dev/null "${sign[@]}" "$obj"; n=1; else n=$(chain "$2" "$3"); fi
+  e=$(date +%s.%N); w1=$(wcpu)
+  printf '| %s | %s | %.2f s | %.2f s |\n' "$1" "$n" "$(echo "$e - $s" | bc)" "$(echo "$w1 - $w0" | bc)"
+}
+echo "archive object: $asize bytes"
+echo "| ranges | requests | wall | SeaweedFS CPU |"
+echo "|---|---:|---:|---:|"
+for _ in 1 2; do
+  row "one GET of the whole object" whole 0
+  row "32 MiB, aligned" $((32 << 20)) 0
+  row "8 MiB, aligned" $((8 << 20)) 0
+  row "8 MiB, 1 MiB off alignment" $((8 << 20)) $((1 << 20))
+  row "3.7 MiB (hexz's mean request)" 3880000 0
+done
