@@ -48,26 +48,9 @@ http {
 CONF
 nginx -p "$work/ng" -e "$work/ng/error.log" -c "$work/ng/nginx.conf" & pids+=($!)
 
-# SeaweedFS with one identity.
-venv=${HEXZ_VENV:-/var/cache/hexz/venv}
-weed=$(command -v weed || echo "$venv/bin/weed")
-ports=($(python3 -c 'import socket
-ps=[]
-while len(ps)<8:
-  s=socket.socket();s.bind(("127.0.0.1",0));p=s.getsockname()[1]
-  if p<55000 and p not in ps: ps.append(p)
-print(*ps)'))
-mkdir -p "$work/weed"
-echo '{"identities":[{"name":"b","credentials":[{"accessKey":"benchkey","secretKey":"benchsecret"}],"actions":["Admin","Read","Write","List"]}]}' >"$work/weed/s3.json"
-"$weed" server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$work/weed" -master.port="${ports[0]}" \
-  -master.port.grpc="${ports[1]}" -volume.port="${ports[2]}" -volume.port.grpc="${ports[3]}" \
-  -filer.port="${ports[4]}" -filer.port.grpc="${ports[5]}" -s3 -s3.port="${ports[6]}" \
-  -s3.port.grpc="${ports[7]}" -s3.port.iceberg=0 -s3.port.lance=0 -master.volumeSizeLimitMB=1024 \
-  -volume.max=20 -s3.config="$work/weed/s3.json" >"$work/weed/log" 2>&1 & pids+=($!)
-export AWS_ENDPOINT_URL=http://127.0.0.1:${ports[6]} AWS_ACCESS_KEY_ID=benchkey \
-  AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1
-for _ in $(seq 120); do curl -s -o /dev/null "$AWS_ENDPOINT_URL" && break; sleep 0.5; done
-curl -s -X PUT --aws-sigv4 "aws:amz:us-east-1:s3" --user benchkey:benchsecret "$AWS_ENDPOINT_URL/bench" >/dev/null
+# SeaweedFS with one identity and the bucket `bench`.
+. scripts/weed-lib.sh
+start_weed "$work/weed"
 
 echo "pack..." >&2
 "$hexz" pack --disk "$img" -o "$work/www/a.hxz" >/dev/null 2>&1
@@ -97,7 +80,7 @@ curl_s3=$(best curl -s -o /dev/null --aws-sigv4 "aws:amz:us-east-1:s3" --user be
 local_t=$(best "$hexz" cat "$work/www/a.hxz")
 # CPU seconds of one S3 read, in hexz (or curl) and in the S3 server: on a 2-core machine
 # hosting both, the server's CPU competes with hexz's decoding (nginx's sendfile needs none).
-wpid=${pids[1]}
+wpid=$weed_pid
 wcpu() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$wpid/stat"; }
 cpu_of() { /usr/bin/time -o "$work/cpu" -f "%U %S" "$@" >/dev/null 2>&1; awk '{print $1+$2}' "$work/cpu"; }
 w0=$(wcpu); hexz_cpu=$(cpu_of "$hexz" cat "$s3"); w1=$(wcpu); weed_hexz=$(echo "$w1 - $w0" | bc)

@@ -6,6 +6,7 @@
 #
 #   scripts/bench-s3-ranges.sh     # 2 GiB ext4 image of /usr (bench-data/system.img)
 set -euo pipefail
+trap 'echo "bench-s3-ranges.sh: failed at line $LINENO" >&2' ERR
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin:/sbin"
 scripts/deps.sh bench >/dev/null 2>&1 || true
@@ -18,31 +19,14 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 export HEXZ_ALLOW_RESTRICTED=1
-venv=${HEXZ_VENV:-/var/cache/hexz/venv}
-weed=$(command -v weed || echo "$venv/bin/weed")
-ports=($(python3 -c 'import socket
-ps=[]
-while len(ps)<8:
-  s=socket.socket();s.bind(("127.0.0.1",0));p=s.getsockname()[1]
-  if p<55000 and p not in ps: ps.append(p)
-print(*ps)'))
-mkdir -p "$work/weed"
-echo '{"identities":[{"name":"b","credentials":[{"accessKey":"benchkey","secretKey":"benchsecret"}],"actions":["Admin","Read","Write","List"]}]}' >"$work/weed/s3.json"
-"$weed" server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$work/weed" -master.port="${ports[0]}" \
-  -master.port.grpc="${ports[1]}" -volume.port="${ports[2]}" -volume.port.grpc="${ports[3]}" \
-  -filer.port="${ports[4]}" -filer.port.grpc="${ports[5]}" -s3 -s3.port="${ports[6]}" \
-  -s3.port.grpc="${ports[7]}" -s3.port.iceberg=0 -s3.port.lance=0 -master.volumeSizeLimitMB=1024 \
-  -volume.max=20 -s3.config="$work/weed/s3.json" >"$work/weed/log" 2>&1 & pids+=($!)
-export AWS_ENDPOINT_URL=http://127.0.0.1:${ports[6]} AWS_ACCESS_KEY_ID=benchkey \
-  AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1
-for _ in $(seq 120); do curl -s -o /dev/null "$AWS_ENDPOINT_URL" && break; sleep 0.5; done
+. scripts/weed-lib.sh
+start_weed "$work/weed"
 sign=(--aws-sigv4 "aws:amz:us-east-1:s3" --user benchkey:benchsecret)
-curl -s -X PUT "${sign[@]}" "$AWS_ENDPOINT_URL/bench" >/dev/null
 "$hexz" pack --disk "$img" -o "$work/a.hxz" >/dev/null 2>&1
 "$hexz" push "$work/a.hxz" s3://bench/a.hxz >/dev/null 2>&1
 asize=$(stat -c %s "$work/a.hxz")
 obj=$AWS_ENDPOINT_URL/bench/a.hxz
-wpid=${pids[0]}
+wpid=$weed_pid
 wcpu() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$wpid/stat"; }
 # One curl process fetching [0, asize) as ranges of $1 bytes, the first one $2 bytes long
 # (0: ranges start at multiples of $1).
