@@ -101,10 +101,11 @@ pub(super) enum Held {
 }
 
 impl Held {
-    /// Bytes held, for the cache's budget.
+    /// Bytes held, for the cache's budget: the allocation, not the length (a recycled
+    /// buffer, [`BufPool`], may be longer than the block it holds).
     pub(super) fn weight(&self) -> usize {
         match self {
-            Held::Plain(b) | Held::Stored(b) => b.len() + 64,
+            Held::Plain(b) | Held::Stored(b) => b.capacity() + 64,
         }
     }
 }

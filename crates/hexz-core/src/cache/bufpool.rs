@@ -9,8 +9,9 @@
 //! nothing reads them before).
 //!
 //! Buffers are kept in classes of 4 KiB of length; a request looks in its own class (for a
-//! buffer at least as long), then in the classes above. At most a fixed number of bytes is
-//! kept; what does not fit is freed.
+//! buffer at least as long), then in the next [`SPARE_CLASSES`] above, so a buffer handed out
+//! is at most that much longer than asked (the block cache weighs buffers by capacity). At
+//! most a fixed number of bytes is kept; what does not fit is freed.
 
 use std::sync::Mutex;
 
@@ -19,6 +20,9 @@ const CLASS: usize = 4 << 10;
 
 /// Number of classes; longer buffers all share the last one.
 const CLASSES: usize = 64;
+
+/// Classes above its own that a request may take a buffer from.
+const SPARE_CLASSES: usize = 2;
 
 /// A bounded pool of byte buffers.
 #[derive(Debug)]
@@ -59,7 +63,7 @@ impl BufPool {
             let own = g.bufs[c].iter().rposition(|b| b.len() >= n);
             let found = match own {
                 Some(i) => Some(g.bufs[c].swap_remove(i)),
-                None => (c + 1..CLASSES).find_map(|k| g.bufs[k].pop()),
+                None => (c + 1..CLASSES.min(c + 1 + SPARE_CLASSES)).find_map(|k| g.bufs[k].pop()),
             };
             if let Some(mut b) = found {
                 g.bytes -= b.len();
@@ -113,9 +117,19 @@ mod tests {
         let c = p.take(9_500);
         assert_ne!(c.as_ptr(), ptr);
         assert!(c.iter().all(|&x| x == 0));
-        // A request of a lower class takes it from the class above.
+        // A request up to SPARE_CLASSES classes lower takes it from the class above ...
         let d = p.take(100);
         assert_eq!((d.len(), d.as_ptr()), (100, ptr));
+        // ... one further below does not: 20,000 bytes (class 4) are not handed out for 100
+        // (class 0), but are for 12,300 (class 3).
+        let big = vec![3u8; 20_000];
+        let bp = big.as_ptr();
+        p.give(big);
+        let small = p.take(100);
+        assert_ne!(small.as_ptr(), bp);
+        let e = p.take(12_300);
+        assert_eq!(e.as_ptr(), bp);
+        assert_eq!(p.bytes(), 0);
         // The pool keeps at most its budget.
         for _ in 0..20 {
             p.give(vec![7u8; 10_000]);
