@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use hexz_core::algo::encryption::{Kdf, Password};
+use hexz_core::api::REMOTE_WINDOW_FACTOR;
 use hexz_core::{Error, File, OpenOptions};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -101,12 +102,14 @@ pub fn password_if_given(a: &OpenArgs) -> Result<Option<Password>> {
 }
 
 /// Memory cache for a one-pass read of a remote archive (`cat`, `extract`, `flatten`) with a
-/// read-ahead of `read_ahead` bytes: its window grows to 8 times that (at most as many stored
-/// bytes), and the cache holds it and the read being served, with half a window to spare. A
-/// larger cache only costs memory and page faults (every block is used once): 256 MiB cost
-/// 5% more CPU than 64 MiB in a full read over HTTP, twice the page faults.
-fn remote_stream_cache(read_ahead: usize) -> usize {
-    read_ahead.saturating_mul(12)
+/// read-ahead of `read_ahead` bytes: its window grows to [`REMOTE_WINDOW_FACTOR`] times that
+/// (at most as many stored bytes), and the cache holds it and the read being served, with
+/// half a window to spare (96 MiB for the default 8 MiB). A larger cache only costs memory
+/// and page faults (every block is used once): 256 MiB cost 5% more CPU than 64 MiB in a
+/// full read over HTTP, twice the page faults.
+fn remote_stream_cache(read_ahead: u64) -> usize {
+    let window = read_ahead.saturating_mul(REMOTE_WINDOW_FACTOR);
+    usize::try_from(window.saturating_add(window / 2)).unwrap_or(usize::MAX)
 }
 
 /// Opens an archive given by path or URL (`http(s)://`, `s3://`), asking for a password only
@@ -123,9 +126,7 @@ pub fn open(location: impl AsRef<OsStr>, mut opts: OpenOptions, a: &OpenArgs) ->
         // block cache that holds what was read ahead until it is used.
         let d = OpenOptions::default();
         opts.read_ahead = d.read_ahead;
-        opts.cache_bytes = opts
-            .cache_bytes
-            .max(remote_stream_cache(d.read_ahead as usize));
+        opts.cache_bytes = opts.cache_bytes.max(remote_stream_cache(d.read_ahead));
     }
     let open_with = |o: OpenOptions| match location.to_str() {
         Some(l) => File::open_location(l, o),
@@ -164,5 +165,23 @@ pub fn parse_kdf(s: &str) -> Result<Kdf, String> {
         o => Err(format!(
             "unknown key-derivation function '{o}' (pbkdf2 or argon2id)"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_stream_cache_holds_the_whole_read_ahead_window() {
+        let ra = OpenOptions::default().read_ahead;
+        let window = ra * REMOTE_WINDOW_FACTOR;
+        let cache = remote_stream_cache(ra) as u64;
+        assert!(
+            cache >= window + window / 2,
+            "{cache} for a window of {window}"
+        );
+        assert_eq!(cache, 96 << 20, "the default: 8 MiB read-ahead");
+        assert!(cache < OpenOptions::default().cache_bytes as u64);
     }
 }

@@ -398,7 +398,7 @@ impl File {
     pub fn new_read_ahead(&self) -> ReadAhead {
         let remote = self.is_remote();
         let max = if remote {
-            self.inner.read_ahead.saturating_mul(8)
+            self.inner.read_ahead.saturating_mul(REMOTE_WINDOW_FACTOR)
         } else {
             self.inner.read_ahead
         };
@@ -422,6 +422,11 @@ impl File {
         ReadAheadGuard(self.clone())
     }
 }
+
+/// A remote reader's read-ahead window grows to this many times
+/// [`OpenOptions::read_ahead`] (a window must cover the bandwidth-delay product with several
+/// requests in flight); a cache holding a remote read-ahead must be larger than that.
+pub const REMOTE_WINDOW_FACTOR: u64 = 8;
 
 /// Most bytes of stored-block buffers an archive keeps for reuse ([`BufPool`]). A one-pass
 /// read gives buffers back (evicted from the cache) as fast as it takes them, so a few MiB
@@ -463,5 +468,20 @@ impl Drop for ReadAheadGuard {
         if *g == 0 {
             done.notify_all();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_buffers_weigh_their_allocation() {
+        // A recycled buffer (cache/bufpool.rs) may be longer than the block it holds.
+        let mut v = Vec::with_capacity(100_000);
+        v.extend_from_slice(&[1u8; 10]);
+        let w = Held::Stored(Arc::new(v)).weight();
+        assert!(w >= 100_000, "weight {w}");
+        assert_eq!(Held::Plain(Arc::new(vec![0u8; 4096])).weight(), 4096 + 64);
     }
 }

@@ -18,7 +18,7 @@ pub mod reader;
 pub mod tree;
 mod unlock;
 
-pub use file::{File, OpenOptions};
+pub use file::{File, OpenOptions, REMOTE_WINDOW_FACTOR};
 pub use index::Entries;
 pub use pool::{decode_on_this_thread, decode_pool_handoffs, process_id, set_process_threads};
 pub use reader::StreamReader;
