@@ -14,9 +14,7 @@ from torch.utils.data import DataLoader
 
 from hexz.torch import IndexDataset
 
-
-def as_list(batch):
-    return batch
+from bench_py import as_list
 
 
 def main() -> None:

@@ -16,6 +16,8 @@ import time
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
+from bench_py import as_list, widen_pipe
+
 
 class Filled(Dataset):
     """Batches of views of one array per batch, filled with a constant (no storage)."""
@@ -34,16 +36,6 @@ class Filled(Dataset):
         return [buf[a:b] for a, b in zip((ends - lens).tolist(), ends.tolist())]
 
 
-def as_list(batch):
-    return batch
-
-
-def widen(_worker_id: int) -> None:
-    from hexz.torch import _widen_worker_pipe
-
-    _widen_worker_pipe()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=2)
@@ -53,7 +45,7 @@ def main() -> None:
     sizes = np.exp(rng.uniform(np.log(4 << 10), np.log(150 << 10), args.samples)).astype(np.int64)
     for _ in range(args.rounds):
         for wide in (False, True):
-            extra = {"worker_init_fn": widen} if wide else {}
+            extra = {"worker_init_fn": widen_pipe} if wide else {}
             dl = DataLoader(Filled(sizes), batch_size=64, num_workers=2, collate_fn=as_list, **extra)
             t, c, n = time.perf_counter(), os.times(), 0
             for b in dl:
