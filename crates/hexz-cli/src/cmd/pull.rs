@@ -24,23 +24,48 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
+    transfer(
+        "pull",
+        &a.open,
+        a.with_parents,
+        &a.url,
+        &format!("pulling {}", a.url),
+        a.json,
+        "downloaded and verified",
+        |opts| pull(&a.url, &a.output, opts),
+    )
+}
+
+/// Runs a push or pull (`verb`) of the archive `name` with a progress bar, Ctrl-C cancellation
+/// and a password prompt when one is needed, then reports what moved as `done_verb` (or JSON).
+/// A failure is prefixed with `context`.
+#[allow(clippy::too_many_arguments)]
+pub fn transfer(
+    verb: &'static str,
+    open: &crate::secret::OpenArgs,
+    with_parents: bool,
+    name: &str,
+    context: &str,
+    json: bool,
+    done_verb: &str,
+    op: impl Fn(&TransferOptions) -> hexz_core::Result<Vec<Transferred>>,
+) -> Result<ExitCode> {
     let cancel = crate::interrupt::install();
-    let bars = crate::util::ArchiveBars::new("pull");
+    let bars = crate::util::ArchiveBars::new(verb);
     let progress = |what: &str, done: u64, total: u64| bars.update(what, done, total);
     let run = |password| {
-        let opts = TransferOptions {
-            remote: a.open.remote.options(),
-            with_parents: a.with_parents,
+        op(&TransferOptions {
+            remote: open.remote.options(),
+            with_parents,
             password,
             progress: Some(&progress),
             cancel: Some(cancel),
-        };
-        pull(&a.url, &a.output, &opts)
+        })
     };
-    let r = crate::secret::with_password_retry(&a.open, &a.url.to_string(), run)?;
+    let r = crate::secret::with_password_retry(open, name, run)?;
     bars.finish();
-    let done = r.with_context(|| format!("pulling {}", a.url))?;
-    report(&done, a.json, "downloaded and verified")?;
+    let done = r.context(context.to_string())?;
+    report(&done, json, done_verb)?;
     Ok(ExitCode::SUCCESS)
 }
 
