@@ -9,12 +9,15 @@ mod common;
 
 use common::{pack_files, Rng};
 use hexz_core::cache::prefetch::MAX_SKIP;
+use hexz_core::format::BlockEntry;
 use hexz_core::ops::PackOptions;
 use hexz_core::store::local::FileBackend;
 use hexz_core::store::testing::{Counters, CountingBackend};
 use hexz_core::store::StorageBackend;
 use hexz_core::{File, OpenOptions, SnapshotStream};
 use std::path::Path;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 
 const BLOCK: u64 = 64 << 10;
@@ -179,8 +182,6 @@ fn random_order_positional_reads_fetch_nothing_ahead() {
     );
 }
 
-/// A damaged block stored raw is an error naming the block, whether a foreground read or
-/// the read-ahead fetches it first; the bytes around it still read back.
 /// Size of each read of [`read_until_error`].
 const READ: usize = 20_000;
 
@@ -188,7 +189,7 @@ const READ: usize = 20_000;
 /// (letting read-ahead finish after each), checking every byte against `d`, until a read
 /// fails: returns its offset and error. The failing read must be the one that covers the
 /// start of `damaged`, the block the test damaged.
-fn read_until_error(f: &File, d: &[u8], damaged: &hexz_core::format::BlockEntry) -> (u64, String) {
+fn read_until_error(f: &File, d: &[u8], damaged: &BlockEntry) -> (u64, String) {
     let mut r = f.reader(D).unwrap();
     let mut buf = vec![0u8; READ];
     let mut off = 0u64;
@@ -215,11 +216,7 @@ fn read_until_error(f: &File, d: &[u8], damaged: &hexz_core::format::BlockEntry)
 }
 
 /// Packs `d` as the disk stream of `dir/a.hxz`; returns its path and the entry of block `n`.
-fn pack_with_block(
-    dir: &Path,
-    d: &[u8],
-    n: usize,
-) -> (std::path::PathBuf, hexz_core::format::BlockEntry) {
+fn pack_with_block(dir: &Path, d: &[u8], n: usize) -> (std::path::PathBuf, BlockEntry) {
     let (p, _) = pack_files(dir, "a.hxz", Some(d), None, &PackOptions::default());
     let e = File::open(&p)
         .unwrap()
@@ -230,6 +227,8 @@ fn pack_with_block(
     (p, e)
 }
 
+/// A damaged block stored raw is an error naming the block, whether a foreground read or
+/// the read-ahead fetches it first; the bytes around it still read back.
 #[test]
 fn damaged_raw_block_is_an_error_through_read_ahead() {
     let dir = tempfile::tempdir().unwrap();
@@ -248,27 +247,33 @@ fn damaged_raw_block_is_an_error_through_read_ahead() {
     assert!(f.read_at(D, after, 1000).unwrap() == d[after as usize..after as usize + 1000]);
 }
 
-/// A "remote" backend over a local file whose first fetch covering `at` flips that byte (as
-/// a damaged transfer would); later fetches are clean.
-struct DamagedOnce {
+/// A "remote" backend over a local file whose next `damage` fetches covering `at` flip that
+/// byte (as a damaged transfer would: `usize::MAX` is an archive damaged at the origin);
+/// later fetches are clean. Counts the fetches that cover `at`.
+struct Damaging {
     inner: FileBackend,
     at: u64,
-    armed: std::sync::atomic::AtomicBool,
+    damage: AtomicUsize,
+    fetches: AtomicUsize,
 }
 
-impl DamagedOnce {
+impl Damaging {
     fn damage(&self, offset: u64, buf: &mut [u8]) {
         let end = offset + buf.len() as u64;
-        if offset <= self.at
-            && self.at < end
-            && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst)
-        {
-            buf[(self.at - offset) as usize] ^= 0x20;
+        if offset <= self.at && self.at < end {
+            self.fetches.fetch_add(1, SeqCst);
+            if self
+                .damage
+                .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                buf[(self.at - offset) as usize] ^= 0x20;
+            }
         }
     }
 }
 
-impl StorageBackend for DamagedOnce {
+impl StorageBackend for Damaging {
     fn len(&self) -> u64 {
         self.inner.len()
     }
@@ -288,16 +293,15 @@ impl StorageBackend for DamagedOnce {
         true
     }
     fn describe(&self) -> String {
-        "damaged-once".into()
+        "damaging".into()
     }
 }
 
-/// Over a remote archive, read-ahead keeps blocks as their stored bytes and the reader
-/// decodes them: a block damaged in transit and fetched ahead is refused when read (a CRC
-/// error naming the block, never wrong bytes), is not kept, and the next read fetches it
-/// again and returns the right bytes.
-#[test]
-fn remote_block_damaged_in_transit_is_refused_then_fetched_again() {
+/// An 8 MiB archive of compressible blocks (so read-ahead keeps stored bytes) behind a
+/// [`Damaging`] backend that damages block 40 on its next `damage` fetches of it.
+fn damaging_archive(
+    damage: usize,
+) -> (tempfile::TempDir, Vec<u8>, BlockEntry, Arc<Damaging>, File) {
     let dir = tempfile::tempdir().unwrap();
     // Half random, half repetitive: blocks are stored compressed (so read-ahead keeps
     // stored bytes), and the archive is much larger than what opening it reads.
@@ -309,27 +313,62 @@ fn remote_block_damaged_in_transit_is_refused_then_fetched_again() {
     }
     let (p, e) = pack_with_block(dir.path(), &d, 40);
     assert!(e.stored_len < e.logical_len, "blocks are stored compressed");
-    let backend = Arc::new(DamagedOnce {
+    let backend = Arc::new(Damaging {
         inner: FileBackend::new(&p).unwrap(),
         at: e.stored_offset + e.stored_len as u64 / 2,
-        armed: false.into(),
+        damage: AtomicUsize::new(0),
+        fetches: AtomicUsize::new(0),
     });
     let f = File::open_backend(backend.clone(), None, OpenOptions::default()).unwrap();
     assert!(f.is_remote());
     assert!(f.entries(D).all(|e| e.is_ok()));
-    backend
-        .armed
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    let (off, err) = read_until_error(&f, &d, &e);
-    assert!(
-        !backend.armed.load(std::sync::atomic::Ordering::SeqCst),
-        "the damage was applied"
-    );
-    assert!(err.contains("block 40"), "unexpected error: {err}");
-    // The damaged copy was dropped: the same read now fetches the block again, clean.
+    backend.damage.store(damage, SeqCst);
+    (dir, d, e, backend, f)
+}
+
+/// Over a remote archive, read-ahead keeps blocks as their stored bytes and the reader
+/// decodes them: a block damaged in transit and fetched ahead fails its check when read,
+/// is fetched once more, past the damaged copy, and the read returns the right bytes.
+#[test]
+fn remote_block_damaged_in_transit_is_fetched_again() {
+    let (_dir, d, _e, backend, f) = damaging_archive(1);
+    let mut r = f.reader(D).unwrap();
     let mut buf = vec![0u8; READ];
-    let n = f.reader(D).unwrap().read_at(off, &mut buf).unwrap();
-    assert!(buf[..n] == d[off as usize..off as usize + n]);
-    // And the whole stream reads back exactly.
-    assert!(f.read_at(D, 0, d.len()).unwrap() == d);
+    let mut off = 0u64;
+    while off < d.len() as u64 {
+        let n = r.read_at(off, &mut buf).unwrap();
+        assert!(
+            buf[..n] == d[off as usize..off as usize + n],
+            "bytes at {off}"
+        );
+        off += n as u64;
+        f.wait_for_read_ahead();
+    }
+    assert_eq!(backend.damage.load(SeqCst), 0, "the damage was applied");
+    assert_eq!(
+        backend.fetches.load(SeqCst),
+        2,
+        "fetched, then fetched again"
+    );
+}
+
+/// A remote block damaged at the origin (every copy) is fetched once more, then refused
+/// with an error naming it; nothing damaged is kept, and the blocks around it read back.
+#[test]
+fn remote_block_damaged_at_the_origin_is_refused_after_one_more_fetch() {
+    let (_dir, d, e, backend, f) = damaging_archive(usize::MAX);
+    let (off, err) = read_until_error(&f, &d, &e);
+    assert!(err.contains("block 40"), "unexpected error: {err}");
+    let fetched = backend.fetches.load(SeqCst);
+    assert!(fetched >= 2, "fetched {fetched} times");
+    // The next read of it fails the same way, after fetching it again (no poisoned copy
+    // is served, and nothing is cached).
+    assert!(f
+        .reader(D)
+        .unwrap()
+        .read_at(off, &mut vec![0u8; READ])
+        .is_err());
+    assert!(backend.fetches.load(SeqCst) > fetched);
+    let after = e.logical_end();
+    assert!(f.read_at(D, after, 1000).unwrap() == d[after as usize..after as usize + 1000]);
 }

@@ -304,6 +304,49 @@ impl File {
             .read_exact_at(e.stored_offset, &mut raw)
             .and_then(|()| self.decode_stored(stream, block_no, e, &raw, dst, verify));
         SCRATCH.with(|s| s.borrow_mut().0 = raw);
+        match r {
+            Err(err) if self.may_refetch(e, &err) => {
+                self.decode_refetched(stream, block_no, e, dst, verify)
+            }
+            r => r,
+        }
+    }
+
+    /// Whether fetching the stored bytes of `e` again may cure `err`: a failed check of a
+    /// block of a remote archive, whose bytes may have been damaged in transit or in the disk
+    /// cache rather than at the origin.
+    pub(super) fn may_refetch(&self, e: &BlockEntry, err: &Error) -> bool {
+        matches!(err, Error::CorruptBlock { .. })
+            && self
+                .inner
+                .archives
+                .get(e.source as usize)
+                .is_some_and(|b| b.is_remote())
+    }
+
+    /// The stored bytes of `e` fetched again from its archive's origin, past every cache
+    /// ([`StorageBackend::refetch`](crate::store::StorageBackend::refetch)); only for a block
+    /// [`may_refetch`](Self::may_refetch) accepted.
+    pub(super) fn refetch_stored(&self, e: &BlockEntry) -> Result<Vec<u8>> {
+        let mut raw = self.inner.bufs().take(e.stored_len as usize);
+        self.inner.archives[e.source as usize].refetch(e.stored_offset, &mut raw)?;
+        Ok(raw)
+    }
+
+    /// Fetches the stored bytes of `e` again ([`refetch_stored`](Self::refetch_stored)) and
+    /// decodes them into `dst`: the second and last try for a block whose first copy failed
+    /// its check. An error now means the archive itself holds damaged bytes.
+    pub(super) fn decode_refetched(
+        &self,
+        stream: SnapshotStream,
+        block_no: u64,
+        e: &BlockEntry,
+        dst: &mut [u8],
+        verify: Verify,
+    ) -> Result<()> {
+        let raw = self.refetch_stored(e)?;
+        let r = self.decode_stored(stream, block_no, e, &raw, dst, verify);
+        self.inner.bufs().give(raw);
         r
     }
 }

@@ -219,27 +219,46 @@ impl File {
     /// check leave the cache: the next read fetches them afresh.
     fn decode_staged(&self, stream: SnapshotStream, staged: Vec<Staged<'_>>) -> Result<()> {
         let verify = self.read_verify();
-        let one = |(p, raw): Staged<'_>| -> Result<()> {
-            let e = &p.entry;
-            let key = block_key(e);
-            let r = if p.offset_in_block == 0 && p.dst.len() == e.logical_len as usize {
-                self.decode_stored(stream, p.block_no, e, &raw, p.dst, verify)
-            } else {
-                self.decode_stored_vec(stream, p.block_no, e, &raw, verify)
-                    .map(|v| {
-                        copy_piece(&v, p.offset_in_block, p.dst);
-                        self.cache_block(key, Held::Plain(Arc::new(v)));
-                    })
-            };
-            if r.is_err() {
-                self.inner.blocks.remove(&key);
+        let one = |(mut p, raw): Staged<'_>| -> Result<()> {
+            let e = p.entry;
+            let key = block_key(&e);
+            match self.decode_piece(stream, &mut p, &raw, verify) {
+                Err(err) => {
+                    self.inner.blocks.remove(&key);
+                    if !self.may_refetch(&e, &err) {
+                        return Err(err);
+                    }
+                    let fresh = self.refetch_stored(&e)?;
+                    let r = self.decode_piece(stream, &mut p, &fresh, verify);
+                    self.inner.bufs().give(fresh);
+                    r
+                }
+                ok => ok,
             }
-            r
         };
         if !worth_parallel(staged.iter().map(|(p, _)| &p.entry)) {
             return staged.into_iter().try_for_each(one);
         }
         pools().decode(|| staged.into_par_iter().try_for_each(one))
+    }
+
+    /// Decodes the stored bytes `raw` of the piece's block into the piece: in place when it
+    /// covers the block whole, else through a buffer that is then cached decoded.
+    fn decode_piece(
+        &self,
+        stream: SnapshotStream,
+        p: &mut Piece<'_>,
+        raw: &[u8],
+        verify: Verify,
+    ) -> Result<()> {
+        let e = &p.entry;
+        if p.offset_in_block == 0 && p.dst.len() == e.logical_len as usize {
+            return self.decode_stored(stream, p.block_no, e, raw, p.dst, verify);
+        }
+        let v = self.decode_stored_vec(stream, p.block_no, e, raw, verify)?;
+        copy_piece(&v, p.offset_in_block, p.dst);
+        self.cache_block(block_key(e), Held::Plain(Arc::new(v)));
+        Ok(())
     }
 
     /// Returns the decoded block, from the cache or read and decoded on its own (and cached).
@@ -253,11 +272,18 @@ impl File {
         let v = match self.inner.blocks.get(&key) {
             Some(Held::Plain(b)) => return Ok(b),
             Some(Held::Stored(raw)) => {
-                let r = self.decode_stored_vec(stream, block_no, e, &raw, self.read_verify());
-                if r.is_err() {
-                    self.inner.blocks.remove(&key);
+                match self.decode_stored_vec(stream, block_no, e, &raw, self.read_verify()) {
+                    Ok(v) => v,
+                    Err(err) => {
+                        self.inner.blocks.remove(&key);
+                        if !self.may_refetch(e, &err) {
+                            return Err(err);
+                        }
+                        let mut v = vec![0u8; e.logical_len as usize];
+                        self.decode_refetched(stream, block_no, e, &mut v, self.read_verify())?;
+                        v
+                    }
                 }
-                r?
             }
             None => {
                 let mut v = vec![0u8; e.logical_len as usize];
@@ -467,7 +493,12 @@ impl File {
                     .map_init(Vec::new, |buf, ((block_no, e), raw)| {
                         buf.resize(e.logical_len as usize, 0);
                         let s = self.stored_bytes(stream, *block_no, e, raw)?;
-                        self.decode_stored(stream, *block_no, e, s, buf, Verify::Full)
+                        match self.decode_stored(stream, *block_no, e, s, buf, Verify::Full) {
+                            Err(err) if self.may_refetch(e, &err) => {
+                                self.decode_refetched(stream, *block_no, e, buf, Verify::Full)
+                            }
+                            r => r,
+                        }
                     })
                     .collect::<Result<Vec<()>>>()
             })?;
@@ -481,45 +512,72 @@ impl File {
     /// `raw` is what [`fetch_stored`](Self::fetch_stored) fetched for it (empty when mapped).
     /// Blocks of a remote archive are cached as their stored bytes ([`Held::Stored`]), and
     /// read-ahead does not decode them at all: the reader that needs them decodes them
-    /// straight into its buffer.
+    /// straight into its buffer. A remote block that fails its check is fetched once more
+    /// ([`may_refetch`](Self::may_refetch)) before the error is returned.
     fn decode_fetch(&self, stream: SnapshotStream, f: Fetch<'_, '_>, raw: Vec<u8>) -> Result<()> {
-        let e = f.entry;
+        let Fetch {
+            entry: e,
+            block_no,
+            mut dst,
+            lead,
+        } = f;
+        let h = match self.decode_fetched(stream, block_no, &e, reborrow(&mut dst), raw) {
+            Err(err) if self.may_refetch(&e, &err) => {
+                let fresh = self.refetch_stored(&e)?;
+                self.decode_fetched(stream, block_no, &e, reborrow(&mut dst), fresh)?
+            }
+            r => r?,
+        };
+        lead.finish(|| h);
+        Ok(())
+    }
+
+    /// The work of [`decode_fetch`](Self::decode_fetch) for one copy `raw` of the stored
+    /// bytes: decodes into the piece `dst` and/or the cache, and returns what waiters get.
+    fn decode_fetched(
+        &self,
+        stream: SnapshotStream,
+        block_no: u64,
+        e: &BlockEntry,
+        dst: Option<(usize, &mut [u8])>,
+        raw: Vec<u8>,
+    ) -> Result<Held> {
         let verify = self.read_verify();
         let remote = !raw.is_empty() && self.inner.archives[e.source as usize].is_remote();
-        match f.dst {
+        match dst {
             Some((0, dst)) if dst.len() == e.logical_len as usize => {
                 // Covered whole: decode in place; keep the stored bytes for the cache and
                 // waiters when the next fetch would cost a round trip, else copy out for
                 // waiters.
-                let stored = self.stored_bytes(stream, f.block_no, &e, &raw)?;
-                self.decode_stored(stream, f.block_no, &e, stored, dst, verify)?;
+                let stored = self.stored_bytes(stream, block_no, e, &raw)?;
+                self.decode_stored(stream, block_no, e, stored, dst, verify)?;
                 if remote {
-                    let h = if self.stored_is_content(&e) {
+                    let h = if self.stored_is_content(e) {
                         Held::Plain(Arc::new(raw))
                     } else {
                         Held::Stored(Arc::new(raw))
                     };
-                    self.cache_block(block_key(&e), h.clone());
-                    f.lead.finish(|| h);
+                    self.cache_block(block_key(e), h.clone());
+                    Ok(h)
                 } else {
-                    f.lead.finish(|| Held::Plain(Arc::new(dst.to_vec())));
                     self.inner.bufs().give(raw);
+                    Ok(Held::Plain(Arc::new(dst.to_vec())))
                 }
             }
-            None if remote && !self.stored_is_content(&e) => {
+            None if remote && !self.stored_is_content(e) => {
                 let h = Held::Stored(Arc::new(raw));
-                self.cache_block(block_key(&e), h.clone());
-                f.lead.finish(|| h);
+                self.cache_block(block_key(e), h.clone());
+                Ok(h)
             }
             dst => {
-                let v = if !raw.is_empty() && self.stored_is_content(&e) {
+                let v = if !raw.is_empty() && self.stored_is_content(e) {
                     // Stored raw (incompressible) and not encrypted: the fetched bytes are
                     // the content; check them and keep the buffer instead of copying it.
-                    self.check_plain(stream, f.block_no, &e, &raw, verify)?;
+                    self.check_plain(stream, block_no, e, &raw, verify)?;
                     raw
                 } else {
-                    let stored = self.stored_bytes(stream, f.block_no, &e, &raw)?;
-                    let v = self.decode_stored_vec(stream, f.block_no, &e, stored, verify)?;
+                    let stored = self.stored_bytes(stream, block_no, e, &raw)?;
+                    let v = self.decode_stored_vec(stream, block_no, e, stored, verify)?;
                     self.inner.bufs().give(raw);
                     v
                 };
@@ -527,11 +585,10 @@ impl File {
                     copy_piece(&v, off, dst);
                 }
                 let h = Held::Plain(Arc::new(v));
-                self.cache_block(block_key(&e), h.clone());
-                f.lead.finish(|| h);
+                self.cache_block(block_key(e), h.clone());
+                Ok(h)
             }
         }
-        Ok(())
     }
 
     /// Caches `h` under `key`; the buffers of what that evicts go back to the buffer pool
@@ -621,6 +678,11 @@ fn serve<'b>(h: Held, p: Piece<'b>, staged: &mut Vec<Staged<'b>>) {
         Held::Plain(b) => copy_piece(&b, p.offset_in_block, p.dst),
         Held::Stored(raw) => staged.push((p, raw)),
     }
+}
+
+/// A fetch's piece, borrowed again for one more try at decoding into it.
+fn reborrow<'s>(d: &'s mut Option<(usize, &mut [u8])>) -> Option<(usize, &'s mut [u8])> {
+    d.as_mut().map(|(o, b)| (*o, &mut **b))
 }
 
 fn copy_piece(block: &[u8], off: usize, dst: &mut [u8]) {

@@ -63,9 +63,10 @@ pub struct ReadRequest<'a> {
 /// # Wrappers
 /// A wrapper (a cache tier, a fault injector, a call counter) must forward every method to
 /// the backend it wraps, including the provided ones ([`read_batch`](Self::read_batch),
-/// [`identity`](Self::identity), [`is_remote`](Self::is_remote),
+/// [`refetch`](Self::refetch), [`identity`](Self::identity), [`is_remote`](Self::is_remote),
 /// [`open_relative`](Self::open_relative), wrapping the result of the latter again), or the
-/// wrapped backend silently loses its batching, its identity pinning or its parents.
+/// wrapped backend silently loses its batching, its cache bypass, its identity pinning or
+/// its parents.
 pub trait StorageBackend: Send + Sync {
     /// Total length of the archive in bytes.
     fn len(&self) -> u64;
@@ -86,6 +87,15 @@ pub trait StorageBackend: Send + Sync {
             self.read_exact_at(r.offset, r.buf)?;
         }
         Ok(())
+    }
+
+    /// Reads the bytes at `offset` again from where the archive lives, past any copy a cache
+    /// tier or an earlier response holds, and replaces that copy. A reader calls it once for
+    /// a block of a remote archive whose check failed: bytes damaged in transit or in a disk
+    /// cache are fetched anew instead of failing this and every later read. The default
+    /// reads them again.
+    fn refetch(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.read_exact_at(offset, buf)
     }
 
     /// A string that changes whenever the stored object changes (an ETag, or Last-Modified

@@ -125,6 +125,10 @@ impl StorageBackend for CountingBackend {
         self.count(reqs.len() as u64, bytes, || self.inner.read_batch(reqs))
     }
 
+    fn refetch(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.count(1, buf.len() as u64, || self.inner.refetch(offset, buf))
+    }
+
     fn identity(&self) -> Option<String> {
         self.inner.identity()
     }

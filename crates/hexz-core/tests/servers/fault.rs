@@ -12,6 +12,8 @@ use std::time::Duration;
 /// One misbehaviour.
 #[derive(Debug, Clone)]
 pub enum Fault {
+    /// Answer normally (queued to aim the faults after it at later requests).
+    Pass,
     /// Answer with this status (and a small body) instead of the data.
     Status(u16),
     /// Answer 503 with an S3 `SlowDown` error body.
@@ -32,6 +34,9 @@ pub enum Fault {
     Swap(Vec<u8>),
     /// Answer 302 to this path on the same server.
     Redirect(String),
+    /// Answer 206 with the right headers and one body byte (the middle one) flipped, as a
+    /// faulty proxy or NIC would: only the block checksums can tell.
+    FlipByte,
 }
 
 struct State {
@@ -99,6 +104,11 @@ impl FaultServer {
     /// Queues faults for the next requests.
     pub fn push(&self, faults: impl IntoIterator<Item = Fault>) {
         self.state.lock().unwrap().faults.extend(faults);
+    }
+
+    /// Drops the queued faults that no request has taken yet.
+    pub fn clear(&self) {
+        self.state.lock().unwrap().faults.clear();
     }
 
     /// Applies `f` to every request once the queue is empty (`None`: behave).
@@ -291,6 +301,11 @@ fn respond(
             false
         }
         Some(Fault::WrongLength) => out.write_all(&body[..len]).is_ok(),
+        Some(Fault::FlipByte) => {
+            let mut bad = body.to_vec();
+            bad[body.len() / 2] ^= 0x01;
+            out.write_all(&bad).is_ok()
+        }
         _ => out.write_all(body).is_ok(),
     }
 }

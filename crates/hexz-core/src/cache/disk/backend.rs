@@ -171,7 +171,7 @@ impl CachedBackend {
             }
         }
         if !still.is_empty() {
-            self.fetch(idxs, &still, &mut out)?;
+            self.fetch(idxs, &still, &mut out, false)?;
         }
         // Every chunk is present now; a gap would shift chunks onto the wrong offsets.
         let out = out
@@ -195,8 +195,15 @@ impl CachedBackend {
     }
 
     /// Fetches the chunks `idxs[still]` from the remote, holding their stripe locks so that
-    /// other processes wait for this download instead of repeating it.
-    fn fetch(&self, idxs: &[u64], still: &[usize], out: &mut [Option<Arc<Vec<u8>>>]) -> Result<()> {
+    /// other processes wait for this download instead of repeating it. `fresh`: with
+    /// [`StorageBackend::refetch`], past anything the remote backend keeps itself.
+    fn fetch(
+        &self,
+        idxs: &[u64],
+        still: &[usize],
+        out: &mut [Option<Arc<Vec<u8>>>],
+        fresh: bool,
+    ) -> Result<()> {
         let mut stripes: Vec<(u64, PathBuf)> = still
             .iter()
             .map(|&i| self.cache.stripe_path(&self.key, idxs[i]))
@@ -234,7 +241,13 @@ impl CachedBackend {
                 buf: b,
             })
             .collect();
-        if let Err(e) = remote.read_batch(&mut reqs) {
+        let fetched = if fresh {
+            reqs.iter_mut()
+                .try_for_each(|r| remote.refetch(r.offset, r.buf))
+        } else {
+            remote.read_batch(&mut reqs)
+        };
+        if let Err(e) = fetched {
             if matches!(e, Error::ArchiveChanged { .. }) {
                 self.cache.forget(&self.url, &self.key);
             }
@@ -333,25 +346,47 @@ impl StorageBackend for CachedBackend {
         idxs.retain(|&idx| !self.read_direct(idx, reqs));
         for group in idxs.chunks(GROUP) {
             let chunks = self.chunks(group)?;
-            let (lo, hi) = (
-                group[0] * CHUNK_SIZE,
-                (group[group.len() - 1] + 1) * CHUNK_SIZE,
-            );
-            for r in reqs.iter_mut() {
-                let (start, end) = (r.offset, r.offset + r.buf.len() as u64);
-                if end <= lo || start >= hi {
-                    continue;
-                }
-                for (idx, c) in group.iter().zip(&chunks) {
-                    let (cs, ce) = (idx * CHUNK_SIZE, idx * CHUNK_SIZE + c.len() as u64);
-                    let (s, e) = (start.max(cs), end.min(ce));
-                    if s < e {
-                        r.buf[(s - start) as usize..(e - start) as usize]
-                            .copy_from_slice(&c[(s - cs) as usize..(e - cs) as usize]);
-                    }
-                }
+            copy_out(group, &chunks, reqs);
+        }
+        Ok(())
+    }
+
+    /// Drops the chunks holding the range from memory and disk, then reads it through the
+    /// cache again: the chunks are fetched afresh (once, whichever process gets there first)
+    /// and stored again.
+    fn refetch(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.check_range(offset, buf.len())?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let (first, last) = (
+            offset / CHUNK_SIZE,
+            (offset + buf.len() as u64 - 1) / CHUNK_SIZE,
+        );
+        let idxs: Vec<u64> = (first..=last).collect();
+        {
+            let mut m = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+            for i in &idxs {
+                m.pop(i);
             }
         }
+        for &i in &idxs {
+            self.cache
+                .remove_entry(&self.cache.entry_path(&self.key, i))?;
+        }
+        let still: Vec<usize> = (0..idxs.len()).collect();
+        let mut out = vec![None; idxs.len()];
+        self.fetch(&idxs, &still, &mut out, true)?;
+        let chunks: Vec<Arc<Vec<u8>>> = out.into_iter().flatten().collect();
+        if chunks.len() != idxs.len() {
+            return Err(Error::Remote {
+                backend: "cache",
+                url: self.url.clone(),
+                detail: format!("chunks {first}-{last} were not fetched again"),
+                transient: false,
+            });
+        }
+        copy_out(&idxs, &chunks, &mut [ReadRequest { offset, buf }]);
         Ok(())
     }
 
@@ -370,6 +405,28 @@ impl StorageBackend for CachedBackend {
     fn open_relative(&self, path: &str) -> Result<Arc<dyn StorageBackend>> {
         let url = crate::store::location::sibling_location(&self.url, path);
         CachedBackend::open(self.cache.clone(), &url, self.opener.clone())
+    }
+}
+
+/// Copies the parts of `chunks` (numbered `idxs`, sorted) that the requests cover into them.
+fn copy_out(idxs: &[u64], chunks: &[Arc<Vec<u8>>], reqs: &mut [ReadRequest<'_>]) {
+    let (lo, hi) = (
+        idxs[0] * CHUNK_SIZE,
+        (idxs[idxs.len() - 1] + 1) * CHUNK_SIZE,
+    );
+    for r in reqs.iter_mut() {
+        let (start, end) = (r.offset, r.offset + r.buf.len() as u64);
+        if end <= lo || start >= hi {
+            continue;
+        }
+        for (idx, c) in idxs.iter().zip(chunks) {
+            let (cs, ce) = (idx * CHUNK_SIZE, idx * CHUNK_SIZE + c.len() as u64);
+            let (s, e) = (start.max(cs), end.min(ce));
+            if s < e {
+                r.buf[(s - start) as usize..(e - start) as usize]
+                    .copy_from_slice(&c[(s - cs) as usize..(e - cs) as usize]);
+            }
+        }
     }
 }
 

@@ -16,8 +16,10 @@
 //!   any check on read back is deleted and fetched again, never returned. (A CRC, not a
 //!   cryptographic hash: it guards against accidental damage to local files, and every block
 //!   read out of an entry is checked again by the decoder against the archive's own CRC and
-//!   digests. Entries of the earlier `HXZCHNK1` kind, BLAKE3-checked, fail the magic check
-//!   and are refetched; BLAKE3 cost about a third of a cached pass.)
+//!   digests; a block failing that check has its entries dropped and fetched again
+//!   ([`StorageBackend::refetch`](crate::store::StorageBackend::refetch)), so a response
+//!   damaged in transit is not kept. Entries of the earlier `HXZCHNK1` kind, BLAKE3-checked,
+//!   fail the magic check and are refetched; BLAKE3 cost about a third of a cached pass.)
 //! - `urls/<BLAKE3 of the URL>`: the identity and length last seen for a URL (see below).
 //! - `tmp/`: entries being written; each is renamed into `data/` when complete, so a reader
 //!   (in any process) sees a whole entry or none.

@@ -158,6 +158,10 @@ impl StorageBackend for HttpBackend {
         self.obj.read_batch(reqs)
     }
 
+    fn refetch(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.obj.refetch(offset, buf)
+    }
+
     fn identity(&self) -> Option<String> {
         self.obj.pin.identity()
     }

@@ -85,6 +85,17 @@ impl RemoteObject {
         self.read_batch(&mut one)
     }
 
+    /// Reads `buf` at `offset` with requests of its own, even where the bytes lie in the head
+    /// kept from the open request
+    /// ([`StorageBackend::refetch`](crate::store::StorageBackend::refetch)).
+    pub fn refetch(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.check_range(offset, buf.len())?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        self.fetch(vec![Piece { offset, buf }])
+    }
+
     pub fn read_batch(&self, reqs: &mut [ReadRequest<'_>]) -> Result<()> {
         let head_len = self.head.len() as u64;
         let mut rest: Vec<Piece<'_>> = Vec::new();
@@ -104,7 +115,13 @@ impl RemoteObject {
         if rest.is_empty() {
             return Ok(());
         }
-        let spans = coalesce::plan(rest, &self.coalesce);
+        self.fetch(rest)
+    }
+
+    /// Fetches `pieces` (checked to lie inside the object) with coalesced parallel range
+    /// requests.
+    fn fetch(&self, pieces: Vec<Piece<'_>>) -> Result<()> {
+        let spans = coalesce::plan(pieces, &self.coalesce);
         coalesce::run(spans, self.coalesce.parallel, &|span| {
             self.requests.fetch_add(1, Ordering::Relaxed);
             self.bytes

@@ -111,6 +111,10 @@ impl StorageBackend for S3Backend {
         self.obj.read_batch(reqs)
     }
 
+    fn refetch(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.obj.refetch(offset, buf)
+    }
+
     fn identity(&self) -> Option<String> {
         self.obj.pin.identity()
     }
