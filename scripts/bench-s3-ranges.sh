@@ -29,13 +29,14 @@ obj=$AWS_ENDPOINT_URL/bench/a.hxz
 wpid=$weed_pid
 wcpu() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$wpid/stat"; }
 # One curl process fetching [0, asize) as ranges of $1 bytes, the first one $2 bytes long
-# (0: ranges start at multiples of $1).
+# (0: ranges start at multiples of $1); further arguments go to every request.
 chain() {
   local size=$1 first=$2 a=0 b args=()
+  shift 2
   while [ "$a" -lt "$asize" ]; do
     if [ "$a" = 0 ] && [ "$first" != 0 ]; then b=$first; else b=$(( a + size )); fi
     [ "$b" -gt "$asize" ] && b=$asize
-    args+=(-r "$a-$(( b - 1 ))" -o /dev/null "${sign[@]}" "$obj" --next)
+    args+=(-r "$a-$(( b - 1 ))" -o /dev/null "${sign[@]}" "$@" "$obj" --next)
     a=$b
   done
   unset 'args[${#args[@]}-1]'
@@ -45,17 +46,20 @@ chain() {
 row() {
   local w0 s e w1 n
   w0=$(wcpu); s=$(date +%s.%N)
-  if [ "$2" = whole ]; then curl -s -o /dev/null "${sign[@]}" "$obj"; n=1; else n=$(chain "$2" "$3"); fi
+  if [ "$2" = whole ]; then curl -s -o /dev/null "${sign[@]}" "$obj"; n=1; else n=$(chain "${@:2}"); fi
   e=$(date +%s.%N); w1=$(wcpu)
   printf '| %s | %s | %.2f s | %.2f s |\n' "$1" "$n" "$(echo "$e - $s" | bc)" "$(echo "$w1 - $w0" | bc)"
 }
-echo "archive object: $asize bytes"
+# The object's ETag, which hexz pins at open and sends as If-Match on every later request.
+etag=$(curl -s -I "${sign[@]}" "$obj" | awk -F': ' 'tolower($1) == "etag" {print $2}' | tr -d '\r')
+echo "archive object: $asize bytes, ETag $etag"
 echo "| ranges | requests | wall | SeaweedFS CPU |"
 echo "|---|---:|---:|---:|"
 for _ in 1 2; do
   row "one GET of the whole object" whole 0
   row "32 MiB, aligned" $((32 << 20)) 0
   row "8 MiB, aligned" $((8 << 20)) 0
+  row "8 MiB, aligned, with If-Match" $((8 << 20)) 0 -H "If-Match: $etag"
   row "8 MiB, 1 MiB off alignment" $((8 << 20)) $((1 << 20))
   row "3.7 MiB (hexz's mean request)" 3880000 0
 done
