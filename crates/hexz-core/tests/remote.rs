@@ -481,6 +481,55 @@ fn fault_flipped_byte_does_not_poison_the_disk_cache() {
     assert_eq!(srv.requests(), 3, "{:?}", srv.ranges());
 }
 
+/// Runs `f` on a thread of its own and returns its result, or panics if it takes longer
+/// than `limit` (a hang would otherwise stop the whole test binary).
+fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("still running after {limit:?}: a hang"))
+}
+
+/// A server that trickles a body (a byte every 100 ms, so no read times out) or its headers
+/// (without end) cannot hold a read for hours: an attempt too slow is cut and resumed, and
+/// a server that stays that slow gives a clear error within the retry budget.
+#[test]
+fn fault_trickling_server_cannot_hold_a_read() {
+    let (_d, a, srv) = fault_setup();
+    let srv = Arc::new(srv);
+    let opts = RemoteOptions {
+        max_retry_time: Duration::from_secs(3),
+        ..fast_remote()
+    };
+    let b = Arc::new(HttpBackend::open(&srv.url(), &opts).unwrap());
+    let raw = file_bytes(&a);
+    // Once: the slow attempt is cut and the rest resumed at full speed.
+    srv.push([Fault::Trickle(Duration::from_millis(100))]);
+    let (b2, expect) = (b.clone(), raw[300_000..400_000].to_vec());
+    within(Duration::from_secs(20), move || {
+        let mut buf = vec![0u8; 100_000];
+        b2.read_exact_at(300_000, &mut buf).unwrap();
+        assert!(buf == expect);
+    });
+    for (fault, why) in [
+        (Fault::Trickle(Duration::from_millis(100)), "bytes/s"),
+        (Fault::TrickleHead(Duration::from_millis(100)), "timed out"),
+    ] {
+        srv.always(Some(fault.clone()));
+        let b2 = b.clone();
+        let msg = within(Duration::from_secs(30), move || {
+            let mut buf = vec![0u8; 100_000];
+            b2.read_exact_at(300_000, &mut buf).unwrap_err().to_string()
+        });
+        assert!(msg.contains(why), "{fault:?}: {msg}");
+        assert!(msg.contains("gave up after"), "{fault:?}: {msg}");
+        assert!(msg.contains("GET bytes=300"), "{fault:?}: {msg}");
+    }
+    srv.always(None);
+}
+
 /// Seeded random faults (every kind but a swap) in front of 4 threads reading random ranges
 /// through one `File` with a tiny cache: each read returns the right bytes or an error that
 /// names the URL or the block, and the whole run finishes (no hang).

@@ -34,6 +34,11 @@ pub enum Fault {
     Swap(Vec<u8>),
     /// Answer 302 to this path on the same server.
     Redirect(String),
+    /// Send the headers, then the body one byte per this interval (shorter than the read
+    /// timeout, so no single read times out): a server that would take hours to answer.
+    Trickle(Duration),
+    /// Send the status line, then header bytes one per this interval, without end.
+    TrickleHead(Duration),
     /// Answer 206 with the right headers and one body byte (the middle one) flipped, as a
     /// faulty proxy or NIC would: only the block checksums can tell.
     FlipByte,
@@ -232,6 +237,17 @@ fn respond(
             std::thread::sleep(*d);
             return false;
         }
+        Some(Fault::TrickleHead(d)) => {
+            if out.write_all(b"HTTP/1.1 206 Partial Content\r\n").is_err() {
+                return false;
+            }
+            loop {
+                std::thread::sleep(*d);
+                if out.write_all(b"X").and_then(|()| out.flush()).is_err() {
+                    return false;
+                }
+            }
+        }
         Some(Fault::Redirect(to)) => {
             return simple(out, 302, "Found", &format!("Location: {to}\r\n"), "");
         }
@@ -301,6 +317,15 @@ fn respond(
             false
         }
         Some(Fault::WrongLength) => out.write_all(&body[..len]).is_ok(),
+        Some(Fault::Trickle(d)) => {
+            for b in body {
+                std::thread::sleep(d);
+                if out.write_all(&[*b]).and_then(|()| out.flush()).is_err() {
+                    return false;
+                }
+            }
+            true
+        }
         Some(Fault::FlipByte) => {
             let mut bad = body.to_vec();
             bad[body.len() / 2] ^= 0x01;

@@ -24,6 +24,11 @@ use url::Url;
 const MAX_REDIRECTS: u32 = 5;
 /// Size of the buffer that takes range-response bytes no caller buffer is waiting for.
 const SCRATCH: usize = 256 << 10;
+/// Slowest body accepted, in bytes per second, once a response has been read for longer
+/// than the read timeout: a server that trickles a byte now and then (never silent long
+/// enough for the per-read timeout) would otherwise hold a read for hours. A range body cut
+/// for it is resumed from the missing offset, within the retry budget.
+const MIN_BODY_RATE: f64 = 1024.0;
 /// Most bytes of an error response body kept for the message.
 const MAX_ERROR_BODY: u64 = 16 << 10;
 /// Most bytes of a non-range response body read into memory (S3 XML replies).
@@ -159,6 +164,8 @@ fn build_agent(o: &RemoteOptions, roots: Option<&Arc<Vec<Certificate<'static>>>>
         .timeout_resolve(Some(o.connect_timeout))
         .timeout_connect(Some(o.connect_timeout))
         .timeout_per_read(Some(o.read_timeout))
+        // A server that trickles its headers is cut off as one that sends nothing would be.
+        .timeout_recv_response(Some(o.read_timeout))
         .timeout_per_write(Some(o.read_timeout))
         .max_idle_connections(64)
         .max_idle_connections_per_host(16)
@@ -471,7 +478,7 @@ impl HttpClient {
                 ));
             }
         }
-        let mut reader = resp.body_mut().as_reader();
+        let mut reader = RateGuard::new(resp.body_mut().as_reader(), self.options.read_timeout);
         while *pos < *end {
             let left = (*end - *pos) as usize;
             // Straight into the caller's buffer where there is one for these bytes; through
@@ -553,8 +560,7 @@ impl HttpClient {
                         return Err(status_error(target, what, &mut resp));
                     }
                     let mut buf = Vec::new();
-                    resp.body_mut()
-                        .as_reader()
+                    RateGuard::new(resp.body_mut().as_reader(), self.options.read_timeout)
                         .take(MAX_REPLY_BODY)
                         .read_to_end(&mut buf)
                         .map_err(|e| {
@@ -577,6 +583,46 @@ impl HttpClient {
                 },
             }
         })
+    }
+}
+
+/// A response body reader that fails (as a timeout) once the body has been read for longer
+/// than `grace` at under [`MIN_BODY_RATE`] on average.
+struct RateGuard<R> {
+    inner: R,
+    start: std::time::Instant,
+    got: u64,
+    grace: std::time::Duration,
+}
+
+impl<R: Read> RateGuard<R> {
+    fn new(inner: R, grace: std::time::Duration) -> Self {
+        RateGuard {
+            inner,
+            start: std::time::Instant::now(),
+            got: 0,
+            grace,
+        }
+    }
+}
+
+impl<R: Read> Read for RateGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.got += n as u64;
+        let secs = self.start.elapsed().as_secs_f64();
+        if n > 0 && secs > self.grace.as_secs_f64() && (self.got as f64) < MIN_BODY_RATE * secs {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "the body arrives at {:.0} bytes/s ({} bytes in {secs:.1} s), under the \
+                     {MIN_BODY_RATE:.0} bytes/s accepted",
+                    self.got as f64 / secs,
+                    self.got
+                ),
+            ));
+        }
+        Ok(n)
     }
 }
 
