@@ -255,6 +255,8 @@ struct Damaging {
     at: u64,
     damage: AtomicUsize,
     fetches: AtomicUsize,
+    /// Name of the thread of every fetch covering `at`.
+    threads: std::sync::Mutex<Vec<String>>,
 }
 
 impl Damaging {
@@ -262,6 +264,8 @@ impl Damaging {
         let end = offset + buf.len() as u64;
         if offset <= self.at && self.at < end {
             self.fetches.fetch_add(1, SeqCst);
+            let name = std::thread::current().name().unwrap_or("?").to_string();
+            self.threads.lock().unwrap().push(name);
             if self
                 .damage
                 .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
@@ -318,6 +322,7 @@ fn damaging_archive(
         at: e.stored_offset + e.stored_len as u64 / 2,
         damage: AtomicUsize::new(0),
         fetches: AtomicUsize::new(0),
+        threads: Default::default(),
     });
     let f = File::open_backend(backend.clone(), None, OpenOptions::default()).unwrap();
     assert!(f.is_remote());
@@ -371,4 +376,24 @@ fn remote_block_damaged_at_the_origin_is_refused_after_one_more_fetch() {
     assert!(backend.fetches.load(SeqCst) > fetched);
     let after = e.logical_end();
     assert!(f.read_at(D, after, 1000).unwrap() == d[after as usize..after as usize + 1000]);
+}
+
+/// The second fetch of a damaged block is made by the reading thread, never on the decode
+/// pool (blocking network I/O there would stall every decode): one read of 64 blocks,
+/// decoded in parallel, with block 40 damaged in transit.
+#[test]
+fn damaged_block_is_fetched_again_off_the_decode_pool() {
+    let (_dir, d, e, backend, f) = damaging_archive(1);
+    let len = 64 * e.logical_len as usize;
+    assert!(f.read_at(D, 0, len).unwrap() == d[..len]);
+    assert_eq!(
+        backend.fetches.load(SeqCst),
+        2,
+        "fetched, then fetched again"
+    );
+    let threads = backend.threads.lock().unwrap().clone();
+    assert!(
+        threads.iter().all(|t| !t.starts_with("hexz-decode")),
+        "fetched on {threads:?}"
+    );
 }

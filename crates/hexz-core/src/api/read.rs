@@ -216,30 +216,39 @@ impl File {
     /// several. A piece that covers its block whole gets it decoded in place; a partial one
     /// through a buffer that then replaces the stored bytes in the cache, so that further
     /// small reads of the block copy instead of decoding again. Stored bytes that fail their
-    /// check leave the cache: the next read fetches them afresh.
-    fn decode_staged(&self, stream: SnapshotStream, staged: Vec<Staged<'_>>) -> Result<()> {
+    /// check leave the cache; those of a remote archive are fetched again at once, on this
+    /// thread ([`may_refetch`](Self::may_refetch)).
+    fn decode_staged<'b>(&self, stream: SnapshotStream, staged: Vec<Staged<'b>>) -> Result<()> {
         let verify = self.read_verify();
-        let one = |(mut p, raw): Staged<'_>| -> Result<()> {
+        // A piece whose stored bytes fail a check that fetching them again may cure comes
+        // back, and is fetched again below, on this thread: no network I/O on the pool.
+        let one = |(mut p, raw): Staged<'b>| -> Result<Option<Piece<'b>>> {
             let e = p.entry;
-            let key = block_key(&e);
             match self.decode_piece(stream, &mut p, &raw, verify) {
+                Ok(()) => Ok(None),
                 Err(err) => {
-                    self.inner.blocks.remove(&key);
-                    if !self.may_refetch(&e, &err) {
-                        return Err(err);
+                    self.inner.blocks.remove(&block_key(&e));
+                    if self.may_refetch(&e, &err) {
+                        Ok(Some(p))
+                    } else {
+                        Err(err)
                     }
-                    let fresh = self.refetch_stored(&e)?;
-                    let r = self.decode_piece(stream, &mut p, &fresh, verify);
-                    self.inner.bufs().give(fresh);
-                    r
                 }
-                ok => ok,
             }
         };
-        if !worth_parallel(staged.iter().map(|(p, _)| &p.entry)) {
-            return staged.into_iter().try_for_each(one);
+        let again: Vec<Option<Piece<'b>>> = if worth_parallel(staged.iter().map(|(p, _)| &p.entry))
+        {
+            pools().decode(|| staged.into_par_iter().map(one).collect::<Result<_>>())?
+        } else {
+            staged.into_iter().map(one).collect::<Result<_>>()?
+        };
+        for mut p in again.into_iter().flatten() {
+            let fresh = self.refetch_stored(&p.entry)?;
+            let r = self.decode_piece(stream, &mut p, &fresh, verify);
+            self.inner.bufs().give(fresh);
+            r?;
         }
-        pools().decode(|| staged.into_par_iter().try_for_each(one))
+        Ok(())
     }
 
     /// Decodes the stored bytes `raw` of the piece's block into the piece: in place when it
@@ -355,7 +364,11 @@ impl File {
 
     /// Fetches the stored bytes of `leads` in one batch and decodes them, in parallel when
     /// there are several.
-    fn fetch_and_decode(&self, stream: SnapshotStream, leads: Vec<Fetch<'_, '_>>) -> Result<()> {
+    fn fetch_and_decode<'a, 'b>(
+        &self,
+        stream: SnapshotStream,
+        leads: Vec<Fetch<'a, 'b>>,
+    ) -> Result<()> {
         let (direct, leads): (Vec<_>, Vec<_>) =
             leads.into_iter().partition(|f| self.reads_direct(f));
         self.fetch_direct(stream, direct)?;
@@ -364,16 +377,23 @@ impl File {
         }
         let blocks: Vec<(u64, BlockEntry)> = leads.iter().map(|f| (f.block_no, f.entry)).collect();
         let stored = self.fetch_stored(stream, &blocks)?;
-        let work: Vec<(Fetch<'_, '_>, Vec<u8>)> = leads.into_iter().zip(stored).collect();
-        if !worth_parallel(work.iter().map(|(f, _)| &f.entry)) {
-            return work
-                .into_iter()
-                .try_for_each(|(f, raw)| self.decode_fetch(stream, f, raw));
+        let work: Vec<(Fetch<'a, 'b>, Vec<u8>)> = leads.into_iter().zip(stored).collect();
+        let one = |(f, raw): (Fetch<'a, 'b>, Vec<u8>)| self.decode_fetch(stream, f, raw);
+        let again: Vec<Option<(Fetch<'a, 'b>, Error)>> =
+            if worth_parallel(work.iter().map(|(f, _)| &f.entry)) {
+                pools().decode(|| work.into_par_iter().map(one).collect::<Result<_>>())?
+            } else {
+                work.into_iter().map(one).collect::<Result<_>>()?
+            };
+        // Blocks whose first copy failed its check: fetched again here, off the decode pool.
+        // A second failure is the archive's own damage.
+        for (f, _) in again.into_iter().flatten() {
+            let fresh = self.refetch_stored(&f.entry)?;
+            if let Some((_, err)) = self.decode_fetch(stream, f, fresh)? {
+                return Err(err);
+            }
         }
-        pools().decode(|| {
-            work.into_par_iter()
-                .try_for_each(|(f, raw)| self.decode_fetch(stream, f, raw))
-        })
+        Ok(())
     }
 
     /// Whether `f` is read straight into the caller's buffer: its piece covers the block
@@ -486,22 +506,29 @@ impl File {
             }
             let batch = &blocks[start..end];
             let stored = self.fetch_stored(stream, batch)?;
-            pools().decode(|| {
+            // Blocks that fail a check fetching them again may cure come back by index, and
+            // are fetched again on this thread (no network I/O on the decode pool).
+            let again = pools().decode(|| {
                 batch
                     .par_iter()
                     .zip(stored.par_iter())
-                    .map_init(Vec::new, |buf, ((block_no, e), raw)| {
+                    .enumerate()
+                    .map_init(Vec::new, |buf, (i, ((block_no, e), raw))| {
                         buf.resize(e.logical_len as usize, 0);
                         let s = self.stored_bytes(stream, *block_no, e, raw)?;
                         match self.decode_stored(stream, *block_no, e, s, buf, Verify::Full) {
-                            Err(err) if self.may_refetch(e, &err) => {
-                                self.decode_refetched(stream, *block_no, e, buf, Verify::Full)
-                            }
-                            r => r,
+                            Ok(()) => Ok(None),
+                            Err(err) if self.may_refetch(e, &err) => Ok(Some(i)),
+                            Err(err) => Err(err),
                         }
                     })
-                    .collect::<Result<Vec<()>>>()
+                    .collect::<Result<Vec<Option<usize>>>>()
             })?;
+            for i in again.into_iter().flatten() {
+                let (block_no, e) = &batch[i];
+                let mut buf = vec![0u8; e.logical_len as usize];
+                self.decode_refetched(stream, *block_no, e, &mut buf, Verify::Full)?;
+            }
             stored.into_iter().for_each(|b| self.inner.bufs().give(b));
             start = end;
         }
@@ -512,24 +539,23 @@ impl File {
     /// `raw` is what [`fetch_stored`](Self::fetch_stored) fetched for it (empty when mapped).
     /// Blocks of a remote archive are cached as their stored bytes ([`Held::Stored`]), and
     /// read-ahead does not decode them at all: the reader that needs them decodes them
-    /// straight into its buffer. A remote block that fails its check is fetched once more
-    /// ([`may_refetch`](Self::may_refetch)) before the error is returned.
-    fn decode_fetch(&self, stream: SnapshotStream, f: Fetch<'_, '_>, raw: Vec<u8>) -> Result<()> {
-        let Fetch {
-            entry: e,
-            block_no,
-            mut dst,
-            lead,
-        } = f;
-        let h = match self.decode_fetched(stream, block_no, &e, reborrow(&mut dst), raw) {
-            Err(err) if self.may_refetch(&e, &err) => {
-                let fresh = self.refetch_stored(&e)?;
-                self.decode_fetched(stream, block_no, &e, reborrow(&mut dst), fresh)?
+    /// straight into its buffer. A remote block whose stored bytes fail a check that fetching
+    /// them again may cure ([`may_refetch`](Self::may_refetch)) is handed back with the
+    /// error, for the caller to fetch again off the decode pool.
+    fn decode_fetch<'a, 'b>(
+        &self,
+        stream: SnapshotStream,
+        mut f: Fetch<'a, 'b>,
+        raw: Vec<u8>,
+    ) -> Result<Option<(Fetch<'a, 'b>, Error)>> {
+        match self.decode_fetched(stream, f.block_no, &f.entry, reborrow(&mut f.dst), raw) {
+            Ok(h) => {
+                f.lead.finish(|| h);
+                Ok(None)
             }
-            r => r?,
-        };
-        lead.finish(|| h);
-        Ok(())
+            Err(err) if self.may_refetch(&f.entry, &err) => Ok(Some((f, err))),
+            Err(err) => Err(err),
+        }
     }
 
     /// The work of [`decode_fetch`](Self::decode_fetch) for one copy `raw` of the stored
