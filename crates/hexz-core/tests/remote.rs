@@ -202,9 +202,13 @@ fn https_with_a_private_ca() {
 
 /// A small plain archive and its bytes, shared by the fault tests.
 fn small_archive() -> (tempfile::TempDir, Archive) {
+    archive_of(1_200_000)
+}
+
+/// A plain archive of `len` incompressible bytes (so the archive is about as large).
+fn archive_of(len: usize) -> (tempfile::TempDir, Archive) {
     let dir = tempfile::tempdir().unwrap();
-    // Incompressible, so the archive is about as large as its data.
-    let mut disk = vec![0u8; 1_200_000];
+    let mut disk = vec![0u8; len];
     common::Rng::new(5).fill(&mut disk);
     let (path, _) = common::pack_files(
         dir.path(),
@@ -451,6 +455,39 @@ fn fault_flipped_body_byte_is_fetched_again() {
     assert!(msg.contains("corrupt block"), "{msg}");
 }
 
+/// An archive smaller than the open request is read whole by it and served from memory; a
+/// byte damaged in that response is fetched again from the server, not from the kept copy.
+#[test]
+fn fault_flipped_byte_in_the_open_request_is_fetched_again() {
+    let (_d, a) = archive_of(40_000);
+    let raw = file_bytes(&a);
+    assert!(
+        raw.len() < 65_536,
+        "the open request holds all {} bytes",
+        raw.len()
+    );
+    let srv = FaultServer::start(raw);
+    // The flipped byte is the middle one of the archive: inside the data blocks.
+    srv.push([Fault::FlipByte]);
+    let f = File::open_location(&srv.url(), a.options(fast_remote())).unwrap();
+    assert_eq!(srv.requests(), 1, "{:?}", srv.ranges());
+    assert!(f.read_at(SnapshotStream::Disk, 0, a.disk.len()).unwrap() == a.disk);
+    assert_eq!(srv.requests(), 2, "{:?}", srv.ranges());
+}
+
+/// `verify` over a URL fetches a block damaged in transit once more (off the decode pool)
+/// and passes; the archive is fine.
+#[test]
+fn fault_flipped_byte_during_verify_is_fetched_again() {
+    let (_d, a, srv) = fault_setup();
+    let f = File::open_location(&srv.url(), a.options(fast_remote())).unwrap();
+    let before = srv.requests();
+    srv.push([Fault::FlipByte]);
+    let report = hexz_core::ops::verify::verify(&f, None).unwrap();
+    assert_eq!(report.bytes, a.disk.len() as u64);
+    assert_eq!(srv.requests() - before, 2, "{:?}", srv.ranges());
+}
+
 /// A chunk damaged on its way into the shared disk cache is not kept: the block's failed
 /// check drops the entry and fetches it again, so neither this process nor a later one
 /// reading the same cache directory is served the damaged copy.
@@ -481,17 +518,6 @@ fn fault_flipped_byte_does_not_poison_the_disk_cache() {
     assert_eq!(srv.requests(), 3, "{:?}", srv.ranges());
 }
 
-/// Runs `f` on a thread of its own and returns its result, or panics if it takes longer
-/// than `limit` (a hang would otherwise stop the whole test binary).
-fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(limit)
-        .unwrap_or_else(|_| panic!("still running after {limit:?}: a hang"))
-}
-
 /// A server that trickles a body (a byte every 100 ms, so no read times out) or its headers
 /// (without end) cannot hold a read for hours: an attempt too slow is cut and resumed, and
 /// a server that stays that slow gives a clear error within the retry budget.
@@ -508,7 +534,7 @@ fn fault_trickling_server_cannot_hold_a_read() {
     // Once: the slow attempt is cut and the rest resumed at full speed.
     srv.push([Fault::Trickle(Duration::from_millis(100))]);
     let (b2, expect) = (b.clone(), raw[300_000..400_000].to_vec());
-    within(Duration::from_secs(20), move || {
+    common::within(20, move || {
         let mut buf = vec![0u8; 100_000];
         b2.read_exact_at(300_000, &mut buf).unwrap();
         assert!(buf == expect);
@@ -519,7 +545,7 @@ fn fault_trickling_server_cannot_hold_a_read() {
     ] {
         srv.always(Some(fault.clone()));
         let b2 = b.clone();
-        let msg = within(Duration::from_secs(30), move || {
+        let msg = common::within(30, move || {
             let mut buf = vec![0u8; 100_000];
             b2.read_exact_at(300_000, &mut buf).unwrap_err().to_string()
         });

@@ -279,3 +279,24 @@ pub fn in_child(child: impl FnOnce() -> i32) -> i32 {
     );
     libc::WEXITSTATUS(status)
 }
+
+/// Runs `f` on a thread with a deadline, so a reader that recursed forever (or hung) fails
+/// the test instead of hanging it.
+pub fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = std::thread::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .unwrap();
+    match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
+        Ok(v) => v,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("did not finish within {secs} s: endless recursion or a hang?")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            std::panic::resume_unwind(h.join().expect_err("thread ended without a result"))
+        }
+    }
+}

@@ -8,8 +8,8 @@
 //! - Wrong, modified, missing, supplied and looping parents; the chain depth limit.
 //! - `flatten` and `diff`.
 //!
-//! Everything here is self-contained (no shared helpers), deterministic, and asserts bytes,
-//! errors and counts, never timings.
+//! Everything here is self-contained (only the watchdog `within` comes from tests/common),
+//! deterministic, and asserts bytes, errors and counts, never timings.
 
 use hexz_core::format::header::{FLAG_CDC, FLAG_HAS_PARENT};
 use hexz_core::format::index::META_PARENT_PATH;
@@ -20,7 +20,10 @@ use hexz_core::{File, OpenOptions, SnapshotStream};
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+
+#[path = "../common/mod.rs"]
+mod common;
+use common::within;
 
 mod chains;
 mod child;
@@ -356,25 +359,4 @@ fn set_parent(path: &Path, parent_id: [u8; 16], parent_digest: [u8; 32]) {
     b[112..144].copy_from_slice(&parent_digest);
     fix_header_crc(&mut b);
     std::fs::write(path, b).unwrap();
-}
-
-/// Runs `f` on a thread with a deadline, so a reader that recursed forever (or hung) fails
-/// the test instead of hanging it.
-fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let h = std::thread::Builder::new()
-        .stack_size(8 << 20)
-        .spawn(move || {
-            let _ = tx.send(f());
-        })
-        .unwrap();
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(v) => v,
-        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-            panic!("did not finish within {secs} s: endless recursion or a hang?")
-        }
-        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-            std::panic::resume_unwind(h.join().expect_err("thread ended without a result"))
-        }
-    }
 }
