@@ -672,6 +672,61 @@ fn restricted_addresses_are_refused_by_default() {
     HttpBackend::open(&srv.url(), &o).unwrap();
 }
 
+/// The first and last byte of a `bytes=A-B` range header.
+fn range_of(h: &str) -> (u64, u64) {
+    let (a, b) = h
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .unwrap_or_else(|| panic!("range header {h:?}"));
+    (a.parse().unwrap(), b.parse().unwrap())
+}
+
+#[test]
+fn sequential_read_requests_follow_the_part_grid() {
+    use hexz_core::store::REMOTE_ALIGN;
+    use std::io::Read;
+    // 56 MiB of incompressible data: 7 parts of the grid, read start to end as `cat` does.
+    let (_d, a) = archive_of(56 << 20);
+    let srv = FaultServer::start(file_bytes(&a));
+    let f = File::open_location(&srv.url(), a.options(test_remote())).unwrap();
+    let mut r = f.reader(SnapshotStream::Disk).unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 128 << 10];
+    loop {
+        let n = r.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got == a.disk, "the bytes read differ from the source");
+    let ranges: Vec<(u64, u64)> = srv.ranges().iter().map(|h| range_of(h)).collect();
+    // Read-ahead requests are cut at the grid lines: each lies in one part, or runs past the
+    // next line by less than a block (a block is never split over two requests).
+    let block = 64 << 10;
+    let big: Vec<&(u64, u64)> = ranges.iter().filter(|(s, e)| e - s >= 1 << 20).collect();
+    for &&(s, e) in &big {
+        let line = (s / REMOTE_ALIGN + 1) * REMOTE_ALIGN;
+        assert!(
+            e < line + block,
+            "request {s}-{e} straddles the line at {line}: {ranges:?}"
+        );
+    }
+    // And they are few: about one per part, where cutting at read-ahead windows made about
+    // twice as many.
+    let parts = (a.disk.len() as u64).div_ceil(REMOTE_ALIGN);
+    assert!(
+        big.len() as u64 <= parts + 3,
+        "{} requests of 1 MiB or more for {parts} parts: {ranges:?}",
+        big.len()
+    );
+    let fetched: u64 = big.iter().map(|(s, e)| e - s + 1).sum();
+    assert!(
+        fetched >= a.disk.len() as u64 * 3 / 4,
+        "large requests fetched only {fetched} bytes: {ranges:?}"
+    );
+}
+
 #[test]
 fn batches_are_coalesced_and_parallel() {
     let (_d, a, srv) = fault_setup();

@@ -25,7 +25,7 @@ use super::SnapshotStream;
 use crate::error::{Error, Result};
 use crate::format::index::StreamRecord;
 use crate::format::BlockEntry;
-use crate::store::ReadRequest;
+use crate::store::{ReadRequest, REMOTE_ALIGN};
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -59,12 +59,6 @@ fn worth_parallel<'e>(entries: impl Iterator<Item = &'e BlockEntry>) -> bool {
 /// Bytes of stored blocks read, then CRC-checked, at a time on the direct path: small
 /// enough to stay in a core's L2 cache between the read and the check.
 const CHECK_PIECE: usize = 256 << 10;
-
-/// Smallest read-ahead request sent to a remote backend on its own.
-const MIN_REMOTE_CHUNK: u64 = 1 << 20;
-
-/// Most read-ahead requests one trigger puts in flight for a remote backend.
-const MAX_REMOTE_CHUNKS: u64 = 4;
 
 type BlockLead<'a> = Lead<'a, BlockKey, Held>;
 
@@ -672,28 +666,101 @@ impl File {
         let _ = self.fetch_and_decode(stream, leads);
     }
 
-    /// Starts reading `[from, to)` of `stream` ahead in the background, as several requests
-    /// in flight for a remote archive. See [`File::wait_for_read_ahead`].
+    /// Starts reading `[from, to)` of `stream` ahead in the background. See
+    /// [`File::wait_for_read_ahead`]. A remote archive's range is planned on the IO pool (it
+    /// may need index pages) and fetched as several requests in flight
+    /// ([`remote_parts`](Self::remote_parts)).
     pub(super) fn spawn_read_ahead(&self, stream: SnapshotStream, from: u64, to: u64) {
-        let len = to.saturating_sub(from);
-        if len == 0 {
+        if to <= from {
             return;
         }
-        let chunk = if self.is_remote() {
-            (len / MAX_REMOTE_CHUNKS).max(MIN_REMOTE_CHUNK)
-        } else {
-            len
-        };
-        let mut a = from;
-        while a < to {
-            let b = a.saturating_add(chunk).min(to);
-            let guard = self.read_ahead_started();
-            pools().spawn_io(move || {
-                guard.file().prefetch(stream, a, b);
-                drop(guard);
-            });
-            a = b;
+        let guard = self.read_ahead_started();
+        if !self.is_remote() {
+            pools().spawn_io(move || guard.file().prefetch(stream, from, to));
+            return;
         }
+        pools().spawn_io(move || {
+            let file = guard.file();
+            let mut parts = file.remote_parts(stream, from, to).into_iter();
+            let first = parts.next();
+            for (a, b) in parts {
+                // Counted as started before this job's own guard drops.
+                let g = file.read_ahead_started();
+                pools().spawn_io(move || g.file().prefetch(stream, a, b));
+            }
+            if let Some((a, b)) = first {
+                file.prefetch(stream, a, b);
+            }
+        });
+    }
+
+    /// Cuts the remote read-ahead range `[from, to)` of `stream` into parts, one request
+    /// each: a new part starts where a block's stored bytes lie in a later
+    /// [`REMOTE_ALIGN`] cell of its archive than the part's earlier blocks. The end is moved
+    /// on to the next cut (by at most one cell of stored bytes), so the next read-ahead
+    /// starts on a grid line too. Every request then covers one part of the uploaded object,
+    /// instead of straddling two. Blocks stored earlier (dedup references) join the part
+    /// they are read in. When the index pages cannot be read, the range is one part and the
+    /// fetch reports.
+    fn remote_parts(&self, stream: SnapshotStream, from: u64, to: u64) -> Vec<(u64, u64)> {
+        let Ok(rec) = self.stream_record(stream) else {
+            return Vec::new();
+        };
+        let to = to.min(rec.logical_size);
+        if from >= to {
+            return Vec::new();
+        }
+        let first = Self::page_of(rec, from);
+        // One page more than the range needs, to find where its last cell ends.
+        let last = (Self::page_of(rec, to - 1) + 1).min(rec.pages.len() - 1);
+        let Ok(pages) = self.pages(rec, first..last + 1) else {
+            return vec![(from, to)];
+        };
+        let mut parts = Vec::new();
+        let mut start = from;
+        // The cell each archive of the chain is at in the current part.
+        let mut cells: Vec<(u16, u64)> = Vec::new();
+        let mut beyond = 0u64;
+        let mut end = to;
+        for (k, page) in pages.iter().enumerate() {
+            let skip = if k == 0 {
+                Self::entry_of(page, from)
+            } else {
+                0
+            };
+            for e in page.entries.iter().skip(skip) {
+                end = e.logical_end();
+                if e.is_zero() {
+                    continue;
+                }
+                let cell = e.stored_offset / REMOTE_ALIGN;
+                let at = e.logical_offset.max(start);
+                let cut = match cells.iter_mut().find(|(s, _)| *s == e.source) {
+                    Some((_, c)) => cell > *c,
+                    None => {
+                        cells.push((e.source, cell));
+                        false
+                    }
+                };
+                if at >= to && (cut || beyond >= REMOTE_ALIGN) {
+                    parts.push((start, at));
+                    return parts;
+                }
+                if at >= to {
+                    beyond += u64::from(e.stored_len);
+                }
+                if cut {
+                    if at > start {
+                        parts.push((start, at));
+                        start = at;
+                    }
+                    cells.clear();
+                    cells.push((e.source, cell));
+                }
+            }
+        }
+        parts.push((start, end.max(to)));
+        parts
     }
 }
 

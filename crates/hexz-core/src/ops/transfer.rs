@@ -414,8 +414,9 @@ mod s3 {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
 
-    /// Size of an upload part (and the largest archive sent with one PUT).
-    pub const PART_SIZE: u64 = 8 << 20;
+    /// Size of an upload part (and the largest archive sent with one PUT): the grid remote
+    /// readers align their requests to.
+    pub const PART_SIZE: u64 = crate::store::REMOTE_ALIGN;
     /// Parts in flight at once.
     pub const UPLOAD_THREADS: usize = 4;
     const _: () = assert!(PART_SIZE >= MIN_PART_SIZE as u64);

@@ -19,7 +19,8 @@ use std::sync::Mutex;
 pub struct CoalesceConfig {
     /// Largest gap between two ranges that is read through to merge them.
     pub max_gap: u64,
-    /// Largest span one request may cover (a larger single range is split).
+    /// The grid requests are aligned to: a span holds the pieces that start in one cell of
+    /// this many bytes (a longer request is cut at the grid lines).
     pub max_span: u64,
     /// Most requests in flight at once for one batch.
     pub parallel: usize,
@@ -29,7 +30,7 @@ impl Default for CoalesceConfig {
     fn default() -> Self {
         CoalesceConfig {
             max_gap: 1 << 20,
-            max_span: 8 << 20,
+            max_span: crate::store::REMOTE_ALIGN,
             parallel: 6,
         }
     }
@@ -131,9 +132,13 @@ fn piece_end(p: &Piece<'_>) -> u64 {
     p.offset + p.buf.len() as u64
 }
 
-/// Splits every request into pieces of at most `max_span` bytes and merges neighbours (gap at
-/// most `max_gap`, span at most `max_span`) into spans, in archive order. Empty requests are
-/// dropped.
+/// Plans the requests of a batch: requests longer than `max_span` are cut at multiples of
+/// `max_span`, and pieces are merged into spans by the `max_span`-aligned cell their first
+/// byte lies in (neighbours at most `max_gap` apart merge; a span ends at most one piece past
+/// its cell). So a long read goes out as requests aligned to a grid of `max_span` bytes,
+/// [`REMOTE_ALIGN`](crate::store::REMOTE_ALIGN) by default: the part size of the uploaded
+/// object, where S3 stores serve a range inside one part for less than one straddling two.
+/// Spans come out in archive order; empty requests are dropped.
 pub(crate) fn plan<'a>(
     pieces: impl IntoIterator<Item = Piece<'a>>,
     cfg: &CoalesceConfig,
@@ -143,8 +148,20 @@ pub(crate) fn plan<'a>(
     for p in pieces {
         let mut off = p.offset;
         let mut rest = p.buf;
+        if rest.len() as u64 <= max_span {
+            // Short enough for one request: kept whole even where it crosses a grid line,
+            // so a block is never fetched in two requests.
+            if !rest.is_empty() {
+                all.push(Piece {
+                    offset: off,
+                    buf: rest,
+                });
+            }
+            continue;
+        }
         while !rest.is_empty() {
-            let n = (rest.len() as u64).min(max_span) as usize;
+            let to_line = max_span - off % max_span;
+            let n = (rest.len() as u64).min(to_line) as usize;
             let (head, tail) = rest.split_at_mut(n);
             all.push(Piece {
                 offset: off,
@@ -159,9 +176,10 @@ pub(crate) fn plan<'a>(
     for p in all {
         let pe = piece_end(&p);
         if let Some(s) = spans.last_mut() {
-            let end = s.end.max(pe);
-            if p.offset <= s.end.saturating_add(cfg.max_gap) && end - s.start <= max_span {
-                s.end = end;
+            if p.offset / max_span == s.start / max_span
+                && p.offset <= s.end.saturating_add(cfg.max_gap)
+            {
+                s.end = s.end.max(pe);
                 s.pieces.push(p);
                 continue;
             }
@@ -346,7 +364,7 @@ mod tests {
         let spans = plan(pieces(&mut reqs), &cfg(0, 300));
         assert_eq!(
             spans.iter().map(|s| (s.start, s.end)).collect::<Vec<_>>(),
-            [(5, 305), (305, 605), (605, 905), (905, 1005)]
+            [(5, 300), (300, 600), (600, 900), (900, 1005)]
         );
         let calls = AtomicUsize::new(0);
         run(spans, 3, &|s| {
@@ -357,6 +375,31 @@ mod tests {
         assert_eq!(calls.load(Ordering::Relaxed), 4);
         let want: Vec<u8> = (5..1005).map(source).collect();
         assert_eq!(big, want);
+    }
+
+    #[test]
+    fn spans_follow_the_grid() {
+        // Blocks of 30 bytes back to back from 0 on a grid of 100: a span holds the blocks
+        // starting in its cell, the one crossing a line included, whole.
+        let mut bufs: Vec<Vec<u8>> = (0..10).map(|_| vec![0u8; 30]).collect();
+        let mut reqs: Vec<ReadRequest<'_>> = bufs
+            .iter_mut()
+            .enumerate()
+            .map(|(i, b)| ReadRequest {
+                offset: i as u64 * 30,
+                buf: b,
+            })
+            .collect();
+        let spans = plan(pieces(&mut reqs), &cfg(0, 100));
+        assert_eq!(
+            spans.iter().map(|s| (s.start, s.end)).collect::<Vec<_>>(),
+            [(0, 120), (120, 210), (210, 300)]
+        );
+        run(spans, 2, &fill).unwrap();
+        for (i, b) in bufs.iter().enumerate() {
+            let o = i as u64 * 30;
+            assert_eq!(b, &(o..o + 30).map(source).collect::<Vec<u8>>());
+        }
     }
 
     #[test]
