@@ -728,6 +728,67 @@ fn sequential_read_requests_follow_the_part_grid() {
 }
 
 #[test]
+fn index_pages_are_written_and_fetched_in_groups() {
+    use std::io::Read;
+    // 4 KiB blocks, 1024 to a page: 72 MiB is 18 pages, a group of 16 and one of 2. Every
+    // 61st block is random (stored), the rest zeros, so packing and reading stay quick.
+    let mut disk = vec![0u8; 72 << 20];
+    let mut rng = common::Rng::new(9);
+    for b in disk.chunks_mut(4096).step_by(61) {
+        rng.fill(b);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let opts = hexz_core::ops::PackOptions {
+        block_size: 4096,
+        ..hexz_core::ops::PackOptions::default()
+    };
+    let (path, _) = common::pack_files(dir.path(), "a.hxz", Some(&disk), None, &opts);
+    let a = Archive {
+        name: "a.hxz".into(),
+        path,
+        disk,
+        memory: None,
+        password: None,
+        signer: None,
+    };
+    let local = File::open(&a.path).unwrap();
+    let rec = local.master().stream(SnapshotStream::Disk).unwrap();
+    let pages: Vec<(u64, u64)> = rec
+        .pages
+        .iter()
+        .map(|p| (p.offset, p.offset + u64::from(p.len)))
+        .collect();
+    assert_eq!(pages.len(), 18);
+    // Back to back within a group, the first group before the second.
+    for (i, w) in pages.windows(2).enumerate() {
+        if i != 15 {
+            assert_eq!(w[0].1, w[1].0, "pages {i} and {}: {pages:?}", i + 1);
+        } else {
+            assert!(w[0].1 < w[1].0, "groups in order: {pages:?}");
+        }
+    }
+    // Over HTTP, a sequential read fetches each group with one request.
+    let srv = FaultServer::start(file_bytes(&a));
+    let f = File::open_location(&srv.url(), a.options(test_remote())).unwrap();
+    let mut got = Vec::new();
+    f.reader(SnapshotStream::Disk)
+        .unwrap()
+        .read_to_end(&mut got)
+        .unwrap();
+    assert!(got == a.disk, "the bytes read differ from the source");
+    let ranges: Vec<(u64, u64)> = srv.ranges().iter().map(|h| range_of(h)).collect();
+    let touching: Vec<&(u64, u64)> = ranges
+        .iter()
+        .filter(|(s, e)| pages.iter().any(|&(ps, pe)| *s < pe && ps <= *e))
+        .collect();
+    assert!(
+        touching.len() <= 3,
+        "{} requests fetched the 18 pages: {touching:?} of {ranges:?}",
+        touching.len()
+    );
+}
+
+#[test]
 fn batches_are_coalesced_and_parallel() {
     let (_d, a, srv) = fault_setup();
     let b = backend(&srv).unwrap();

@@ -60,6 +60,10 @@ fn worth_parallel<'e>(entries: impl Iterator<Item = &'e BlockEntry>) -> bool {
 /// enough to stay in a core's L2 cache between the read and the check.
 const CHECK_PIECE: usize = 256 << 10;
 
+/// Index pages a remote read-ahead loads past the ones it needs when it must fetch one: a
+/// group as the packer writes them (16 full pages in 1 MiB).
+const PAGES_AHEAD: usize = 16;
+
 type BlockLead<'a> = Lead<'a, BlockKey, Held>;
 
 /// The cache and flight key of the block `e` names: the archive and offset of its stored
@@ -711,9 +715,20 @@ impl File {
             return Vec::new();
         }
         let first = Self::page_of(rec, from);
-        // One page more than the range needs, to find where its last cell ends.
-        let last = (Self::page_of(rec, to - 1) + 1).min(rec.pages.len() - 1);
-        let Ok(pages) = self.pages(rec, first..last + 1) else {
+        // One page more than the range needs, to find where its last cell ends; and when one
+        // of those is not cached, the next group too: the packer writes pages in groups
+        // (docs/FORMAT.md), so one request brings many, where a page at a time would cost a
+        // request each.
+        let n = rec.pages.len();
+        let need = (Self::page_of(rec, to - 1) + 2).min(n);
+        let sid = rec.stream.id();
+        let cached = (first..need).all(|p| self.inner.pages.contains(&(sid, p as u32)));
+        let load = if cached {
+            need
+        } else {
+            (need + PAGES_AHEAD).min(n)
+        };
+        let Ok(pages) = self.pages(rec, first..load) else {
             return vec![(from, to)];
         };
         let mut parts = Vec::new();

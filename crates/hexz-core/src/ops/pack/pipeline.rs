@@ -10,12 +10,11 @@
 use super::chunk::{Batch, Splitter};
 use super::compress::cook;
 use super::write::{write_batch, StreamBuild, Writer};
-use super::{PackProgress, StreamStats};
+use super::PackProgress;
 use crate::algo::compression::Compressor;
 use crate::algo::encryption::ArchiveCipher;
 use crate::api::SnapshotStream;
 use crate::error::{Error, Result};
-use crate::format::index::DEFAULT_ENTRIES_PER_PAGE;
 use crossbeam_channel::bounded;
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -58,14 +57,7 @@ pub(super) fn pack_stream(
     for _ in 0..slots {
         pool_tx.send(Batch::default()).expect("pool has room");
     }
-    let mut sb = StreamBuild {
-        stream,
-        page: Vec::with_capacity(DEFAULT_ENTRIES_PER_PAGE),
-        pages: Vec::new(),
-        next_logical: 0,
-        blocks_before_page: 0,
-        stats: StreamStats::default(),
-    };
+    let mut sb = StreamBuild::new(stream);
     std::thread::scope(|s| -> Result<()> {
         for _ in 0..threads {
             let work_rx = work_rx.clone();
@@ -114,7 +106,7 @@ pub(super) fn pack_stream(
                     std::io::Error::other(format!("batch {next} lost before batch {seq}")),
                 ));
             }
-            sb.flush_page(w)
+            sb.finish_pages(w)
         });
         let mut read_result = Ok(());
         for (seq, mut b) in pool_rx.iter().enumerate() {

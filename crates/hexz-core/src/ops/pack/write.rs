@@ -140,6 +140,9 @@ impl Writer<'_> {
     }
 }
 
+/// Encoded index pages held back until [`PAGE_GROUP_BYTES`] of them are written together.
+pub(super) const PAGE_GROUP_BYTES: usize = 1 << 20;
+
 /// Per-stream index building.
 pub(super) struct StreamBuild {
     pub(super) stream: SnapshotStream,
@@ -148,32 +151,69 @@ pub(super) struct StreamBuild {
     pub(super) next_logical: u64,
     pub(super) blocks_before_page: u64,
     pub(super) stats: StreamStats,
+    /// Finished pages not written yet: the page's reference (offset still unset) and its
+    /// plain encoded bytes, in logical order.
+    pub(super) held: Vec<(PageRef, Vec<u8>)>,
 }
 
 impl StreamBuild {
+    /// A stream with no blocks yet.
+    pub(super) fn new(stream: SnapshotStream) -> Self {
+        StreamBuild {
+            stream,
+            page: Vec::with_capacity(DEFAULT_ENTRIES_PER_PAGE),
+            pages: Vec::new(),
+            next_logical: 0,
+            blocks_before_page: 0,
+            stats: StreamStats::default(),
+            held: Vec::new(),
+        }
+    }
+
+    /// Ends the current page, and writes the held pages once they fill a group. Pages are
+    /// written in groups (docs/FORMAT.md) so that a remote reader fetches many with one
+    /// request.
     pub(super) fn flush_page(&mut self, w: &mut Writer) -> Result<()> {
-        if self.page.is_empty() {
-            return Ok(());
+        if !self.page.is_empty() {
+            let page = IndexPage {
+                stream: self.stream,
+                entries: std::mem::take(&mut self.page),
+            };
+            let bytes = page.encode();
+            let r = PageRef {
+                first_logical: page.entries[0].logical_offset,
+                offset: 0,
+                len: 0,
+                entry_count: page.entries.len() as u32,
+                first_block: self.blocks_before_page,
+                hash: hash::blake3(&bytes),
+            };
+            self.blocks_before_page += page.entries.len() as u64;
+            self.held.push((r, bytes));
         }
-        let page = IndexPage {
-            stream: self.stream,
-            entries: std::mem::take(&mut self.page),
-        };
-        let mut bytes = page.encode();
-        let hash = hash::blake3(&bytes);
-        if let Some(c) = &w.cipher {
-            c.seal_index(false, self.stream.id(), w.pos, &mut bytes)?;
+        let held: usize = self.held.iter().map(|(_, b)| b.len()).sum();
+        if held >= PAGE_GROUP_BYTES {
+            self.write_held(w)?;
         }
-        let offset = w.write(&bytes)?;
-        self.pages.push(PageRef {
-            first_logical: page.entries[0].logical_offset,
-            offset,
-            len: bytes.len() as u32,
-            entry_count: page.entries.len() as u32,
-            first_block: self.blocks_before_page,
-            hash,
-        });
-        self.blocks_before_page += page.entries.len() as u64;
+        Ok(())
+    }
+
+    /// Ends the stream's index: the last page and every held page are written.
+    pub(super) fn finish_pages(&mut self, w: &mut Writer) -> Result<()> {
+        self.flush_page(w)?;
+        self.write_held(w)
+    }
+
+    /// Writes the held pages back to back (sealed at their final offsets when encrypting).
+    fn write_held(&mut self, w: &mut Writer) -> Result<()> {
+        for (mut r, mut bytes) in std::mem::take(&mut self.held) {
+            if let Some(c) = &w.cipher {
+                c.seal_index(false, self.stream.id(), w.pos, &mut bytes)?;
+            }
+            r.offset = w.write(&bytes)?;
+            r.len = bytes.len() as u32;
+            self.pages.push(r);
+        }
         Ok(())
     }
 
