@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # How much CPU the loopback S3 server (SeaweedFS) spends per range request: the same archive
 # object read by one curl process as a chain of signed range GETs of several sizes (one
-# connection), against one whole-object GET. Explains the S3 row of bench-remote.sh
-# (docs/BENCHMARKS.md, "Remote archives").
+# connection, or PAR in parallel), against one whole-object GET. Explains the S3 row of
+# bench-remote.sh (docs/BENCHMARKS.md, "Remote archives").
 #
 #   scripts/bench-s3-ranges.sh     # 2 GiB ext4 image of /usr (bench-data/system.img)
 set -euo pipefail
@@ -29,10 +29,11 @@ obj=$AWS_ENDPOINT_URL/bench/a.hxz
 wpid=$weed_pid
 wcpu() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$wpid/stat"; }
 # One curl process fetching [0, asize) as ranges of $1 bytes, the first one $2 bytes long
-# (0: ranges start at multiples of $1); further arguments go to every request.
+# (0: ranges start at multiples of $1), $3 at a time (1: in order on one connection);
+# further arguments go to every request.
 chain() {
-  local size=$1 first=$2 a=0 b args=()
-  shift 2
+  local size=$1 first=$2 par=$3 a=0 b args=()
+  shift 3
   while [ "$a" -lt "$asize" ]; do
     if [ "$a" = 0 ] && [ "$first" != 0 ]; then b=$first; else b=$(( a + size )); fi
     [ "$b" -gt "$asize" ] && b=$asize
@@ -40,7 +41,7 @@ chain() {
     a=$b
   done
   unset 'args[${#args[@]}-1]'
-  curl -s "${args[@]}"
+  if [ "$par" = 1 ]; then curl -s "${args[@]}"; else curl -s -Z --parallel-max "$par" "${args[@]}" 2>/dev/null; fi
   echo $(( (asize + size - 1) / size ))
 }
 row() {
@@ -57,9 +58,12 @@ echo "| ranges | requests | wall | SeaweedFS CPU |"
 echo "|---|---:|---:|---:|"
 for _ in 1 2; do
   row "one GET of the whole object" whole 0
-  row "32 MiB, aligned" $((32 << 20)) 0
-  row "8 MiB, aligned" $((8 << 20)) 0
-  row "8 MiB, aligned, with If-Match" $((8 << 20)) 0 -H "If-Match: $etag"
-  row "8 MiB, 1 MiB off alignment" $((8 << 20)) $((1 << 20))
-  row "3.7 MiB (hexz's mean request)" 3880000 0
+  row "32 MiB, aligned" $((32 << 20)) 0 1
+  row "32 MiB, aligned, 2 in parallel" $((32 << 20)) 0 2
+  row "8 MiB, aligned" $((8 << 20)) 0 1
+  row "8 MiB, aligned, 3 in parallel" $((8 << 20)) 0 3
+  row "8 MiB, aligned, with If-Match" $((8 << 20)) 0 1 -H "If-Match: $etag"
+  row "8 MiB, 16 KiB off alignment, 3 in parallel" $((8 << 20)) $((16 << 10)) 3
+  row "8 MiB, 1 MiB off alignment" $((8 << 20)) $((1 << 20)) 1
+  row "3.7 MiB (hexz's mean request before 809162a)" 3880000 0 1
 done
