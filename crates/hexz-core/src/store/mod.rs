@@ -38,10 +38,11 @@ use crate::error::Result;
 use std::sync::Arc;
 
 /// The grid remote reads are aligned to: the part size `push` uploads an archive with, and
-/// the cell one coalesced request covers ([`coalesce`]). Object stores serve a range inside
-/// one part for less than a range straddling two (SeaweedFS: about a fifth less CPU, and
-/// 8 MiB aligned requests cost it half what hexz's unaligned 3.7 MiB ones did; see
-/// docs/BENCHMARKS.md), so read-ahead cuts its requests at these lines.
+/// the cell one coalesced request covers ([`coalesce`]). Object stores charge per request,
+/// and more for a range across two parts than inside one (SeaweedFS: 8 MiB ranges 1 MiB off
+/// the grid cost it about a fifth more CPU than aligned ones, and the 3.7 MiB requests
+/// read-ahead made before it was cut at these lines cost it twice as much; see
+/// docs/BENCHMARKS.md).
 pub const REMOTE_ALIGN: u64 = 8 << 20;
 
 /// One range of a batched read: fill `buf` with the archive bytes starting at `offset`.
