@@ -207,16 +207,15 @@ fn small_archive() -> (tempfile::TempDir, Archive) {
 
 /// A plain archive of `len` incompressible bytes (so the archive is about as large).
 fn archive_of(len: usize) -> (tempfile::TempDir, Archive) {
-    let dir = tempfile::tempdir().unwrap();
     let mut disk = vec![0u8; len];
     common::Rng::new(5).fill(&mut disk);
-    let (path, _) = common::pack_files(
-        dir.path(),
-        "a.hxz",
-        Some(&disk),
-        None,
-        &hexz_core::ops::PackOptions::default(),
-    );
+    archive_with(disk, &hexz_core::ops::PackOptions::default())
+}
+
+/// A plain archive of `disk`, packed with `opts`, in a new directory.
+fn archive_with(disk: Vec<u8>, opts: &hexz_core::ops::PackOptions) -> (tempfile::TempDir, Archive) {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = common::pack_files(dir.path(), "a.hxz", Some(&disk), None, opts);
     (
         dir,
         Archive {
@@ -737,20 +736,11 @@ fn index_pages_are_written_and_fetched_in_groups() {
     for b in disk.chunks_mut(4096).step_by(61) {
         rng.fill(b);
     }
-    let dir = tempfile::tempdir().unwrap();
     let opts = hexz_core::ops::PackOptions {
         block_size: 4096,
         ..hexz_core::ops::PackOptions::default()
     };
-    let (path, _) = common::pack_files(dir.path(), "a.hxz", Some(&disk), None, &opts);
-    let a = Archive {
-        name: "a.hxz".into(),
-        path,
-        disk,
-        memory: None,
-        password: None,
-        signer: None,
-    };
+    let (_d, a) = archive_with(disk, &opts);
     let local = File::open(&a.path).unwrap();
     let rec = local.master().stream(SnapshotStream::Disk).unwrap();
     let pages: Vec<(u64, u64)> = rec
