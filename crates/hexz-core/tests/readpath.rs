@@ -201,8 +201,9 @@ fn same_cold_block_from_8_threads_is_one_fetch() {
     let dir = tempfile::tempdir().unwrap();
     let d = data(8 << 20, 4);
     let (p, _) = pack_files(dir.path(), "a.hxz", Some(&d), None, &PackOptions::default());
-    // Small reads inside the block (local), and whole-block reads (remote).
-    for (remote, len) in [(false, 4096usize), (true, BLOCK)] {
+    // Small reads inside the block, and whole-block reads (the leader decodes into its own
+    // buffer; the others get a copy of it).
+    for (remote, len) in [(false, 4096usize), (false, BLOCK), (true, BLOCK)] {
         let (f, c) = open_counted_latency(
             &p,
             remote,

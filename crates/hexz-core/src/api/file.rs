@@ -312,7 +312,26 @@ impl File {
             return Ok(0);
         }
         let n = (rec.logical_size - offset).min(buf.len() as u64) as usize;
-        self.read_range(rec, offset, &mut buf[..n])?;
+        self.read_range(rec, offset, &mut buf[..n], true)?;
+        Ok(n)
+    }
+
+    /// Like [`read_at_into`](Self::read_at_into), for a read that will not come back to
+    /// these bytes (extraction, a one-pass copy): blocks of a remote archive that are
+    /// fetched for it and decoded whole into `buf` are not kept in the block cache, so a
+    /// pass over a large archive neither grows the process nor evicts what others cached.
+    pub fn read_once_into(
+        &self,
+        stream: SnapshotStream,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize> {
+        let rec = self.stream_record(stream)?;
+        if offset >= rec.logical_size || buf.is_empty() {
+            return Ok(0);
+        }
+        let n = (rec.logical_size - offset).min(buf.len() as u64) as usize;
+        self.read_range(rec, offset, &mut buf[..n], false)?;
         Ok(n)
     }
 
@@ -433,6 +452,11 @@ pub const REMOTE_WINDOW_FACTOR: u64 = 8;
 /// cover the churn.
 pub(super) const BUF_POOL_BYTES: usize = 8 << 20;
 
+/// [`BUF_POOL_BYTES`] of a remote archive: a one-pass read (extraction) decodes whole parts
+/// of [`REMOTE_ALIGN`](crate::store::REMOTE_ALIGN) stored bytes on several threads at once
+/// and gives each part's buffers back together.
+pub(super) const REMOTE_BUF_POOL_BYTES: usize = 4 * crate::store::REMOTE_ALIGN as usize;
+
 /// Count of running read-ahead jobs and the condition signalled when it reaches 0.
 pub(super) type Pending = (Mutex<usize>, Condvar);
 
@@ -444,7 +468,14 @@ impl Inner {
 
     /// This process's pool of stored-block buffers.
     pub(super) fn bufs(&self) -> &BufPool {
-        self.bufs.get(|| BufPool::new(BUF_POOL_BYTES))
+        self.bufs.get(|| {
+            let remote = self.archives.first().is_some_and(|a| a.is_remote());
+            BufPool::new(if remote {
+                REMOTE_BUF_POOL_BYTES
+            } else {
+                BUF_POOL_BYTES
+            })
+        })
     }
 }
 

@@ -189,6 +189,38 @@ impl File {
     }
 }
 
+/// Index pages a read of a remote archive loads together when one it needs is not cached:
+/// a group as the packer writes them (16 full pages in 1 MiB, docs/FORMAT.md), fetched with
+/// one request where a page at a time would cost a request each.
+pub(super) const PAGE_GROUP: usize = 16;
+
+impl File {
+    /// Index page `page_no` of `stream`. For a remote archive, a page that is not cached is
+    /// loaded with the pages stored right after it (its group as the packer wrote it, at
+    /// most [`PAGE_GROUP`] more): one request, so a walk over the index costs a request per
+    /// group, not per page.
+    fn page_with_group(&self, stream: SnapshotStream, page_no: usize) -> Result<Arc<IndexPage>> {
+        let rec = self.stream_record(stream)?;
+        let cached = self
+            .inner
+            .pages
+            .contains(&(rec.stream.id(), page_no as u32));
+        if cached || !self.is_remote() || page_no >= rec.pages.len() {
+            return self.page(rec, page_no);
+        }
+        let follows = |w: &[crate::format::index::PageRef]| {
+            w[0].offset.checked_add(u64::from(w[0].len)) == Some(w[1].offset)
+        };
+        let run = rec.pages[page_no..]
+            .windows(2)
+            .take(PAGE_GROUP)
+            .take_while(|w| follows(w))
+            .count();
+        let mut got = self.pages(rec, page_no..page_no + 1 + run)?;
+        Ok(got.swap_remove(0))
+    }
+}
+
 /// Iterator over the block entries of one stream; see [`File::entries`].
 pub struct Entries<'a> {
     pub(super) file: &'a File,
@@ -213,7 +245,7 @@ impl Iterator for Entries<'_> {
             if self.page_no >= self.pages {
                 return None;
             }
-            match self.file.index_page(self.stream, self.page_no) {
+            match self.file.page_with_group(self.stream, self.page_no) {
                 Ok(p) => {
                     self.page = Some(p);
                     self.idx = 0;

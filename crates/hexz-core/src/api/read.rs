@@ -20,6 +20,7 @@
 use super::decode::Verify;
 use super::file::{BlockKey, File, Held};
 use super::flight::{Claim, Lead, Slot};
+use super::index::PAGE_GROUP;
 use super::pool::pools;
 use super::SnapshotStream;
 use crate::error::{Error, Result};
@@ -60,10 +61,6 @@ fn worth_parallel<'e>(entries: impl Iterator<Item = &'e BlockEntry>) -> bool {
 /// enough to stay in a core's L2 cache between the read and the check.
 const CHECK_PIECE: usize = 256 << 10;
 
-/// Index pages a remote read-ahead loads past the ones it needs when it must fetch one: a
-/// group as the packer writes them (16 full pages in 1 MiB).
-const PAGES_AHEAD: usize = 16;
-
 type BlockLead<'a> = Lead<'a, BlockKey, Held>;
 
 /// The cache and flight key of the block `e` names: the archive and offset of its stored
@@ -95,12 +92,23 @@ struct Fetch<'a, 'b> {
     block_no: u64,
     /// The caller's piece; `None` for read-ahead (cache only).
     dst: Option<(usize, &'b mut [u8])>,
+    /// Whether a remote block decoded whole into `dst` is kept in the block cache (as its
+    /// stored bytes) for later reads; not for a one-pass read ([`File::read_once_into`]).
+    keep: bool,
     lead: BlockLead<'a>,
 }
 
 impl File {
     /// Fills `buf` with the bytes of `rec`'s stream at `offset` (the range lies inside it).
-    pub(super) fn read_range(&self, rec: &StreamRecord, offset: u64, buf: &mut [u8]) -> Result<()> {
+    /// With `keep` false (a one-pass read), remote blocks decoded whole into `buf` are not
+    /// kept in the block cache.
+    pub(super) fn read_range(
+        &self,
+        rec: &StreamRecord,
+        offset: u64,
+        buf: &mut [u8],
+        keep: bool,
+    ) -> Result<()> {
         let stream = rec.stream;
         let end = offset + buf.len() as u64;
         let first = Self::page_of(rec, offset);
@@ -151,18 +159,23 @@ impl File {
                 p.entry.stored_len as u64
             };
             if !batch.is_empty() && stored + s > MAX_BATCH_STORED {
-                self.read_pieces(stream, std::mem::take(&mut batch))?;
+                self.read_pieces(stream, std::mem::take(&mut batch), keep)?;
                 stored = 0;
             }
             stored += s;
             batch.push(p);
         }
-        self.read_pieces(stream, batch)
+        self.read_pieces(stream, batch, keep)
     }
 
     /// Serves `pieces`: zeros and cache hits at once, the rest led (fetched in one batch and
     /// decoded) or waited for.
-    fn read_pieces(&self, stream: SnapshotStream, pieces: Vec<Piece<'_>>) -> Result<()> {
+    fn read_pieces(
+        &self,
+        stream: SnapshotStream,
+        pieces: Vec<Piece<'_>>,
+        keep: bool,
+    ) -> Result<()> {
         let mut leads: Vec<Fetch<'_, '_>> = Vec::new();
         let mut waits: Vec<Waiting<'_>> = Vec::new();
         let mut staged: Vec<Staged<'_>> = Vec::new();
@@ -189,6 +202,7 @@ impl File {
                         entry: p.entry,
                         block_no: p.block_no,
                         dst: Some((p.offset_in_block, p.dst)),
+                        keep,
                         lead,
                     });
                 }
@@ -546,9 +560,24 @@ impl File {
         mut f: Fetch<'a, 'b>,
         raw: Vec<u8>,
     ) -> Result<Option<(Fetch<'a, 'b>, Error)>> {
-        match self.decode_fetched(stream, f.block_no, &f.entry, reborrow(&mut f.dst), raw) {
-            Ok(h) => {
+        match self.decode_fetched(
+            stream,
+            f.block_no,
+            &f.entry,
+            reborrow(&mut f.dst),
+            raw,
+            f.keep,
+        ) {
+            Ok(Some(h)) => {
                 f.lead.finish(|| h);
+                Ok(None)
+            }
+            Ok(None) => {
+                // Decoded into the piece only: waiters (if any) get a copy of it.
+                let Fetch { lead, dst, .. } = f;
+                lead.finish(|| {
+                    Held::Plain(Arc::new(dst.map(|(_, d)| d.to_vec()).unwrap_or_default()))
+                });
                 Ok(None)
             }
             Err(err) if self.may_refetch(&f.entry, &err) => Ok(Some((f, err))),
@@ -557,7 +586,9 @@ impl File {
     }
 
     /// The work of [`decode_fetch`](Self::decode_fetch) for one copy `raw` of the stored
-    /// bytes: decodes into the piece `dst` and/or the cache, and returns what waiters get.
+    /// bytes: decodes into the piece `dst` and/or the cache, and returns what waiters get:
+    /// `None` when the block went only into `dst` (which holds it whole), so waiters get a
+    /// copy of it, made only if there are any. `keep` is [`Fetch::keep`].
     fn decode_fetched(
         &self,
         stream: SnapshotStream,
@@ -565,7 +596,8 @@ impl File {
         e: &BlockEntry,
         dst: Option<(usize, &mut [u8])>,
         raw: Vec<u8>,
-    ) -> Result<Held> {
+        keep: bool,
+    ) -> Result<Option<Held>> {
         let verify = self.read_verify();
         let remote = !raw.is_empty() && self.inner.archives[e.source as usize].is_remote();
         match dst {
@@ -575,23 +607,23 @@ impl File {
                 // waiters.
                 let stored = self.stored_bytes(stream, block_no, e, &raw)?;
                 self.decode_stored(stream, block_no, e, stored, dst, verify)?;
-                if remote {
+                if remote && keep {
                     let h = if self.stored_is_content(e) {
                         Held::Plain(Arc::new(raw))
                     } else {
                         Held::Stored(Arc::new(raw))
                     };
                     self.cache_block(block_key(e), h.clone());
-                    Ok(h)
+                    Ok(Some(h))
                 } else {
                     self.inner.bufs().give(raw);
-                    Ok(Held::Plain(Arc::new(dst.to_vec())))
+                    Ok(None)
                 }
             }
             None if remote && !self.stored_is_content(e) => {
                 let h = Held::Stored(Arc::new(raw));
                 self.cache_block(block_key(e), h.clone());
-                Ok(h)
+                Ok(Some(h))
             }
             dst => {
                 let v = if !raw.is_empty() && self.stored_is_content(e) {
@@ -610,7 +642,7 @@ impl File {
                 }
                 let h = Held::Plain(Arc::new(v));
                 self.cache_block(block_key(e), h.clone());
-                Ok(h)
+                Ok(Some(h))
             }
         }
     }
@@ -662,6 +694,7 @@ impl File {
                         entry: *e,
                         block_no: rec.pages[first + k].first_block + i as u64,
                         dst: None,
+                        keep: true,
                         lead,
                     });
                 }
@@ -726,7 +759,7 @@ impl File {
         let load = if cached {
             need
         } else {
-            (need + PAGES_AHEAD).min(n)
+            (need + PAGE_GROUP).min(n)
         };
         let Ok(pages) = self.pages(rec, first..load) else {
             return vec![(from, to)];
