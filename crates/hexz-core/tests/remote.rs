@@ -19,7 +19,7 @@ use common::in_child;
 use hexz_core::store::http::HttpBackend;
 use hexz_core::store::{open_location, ReadRequest, RemoteOptions, StorageBackend};
 use hexz_core::{Error, File, OpenOptions, SnapshotStream};
-use servers::archives::{self, test_remote, Archive};
+use servers::archives::{self, archive_of, file_bytes, test_remote, Archive};
 use servers::fault::{Fault, FaultServer};
 use servers::{run_cases, Case, Nginx};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -205,30 +205,6 @@ fn small_archive() -> (tempfile::TempDir, Archive) {
     archive_of(1_200_000)
 }
 
-/// A plain archive of `len` incompressible bytes (so the archive is about as large).
-fn archive_of(len: usize) -> (tempfile::TempDir, Archive) {
-    let mut disk = vec![0u8; len];
-    common::Rng::new(5).fill(&mut disk);
-    archive_with(disk, &hexz_core::ops::PackOptions::default())
-}
-
-/// A plain archive of `disk`, packed with `opts`, in a new directory.
-fn archive_with(disk: Vec<u8>, opts: &hexz_core::ops::PackOptions) -> (tempfile::TempDir, Archive) {
-    let dir = tempfile::tempdir().unwrap();
-    let (path, _) = common::pack_files(dir.path(), "a.hxz", Some(&disk), None, opts);
-    (
-        dir,
-        Archive {
-            name: "a.hxz".into(),
-            path,
-            disk,
-            memory: None,
-            password: None,
-            signer: None,
-        },
-    )
-}
-
 fn fast_remote() -> RemoteOptions {
     RemoteOptions {
         read_timeout: Duration::from_millis(500),
@@ -247,10 +223,6 @@ fn fault_setup() -> (tempfile::TempDir, Archive, FaultServer) {
 /// Opens the archive on `srv` as a backend (so reads bypass the block cache by design).
 fn backend(srv: &FaultServer) -> hexz_core::Result<HttpBackend> {
     HttpBackend::open(&srv.url(), &fast_remote())
-}
-
-fn file_bytes(a: &Archive) -> Vec<u8> {
-    std::fs::read(&a.path).unwrap()
 }
 
 #[test]
@@ -672,112 +644,6 @@ fn restricted_addresses_are_refused_by_default() {
 }
 
 /// The first and last byte of a `bytes=A-B` range header.
-fn range_of(h: &str) -> (u64, u64) {
-    let (a, b) = h
-        .strip_prefix("bytes=")
-        .and_then(|r| r.split_once('-'))
-        .unwrap_or_else(|| panic!("range header {h:?}"));
-    (a.parse().unwrap(), b.parse().unwrap())
-}
-
-#[test]
-fn sequential_read_requests_follow_the_part_grid() {
-    use hexz_core::store::REMOTE_ALIGN;
-    use std::io::Read;
-    // 56 MiB of incompressible data: 7 parts of the grid, read start to end as `cat` does.
-    let (_d, a) = archive_of(56 << 20);
-    let srv = FaultServer::start(file_bytes(&a));
-    let f = File::open_location(&srv.url(), a.options(test_remote())).unwrap();
-    let mut r = f.reader(SnapshotStream::Disk).unwrap();
-    let mut got = Vec::new();
-    let mut buf = vec![0u8; 128 << 10];
-    loop {
-        let n = r.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        got.extend_from_slice(&buf[..n]);
-    }
-    assert!(got == a.disk, "the bytes read differ from the source");
-    let ranges: Vec<(u64, u64)> = srv.ranges().iter().map(|h| range_of(h)).collect();
-    // Read-ahead requests are cut at the grid lines: each lies in one part, or runs past the
-    // next line by less than a block (a block is never split over two requests).
-    let block = 64 << 10;
-    let big: Vec<&(u64, u64)> = ranges.iter().filter(|(s, e)| e - s >= 1 << 20).collect();
-    for &&(s, e) in &big {
-        let line = (s / REMOTE_ALIGN + 1) * REMOTE_ALIGN;
-        assert!(
-            e < line + block,
-            "request {s}-{e} straddles the line at {line}: {ranges:?}"
-        );
-    }
-    // And they are few: about one per part, where cutting at read-ahead windows made about
-    // twice as many.
-    let parts = (a.disk.len() as u64).div_ceil(REMOTE_ALIGN);
-    assert!(
-        big.len() as u64 <= parts + 3,
-        "{} requests of 1 MiB or more for {parts} parts: {ranges:?}",
-        big.len()
-    );
-    let fetched: u64 = big.iter().map(|(s, e)| e - s + 1).sum();
-    assert!(
-        fetched >= a.disk.len() as u64 * 3 / 4,
-        "large requests fetched only {fetched} bytes: {ranges:?}"
-    );
-}
-
-#[test]
-fn index_pages_are_written_and_fetched_in_groups() {
-    use std::io::Read;
-    // 4 KiB blocks, 1024 to a page: 72 MiB is 18 pages, a group of 16 and one of 2. Every
-    // 61st block is random (stored), the rest zeros, so packing and reading stay quick.
-    let mut disk = vec![0u8; 72 << 20];
-    let mut rng = common::Rng::new(9);
-    for b in disk.chunks_mut(4096).step_by(61) {
-        rng.fill(b);
-    }
-    let opts = hexz_core::ops::PackOptions {
-        block_size: 4096,
-        ..hexz_core::ops::PackOptions::default()
-    };
-    let (_d, a) = archive_with(disk, &opts);
-    let local = File::open(&a.path).unwrap();
-    let rec = local.master().stream(SnapshotStream::Disk).unwrap();
-    let pages: Vec<(u64, u64)> = rec
-        .pages
-        .iter()
-        .map(|p| (p.offset, p.offset + u64::from(p.len)))
-        .collect();
-    assert_eq!(pages.len(), 18);
-    // Back to back within a group, the first group before the second.
-    for (i, w) in pages.windows(2).enumerate() {
-        if i != 15 {
-            assert_eq!(w[0].1, w[1].0, "pages {i} and {}: {pages:?}", i + 1);
-        } else {
-            assert!(w[0].1 < w[1].0, "groups in order: {pages:?}");
-        }
-    }
-    // Over HTTP, a sequential read fetches each group with one request.
-    let srv = FaultServer::start(file_bytes(&a));
-    let f = File::open_location(&srv.url(), a.options(test_remote())).unwrap();
-    let mut got = Vec::new();
-    f.reader(SnapshotStream::Disk)
-        .unwrap()
-        .read_to_end(&mut got)
-        .unwrap();
-    assert!(got == a.disk, "the bytes read differ from the source");
-    let ranges: Vec<(u64, u64)> = srv.ranges().iter().map(|h| range_of(h)).collect();
-    let touching: Vec<&(u64, u64)> = ranges
-        .iter()
-        .filter(|(s, e)| pages.iter().any(|&(ps, pe)| *s < pe && ps <= *e))
-        .collect();
-    assert!(
-        touching.len() <= 3,
-        "{} requests fetched the 18 pages: {touching:?} of {ranges:?}",
-        touching.len()
-    );
-}
-
 #[test]
 fn batches_are_coalesced_and_parallel() {
     let (_d, a, srv) = fault_setup();

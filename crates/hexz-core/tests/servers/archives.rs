@@ -195,3 +195,42 @@ pub fn build(dir: &Path) -> Vec<Archive> {
     }
     out
 }
+
+/// A plain archive of `len` incompressible bytes (so the archive is about as large), in a
+/// new directory.
+pub fn archive_of(len: usize) -> (tempfile::TempDir, Archive) {
+    let mut disk = vec![0u8; len];
+    Rng::new(5).fill(&mut disk);
+    archive_with(disk, &PackOptions::default())
+}
+
+/// A plain archive of `disk`, packed with `opts`, in a new directory.
+pub fn archive_with(disk: Vec<u8>, opts: &PackOptions) -> (tempfile::TempDir, Archive) {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = pack_files(dir.path(), "a.hxz", Some(&disk), None, opts);
+    (
+        dir,
+        Archive {
+            name: "a.hxz".into(),
+            path,
+            disk,
+            memory: None,
+            password: None,
+            signer: None,
+        },
+    )
+}
+
+/// The bytes of `a`'s archive file.
+pub fn file_bytes(a: &Archive) -> Vec<u8> {
+    std::fs::read(&a.path).unwrap()
+}
+
+/// The inclusive byte range of a `Range: bytes=A-B` header.
+pub fn range_of(h: &str) -> (u64, u64) {
+    let (a, b) = h
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .unwrap_or_else(|| panic!("range header {h:?}"));
+    (a.parse().unwrap(), b.parse().unwrap())
+}
