@@ -104,6 +104,13 @@ pub(crate) struct Reply {
     pub body: Vec<u8>,
 }
 
+/// Bytes a connection reads from its socket at a time (ureq's default is 128 KiB). Each
+/// read is a system call that also sends the TCP acknowledgements and runs the network stack;
+/// 512 KiB took 9% off the CPU of a full read over loopback (median of 6 interleaved
+/// `perf stat` rounds: 1.37 s against 1.51 s), and still fits a core's L2 cache, from which
+/// the body is copied on into the blocks' buffers. It costs 512 KiB per open connection.
+const INPUT_BUFFER: usize = 512 << 10;
+
 /// A blocking HTTP client for remote archives: timeouts, retries and restricted-address
 /// checks from [`RemoteOptions`], one connection pool shared by every object opened through
 /// it (a thin chain's archives included). Safe to use after `fork()`: the child builds its
@@ -167,6 +174,7 @@ fn build_agent(o: &RemoteOptions, roots: Option<&Arc<Vec<Certificate<'static>>>>
         // A server that trickles its headers is cut off as one that sends nothing would be.
         .timeout_recv_response(Some(o.read_timeout))
         .timeout_per_write(Some(o.read_timeout))
+        .input_buffer_size(INPUT_BUFFER)
         .max_idle_connections(64)
         .max_idle_connections_per_host(16)
         .user_agent(concat!("hexz/", env!("CARGO_PKG_VERSION")))
