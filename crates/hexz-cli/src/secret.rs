@@ -101,12 +101,14 @@ pub fn password_if_given(a: &OpenArgs) -> Result<Option<Password>> {
     Ok(None)
 }
 
-/// Memory cache for a one-pass read of a remote archive (`cat`, `extract`, `flatten`) with a
-/// read-ahead of `read_ahead` bytes: its window grows to [`REMOTE_WINDOW_FACTOR`] times that
-/// (at most as many stored bytes), and the cache holds it and the read being served, with
-/// half a window to spare (96 MiB for the default 8 MiB). A larger cache only costs memory
-/// and page faults (every block is used once): 256 MiB cost 5% more CPU than 64 MiB in a
-/// full read over HTTP, twice the page faults.
+/// Memory cache for a one-pass read of a remote archive through a reader (`flatten`, a file
+/// of a tree archive) with a read-ahead of `read_ahead` bytes: its window grows to
+/// [`REMOTE_WINDOW_FACTOR`] times that (at most as many stored bytes), and the cache holds it
+/// and the read being served, with half a window to spare (96 MiB for the default 8 MiB). A
+/// larger cache only costs memory and page faults (every block is used once): 256 MiB cost
+/// 5% more CPU than 64 MiB in a full read over HTTP, twice the page faults. (`cat` and
+/// `extract` of a stream fetch parts in parallel without a reader, and leave the block cache
+/// to the index pages: see `hexz_core::ops::extract`.)
 fn remote_stream_cache(read_ahead: u64) -> usize {
     let window = read_ahead.saturating_mul(REMOTE_WINDOW_FACTOR);
     usize::try_from(window.saturating_add(window / 2)).unwrap_or(usize::MAX)

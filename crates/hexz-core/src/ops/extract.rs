@@ -19,6 +19,11 @@
 //!
 //! Reading the archive through positional reads rather than a memory map keeps the process's
 //! resident memory to the chunks in flight (mapped archive pages would count, all of them).
+//!
+//! A remote archive is read differently (`run_parts`): the chunks are *parts*, the blocks
+//! stored in one 8 MiB cell of the object (one request each), fetched and decoded by several
+//! workers at once, each on its own thread right after its bytes arrive, and handed on in
+//! order. Nothing goes through the block cache.
 
 use super::atomic::AtomicFile;
 use super::writeback::WriteBack;
