@@ -313,6 +313,22 @@ fn extract_to_writer_and_ranges() {
     }
 }
 
+/// A writer that fails stops the extraction with its error: the planner and the workers
+/// stop, and the call returns.
+#[test]
+fn extract_to_a_failing_writer_stops_with_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mixed_data(64 << 20, 64 << 10, 12);
+    let f = open(&pack_bytes(dir.path(), &data));
+    for left in [0, 1 << 20, 20 << 20] {
+        let mut w = common::FailingWriter { left };
+        let e = extract_to_writer(&f, DISK, &mut w, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no space left on the test device"), "{e}");
+    }
+}
+
 #[test]
 fn extract_missing_stream_is_an_error() {
     let dir = tempfile::tempdir().unwrap();

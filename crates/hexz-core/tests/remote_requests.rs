@@ -199,26 +199,6 @@ fn extraction_fetches_each_part_once_and_keeps_nothing() {
     );
 }
 
-/// A writer that takes `left` bytes, then fails.
-struct FailingWriter {
-    left: usize,
-}
-
-impl std::io::Write for FailingWriter {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        if self.left == 0 {
-            return Err(std::io::Error::other("no space left on the test device"));
-        }
-        let n = b.len().min(self.left);
-        self.left -= n;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn a_failing_writer_stops_the_extraction() {
     // 96 MiB: 12 parts.
@@ -226,7 +206,7 @@ fn a_failing_writer_stops_the_extraction() {
     let srv = FaultServer::start(file_bytes(&a));
     let f = File::open_location(&srv.url(), a.options(test_remote())).unwrap();
     let before = srv.requests();
-    let mut w = FailingWriter { left: 1 << 20 };
+    let mut w = common::FailingWriter { left: 1 << 20 };
     let e = extract_to_writer(&f, SnapshotStream::Disk, &mut w, None).unwrap_err();
     let msg = e.to_string();
     assert!(msg.contains("no space left on the test device"), "{msg}");

@@ -1,13 +1,18 @@
 //! Extracting a whole stream (or a range of it) to a file, a device, a pipe or any writer.
 //!
-//! The index is walked lazily and the stream decoded in chunks of at most [`CHUNK_BYTES`]
-//! (the blocks of a chunk in parallel) while the previous chunks are written, in order:
-//! decoding and writing overlap, and at most a few chunks are in memory whatever the stream
-//! size. To a file or a block device, chunks are decoded straight into the [`WriteBack`]
-//! thread's aligned buffers (written with direct I/O where possible); to a pipe or another
-//! writer, a decoding thread hands chunks to the calling thread, which writes them. Runs of
-//! zero blocks are not decoded at all: a regular file gets a hole there (it stays sparse),
-//! other outputs get zeros.
+//! The index is walked lazily and the stream decoded in chunks while the previous chunks are
+//! written, in order: decoding and writing overlap, and at most a few chunks are in memory
+//! whatever the stream size. Runs of zero blocks are not decoded at all: a regular file gets
+//! a hole there (it stays sparse), other outputs get zeros. Two pipelines:
+//! - to a pipe or another writer (and from a remote archive, to anything), `run_parts`: a
+//!   planning thread cuts the stream into chunks of at most [`CHUNK_BYTES`], or for a remote
+//!   archive into *parts* (the blocks stored in one 8 MiB cell of the object, one request
+//!   each); several workers read and decode one each, on their own threads, right after its
+//!   bytes arrive; the calling thread writes them in order. Nothing goes through the block
+//!   cache.
+//! - from a local archive to a file or a block device: each chunk is decoded (its blocks in
+//!   parallel on the decode pool) straight into the [`WriteBack`] thread's aligned buffers,
+//!   written with direct I/O where possible, with no copy in between.
 //!
 //! Where the output goes:
 //! - a new or existing regular file: written to a temporary file beside it through a
@@ -19,11 +24,6 @@
 //!
 //! Reading the archive through positional reads rather than a memory map keeps the process's
 //! resident memory to the chunks in flight (mapped archive pages would count, all of them).
-//!
-//! A remote archive is read differently (`run_parts`): the chunks are *parts*, the blocks
-//! stored in one 8 MiB cell of the object (one request each), fetched and decoded by several
-//! workers at once, each on its own thread right after its bytes arrive, and handed on in
-//! order. Nothing goes through the block cache.
 
 use super::atomic::AtomicFile;
 use super::writeback::WriteBack;
@@ -36,9 +36,9 @@ use std::os::unix::fs::FileTypeExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
-/// Logical bytes decoded per chunk (the blocks of a chunk are decoded in parallel).
+/// Logical bytes decoded per chunk of a local archive.
 pub const CHUNK_BYTES: usize = 8 << 20;
-/// Decoded chunks waiting for the writer.
+/// Decoded chunks kept for reuse beyond those in flight.
 const QUEUE: usize = 2;
 
 /// Chunks of a local archive: [`CHUNK_BYTES`] of data each.
@@ -59,8 +59,9 @@ const REMOTE_CUTS: Cuts = Cuts {
 /// bounded (less stored per request).
 const PART_BYTES: u64 = 32 << 20;
 
-/// Parts of a remote archive fetched and decoded at once, each on a thread of its own: the
-/// requests in flight that keep a link busy, and the decoding spread over the cores.
+/// Chunks (parts) read and decoded at once, each on a thread of its own: for a remote
+/// archive, the requests in flight that keep a link busy; for any, the decoding spread over
+/// the cores.
 const PARTS_IN_FLIGHT: usize = 3;
 
 /// What an extraction wrote.
@@ -189,8 +190,8 @@ fn run_to_writeback(
         stats.bytes = run_parts(
             file,
             stream,
-            0,
-            size,
+            (0, size),
+            REMOTE_CUTS,
             &mut |o| match o {
                 Out::Data(b) => wb.write(b),
                 Out::Zero(n) => {
@@ -349,7 +350,8 @@ fn plan(
     Ok(())
 }
 
-/// The pipeline to a writer: a decoding thread, the calling thread writing, zeros included.
+/// The pipeline to a writer ([`run_parts`]), zeros included: chunks of [`CHUNK_BYTES`] for a
+/// local archive, parts of the grid ([`REMOTE_CUTS`]) for a remote one.
 fn run(
     file: &File,
     stream: SnapshotStream,
@@ -358,104 +360,26 @@ fn run(
     w: &mut dyn Write,
     progress: Option<&dyn Fn(u64)>,
 ) -> Result<ExtractStats> {
-    if file.is_remote() {
-        let mut stats = ExtractStats::default();
-        stats.bytes = run_parts(
-            file,
-            stream,
-            start,
-            end,
-            &mut |o| match o {
-                Out::Data(b) => write_out(w, b),
-                Out::Zero(n) => {
-                    stats.zero_bytes += n;
-                    write_zeros(n, |z| write_out(w, z))
-                }
-            },
-            progress,
-        )?;
-        return Ok(stats);
-    }
-    let (tx, rx) = bounded::<Result<Piece>>(QUEUE);
-    let (free_tx, free_rx) = bounded::<Vec<u8>>(QUEUE + 2);
+    let cuts = if file.is_remote() {
+        REMOTE_CUTS
+    } else {
+        LOCAL_CUTS
+    };
     let mut stats = ExtractStats::default();
-    std::thread::scope(|s| -> Result<()> {
-        let decoder = s.spawn(move || {
-            // A reader of its own, so that a run of short chunks (between zero runs) is read
-            // ahead.
-            let mut reader = file.reader(stream).ok();
-            let r = catch_unwind(AssertUnwindSafe(|| {
-                plan(file, stream, start, end, LOCAL_CUTS, |off, len, zero| {
-                    let piece = if zero {
-                        Ok(Piece::Zero(len))
-                    } else {
-                        let mut buf = free_rx.try_recv().unwrap_or_default();
-                        buf.resize(len as usize, 0);
-                        match reader.as_mut() {
-                            Some(r) => r.read_at(off, &mut buf),
-                            None => file.read_at_into(stream, off, &mut buf),
-                        }
-                        .and_then(|n| {
-                            if n == buf.len() {
-                                Ok(Piece::Data(buf, n))
-                            } else {
-                                Err(short_stream(stream, off + n as u64))
-                            }
-                        })
-                    };
-                    let failed = piece.is_err();
-                    // A closed channel means the writer stopped: stop decoding.
-                    Ok(tx.send(piece).is_ok() && !failed)
-                })
-            }));
-            let err = match r {
-                Ok(Ok(())) => return,
-                Ok(Err(e)) => e,
-                Err(_) => Error::io(
-                    format!("extracting {stream} stream"),
-                    std::io::Error::other("the decoding thread panicked"),
-                ),
-            };
-            let _ = tx.send(Err(err));
-        });
-        let mut done = start;
-        let mut result = Ok(());
-        for piece in rx.iter() {
-            let step = match piece {
-                Ok(Piece::Data(buf, n)) => {
-                    let r = write_out(w, &buf[..n]);
-                    done += n as u64;
-                    let _ = free_tx.try_send(buf);
-                    r
-                }
-                Ok(Piece::Zero(n)) => {
-                    stats.zero_bytes += n;
-                    done += n;
-                    write_zeros(n, |z| write_out(w, z))
-                }
-                Err(e) => Err(e),
-            };
-            if let Err(e) = step {
-                result = Err(e);
-                break;
+    stats.bytes = run_parts(
+        file,
+        stream,
+        (start, end),
+        cuts,
+        &mut |o| match o {
+            Out::Data(b) => write_out(w, b),
+            Out::Zero(n) => {
+                stats.zero_bytes += n;
+                write_zeros(n, |z| write_out(w, z))
             }
-            if let Some(p) = progress {
-                p(done - start);
-            }
-        }
-        drop(rx);
-        if decoder.join().is_err() && result.is_ok() {
-            result = Err(Error::io(
-                format!("extracting {stream} stream"),
-                std::io::Error::other("the decoding thread panicked"),
-            ));
-        }
-        if result.is_ok() && done != end {
-            result = Err(blocks_end(stream, done, end));
-        }
-        stats.bytes = done - start;
-        result
-    })?;
+        },
+        progress,
+    )?;
     Ok(stats)
 }
 
@@ -470,22 +394,23 @@ enum Out<'a> {
     Zero(u64),
 }
 
-/// The pipeline of a remote archive: a planning thread cuts `[start, end)` into parts (one
-/// request each, see [`REMOTE_CUTS`]); [`PARTS_IN_FLIGHT`] workers each fetch a part and
-/// decode it on their own thread straight into its buffer, while its stored bytes are still
-/// in the CPU's caches; the calling thread hands the parts to `out` in order. Nothing is
-/// kept in the block cache ([`File::read_once_into`]): the process holds only the parts in
-/// flight, whatever the archive's size. Returns the bytes handed on, which is `end - start`
-/// unless `out` failed.
+/// The parallel pipeline: a planning thread cuts `[start, end)` into parts ([`plan`] with
+/// `cuts`: for a remote archive one request each, see [`REMOTE_CUTS`]);
+/// [`PARTS_IN_FLIGHT`] workers each read a part and decode it on their own thread straight
+/// into its buffer, while its stored bytes are still in the CPU's caches; the calling
+/// thread hands the parts to `out` in order. Nothing is kept in the block cache
+/// ([`File::read_once_into`]): the process holds only the parts in flight, whatever the
+/// archive's size. Returns the bytes handed on (`end - start`).
 ///
-/// Compared with one reader and its read-ahead (the path before), the stored bytes are
-/// decoded moments after they arrive instead of after a window of tens of MiB, and no block
-/// goes through the cache: see docs/BENCHMARKS.md (issue 8) for what that saved.
+/// Compared with one decoding thread handing each chunk to the decode pool (and, for a
+/// remote archive, a reader whose read-ahead kept stored bytes in the cache for tens of MiB
+/// before they were decoded), the workers keep both cores busy with fewer hand-offs: see
+/// docs/BENCHMARKS.md (issue 8) for what that saved.
 fn run_parts(
     file: &File,
     stream: SnapshotStream,
-    start: u64,
-    end: u64,
+    (start, end): (u64, u64),
+    cuts: Cuts,
     out: &mut dyn FnMut(Out<'_>) -> Result<()>,
     progress: Option<&dyn Fn(u64)>,
 ) -> Result<u64> {
@@ -522,7 +447,7 @@ fn run_parts(
         drop(work_rx);
         s.spawn(move || {
             let planned = catch_unwind(AssertUnwindSafe(|| {
-                plan(file, stream, start, end, REMOTE_CUTS, |off, len, zero| {
+                plan(file, stream, start, end, cuts, |off, len, zero| {
                     let (tx, rx) = bounded(1);
                     // A closed queue means the writer stopped: stop planning.
                     if order_tx.send(rx).is_err() {

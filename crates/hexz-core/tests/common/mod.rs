@@ -300,3 +300,24 @@ pub fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'stat
         }
     }
 }
+
+/// A writer that takes `left` bytes, then fails ("no space left on the test device").
+pub struct FailingWriter {
+    /// Bytes still taken before the writes fail.
+    pub left: usize,
+}
+
+impl std::io::Write for FailingWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Err(std::io::Error::other("no space left on the test device"));
+        }
+        let n = b.len().min(self.left);
+        self.left -= n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
