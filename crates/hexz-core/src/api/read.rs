@@ -602,9 +602,9 @@ impl File {
         let remote = !raw.is_empty() && self.inner.archives[e.source as usize].is_remote();
         match dst {
             Some((0, dst)) if dst.len() == e.logical_len as usize => {
-                // Covered whole: decode in place; keep the stored bytes for the cache and
-                // waiters when the next fetch would cost a round trip, else copy out for
-                // waiters.
+                // Covered whole: decode in place. Keep the stored bytes for the cache and
+                // waiters when the next fetch would cost a round trip (unless this is a
+                // one-pass read); else waiters get a copy of `dst`, made only if any wait.
                 let stored = self.stored_bytes(stream, block_no, e, &raw)?;
                 self.decode_stored(stream, block_no, e, stored, dst, verify)?;
                 if remote && keep {
