@@ -307,13 +307,7 @@ impl File {
         offset: u64,
         buf: &mut [u8],
     ) -> Result<usize> {
-        let rec = self.stream_record(stream)?;
-        if offset >= rec.logical_size || buf.is_empty() {
-            return Ok(0);
-        }
-        let n = (rec.logical_size - offset).min(buf.len() as u64) as usize;
-        self.read_range(rec, offset, &mut buf[..n], true)?;
-        Ok(n)
+        self.read_clamped(stream, offset, buf, true)
     }
 
     /// Like [`read_at_into`](Self::read_at_into), for a read that will not come back to
@@ -326,12 +320,24 @@ impl File {
         offset: u64,
         buf: &mut [u8],
     ) -> Result<usize> {
+        self.read_clamped(stream, offset, buf, false)
+    }
+
+    /// The work of [`read_at_into`](Self::read_at_into) and
+    /// [`read_once_into`](Self::read_once_into): the read clamped to the stream's end.
+    fn read_clamped(
+        &self,
+        stream: SnapshotStream,
+        offset: u64,
+        buf: &mut [u8],
+        keep: bool,
+    ) -> Result<usize> {
         let rec = self.stream_record(stream)?;
         if offset >= rec.logical_size || buf.is_empty() {
             return Ok(0);
         }
         let n = (rec.logical_size - offset).min(buf.len() as u64) as usize;
-        self.read_range(rec, offset, &mut buf[..n], false)?;
+        self.read_range(rec, offset, &mut buf[..n], keep)?;
         Ok(n)
     }
 
