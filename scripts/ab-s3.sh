@@ -10,15 +10,8 @@ trap 'echo "ab-s3.sh: failed at line $LINENO" >&2' ERR
 old=$(realpath "$1") new=$(realpath "$2") rounds=${3:-4}
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin:/sbin"
-img=${BENCH_IMAGE:-$PWD/bench-data/system.img}
-[ -f "$img" ] || scripts/mkimage.sh "$img" 2G
-work=$(mktemp -d "$PWD/bench-data/abs3.XXXXXX")
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-export HEXZ_ALLOW_RESTRICTED=1
 . scripts/weed-lib.sh
-start_weed "$work/weed"
+s3_bench_setup abs3
 for side in old new; do
   bin=${!side}
   "$bin" pack --disk "$img" -o "$work/$side.hxz" >/dev/null 2>&1

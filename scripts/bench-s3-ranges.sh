@@ -12,15 +12,8 @@ export PATH="$PATH:/usr/sbin:/sbin"
 scripts/deps.sh bench >/dev/null 2>&1 || true
 cargo build --release -p hexz-cli >/dev/null 2>&1
 hexz=$PWD/target/release/hexz
-img=${BENCH_IMAGE:-$PWD/bench-data/system.img}
-[ -f "$img" ] || scripts/mkimage.sh "$img" 2G
-work=$(mktemp -d "$PWD/bench-data/s3ranges.XXXXXX")
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-export HEXZ_ALLOW_RESTRICTED=1
 . scripts/weed-lib.sh
-start_weed "$work/weed"
+s3_bench_setup s3ranges
 sign=(--aws-sigv4 "aws:amz:us-east-1:s3" --user benchkey:benchsecret)
 "$hexz" pack --disk "$img" -o "$work/a.hxz" >/dev/null 2>&1
 "$hexz" push "$work/a.hxz" s3://bench/a.hxz >/dev/null 2>&1

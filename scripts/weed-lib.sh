@@ -1,4 +1,4 @@
-# Sourced by the benchmark scripts (bench-remote.sh, bench-s3-ranges.sh), not run.
+# Sourced by the benchmark scripts (bench-remote.sh, bench-s3-ranges.sh, ab-s3.sh), not run.
 # start_weed DIR: starts SeaweedFS (its S3 API checks SigV4 signatures) on free loopback
 # ports with its data under DIR and one identity (benchkey / benchsecret), waits until it
 # answers, and creates the bucket `bench`. Appends its pid to the caller's `pids` array (the
@@ -27,4 +27,19 @@ print(*ps)'))
   for _ in $(seq 120); do curl -s -o /dev/null "$AWS_ENDPOINT_URL" && break; sleep 0.5; done
   curl -s -X PUT --aws-sigv4 "aws:amz:us-east-1:s3" --user benchkey:benchsecret \
     "$AWS_ENDPOINT_URL/bench" >/dev/null
+}
+
+# s3_bench_setup NAME: the common start of the S3 benchmarks (ab-s3.sh, bench-s3-ranges.sh),
+# run from the repository root. Sets `img` (BENCH_IMAGE, else bench-data/system.img, made by
+# scripts/mkimage.sh when missing) and `work` (a new directory bench-data/NAME.XXXXXX), and
+# an EXIT trap that stops the servers started and removes `work`; allows loopback URLs
+# (HEXZ_ALLOW_RESTRICTED=1) and starts SeaweedFS in `work/weed` (start_weed).
+s3_bench_setup() {
+  img=${BENCH_IMAGE:-$PWD/bench-data/system.img}
+  [ -f "$img" ] || scripts/mkimage.sh "$img" 2G
+  work=$(mktemp -d "$PWD/bench-data/$1.XXXXXX")
+  pids=()
+  trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"' EXIT
+  export HEXZ_ALLOW_RESTRICTED=1
+  start_weed "$work/weed"
 }
