@@ -7,12 +7,13 @@
 //! - Extraction (`hexz cat URL`, `hexz extract URL`) fetches each part of the grid with one
 //!   request, decodes it on a worker of its own and keeps nothing in the block cache; a
 //!   writer that fails stops it after a few parts; a server error is reported with its URL;
-//!   a byte damaged in transit is fetched again. Every byte is compared.
+//!   a byte damaged in transit is fetched again; to a file, zero runs stay holes. Every byte
+//!   is compared.
 
 mod common;
 mod servers;
 
-use hexz_core::ops::extract::extract_to_writer;
+use hexz_core::ops::extract::{extract_to_path, extract_to_writer};
 use hexz_core::ops::PackOptions;
 use hexz_core::store::REMOTE_ALIGN;
 use hexz_core::{File, SnapshotStream};
@@ -247,4 +248,28 @@ fn a_byte_flipped_during_extraction_is_fetched_again() {
     let ranges = ranges_after(&srv, before);
     let small = ranges.iter().filter(|(s, e)| e - s < 1 << 20).count();
     assert_eq!(small, 1, "{ranges:?}");
+}
+
+/// Extraction of a remote archive to a regular file goes through the same parts, then the
+/// writer's aligned buffers: every byte, and the zero run left as a hole.
+#[test]
+fn extraction_to_a_file_keeps_the_zero_run_a_hole() {
+    use std::os::unix::fs::MetadataExt;
+    let (d, a) = data_archive();
+    let srv = FaultServer::start(file_bytes(&a));
+    let f = File::open_location(&srv.url(), a.options(test_remote())).unwrap();
+    let out = d.path().join("out.img");
+    let stats = extract_to_path(&f, SnapshotStream::Disk, &out, None).unwrap();
+    assert_eq!(stats.zero_bytes, 3 << 20);
+    assert!(
+        std::fs::read(&out).unwrap() == a.disk,
+        "the file differs from the source"
+    );
+    let m = std::fs::metadata(&out).unwrap();
+    assert!(
+        m.blocks() * 512 <= m.len() - (2 << 20),
+        "{} bytes allocated for {} with a 3 MiB zero run",
+        m.blocks() * 512,
+        m.len()
+    );
 }
