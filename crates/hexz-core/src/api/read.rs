@@ -26,7 +26,7 @@ use super::SnapshotStream;
 use crate::error::{Error, Result};
 use crate::format::index::StreamRecord;
 use crate::format::BlockEntry;
-use crate::store::{ReadRequest, REMOTE_ALIGN};
+use crate::store::{GridCells, ReadRequest, REMOTE_ALIGN};
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -766,8 +766,7 @@ impl File {
         };
         let mut parts = Vec::new();
         let mut start = from;
-        // The cell each archive of the chain is at in the current part.
-        let mut cells: Vec<(u16, u64)> = Vec::new();
+        let mut cells = GridCells::default();
         let mut beyond = 0u64;
         let mut end = to;
         for (k, page) in pages.iter().enumerate() {
@@ -781,15 +780,8 @@ impl File {
                 if e.is_zero() {
                     continue;
                 }
-                let cell = e.stored_offset / REMOTE_ALIGN;
                 let at = e.logical_offset.max(start);
-                let cut = match cells.iter_mut().find(|(s, _)| *s == e.source) {
-                    Some((_, c)) => cell > *c,
-                    None => {
-                        cells.push((e.source, cell));
-                        false
-                    }
-                };
+                let cut = cells.advances(e.source, e.stored_offset);
                 if at >= to && (cut || beyond >= REMOTE_ALIGN) {
                     parts.push((start, at));
                     return parts;
@@ -802,8 +794,7 @@ impl File {
                         parts.push((start, at));
                         start = at;
                     }
-                    cells.clear();
-                    cells.push((e.source, cell));
+                    cells.restart(e.source, e.stored_offset);
                 }
             }
         }

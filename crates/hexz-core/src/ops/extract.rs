@@ -29,7 +29,7 @@ use super::atomic::AtomicFile;
 use super::writeback::WriteBack;
 use crate::api::{decode_on_this_thread, File, SnapshotStream};
 use crate::error::{Error, Result};
-use crate::store::REMOTE_ALIGN;
+use crate::store::GridCells;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::io::Write;
 use std::os::unix::fs::FileTypeExt;
@@ -42,14 +42,15 @@ pub const CHUNK_BYTES: usize = 8 << 20;
 /// Chunks of a local archive: [`CHUNK_BYTES`] of data each.
 const LOCAL_CUTS: Cuts = Cuts {
     max: CHUNK_BYTES as u64,
-    grid: None,
+    grid: false,
 };
 
-/// Chunks of a remote archive (parts): the blocks stored in one [`REMOTE_ALIGN`] cell, one
-/// request each, up to [`PART_BYTES`] of data.
+/// Chunks of a remote archive (parts): the blocks stored in one
+/// [`REMOTE_ALIGN`](crate::store::REMOTE_ALIGN) cell, one request each, up to
+/// [`PART_BYTES`] of data.
 const REMOTE_CUTS: Cuts = Cuts {
     max: PART_BYTES,
-    grid: Some(REMOTE_ALIGN),
+    grid: true,
 };
 
 /// Most logical bytes of one part of a remote extraction: a stored cell of 8 MiB holds about
@@ -278,9 +279,10 @@ struct Cuts {
     /// Most logical bytes in one chunk.
     max: u64,
     /// For a remote archive: also cut where a block's stored bytes lie in a later cell of
-    /// this many bytes of its archive than the chunk's earlier blocks, so that each chunk is
-    /// fetched with one request covering one part of the uploaded object.
-    grid: Option<u64>,
+    /// the [`REMOTE_ALIGN`](crate::store::REMOTE_ALIGN) grid than the chunk's earlier
+    /// blocks of its archive ([`GridCells`]), so that each chunk is fetched with one request
+    /// covering one part of the uploaded object.
+    grid: bool,
 }
 
 /// Splits `[start, end)` into runs of zero blocks and chunks of data (see [`Cuts`]), in
@@ -295,8 +297,7 @@ fn plan(
 ) -> Result<()> {
     // The current run: (offset, len, zero).
     let mut run: Option<(u64, u64, bool)> = None;
-    // The grid cell each archive of the chain is at in the current data chunk.
-    let mut cells: Vec<(u16, u64)> = Vec::new();
+    let mut cells = GridCells::default();
     for e in file.entries(stream) {
         let e = e?;
         let (lo, hi) = (e.logical_offset.max(start), e.logical_end().min(end));
@@ -308,30 +309,14 @@ fn plan(
         }
         let zero = e.is_zero();
         let len = hi - lo;
-        let new_cell = match (zero, cuts.grid) {
-            (false, Some(g)) => {
-                let cell = e.stored_offset / g;
-                match cells.iter_mut().find(|(s, _)| *s == e.source) {
-                    Some((_, c)) if cell > *c => true,
-                    Some(_) => false,
-                    None => {
-                        cells.push((e.source, cell));
-                        false
-                    }
-                }
-            }
-            _ => false,
-        };
+        let new_cell = !zero && cuts.grid && cells.advances(e.source, e.stored_offset);
         match &mut run {
             Some((_, l, z)) if *z == zero && (zero || (*l + len <= cuts.max && !new_cell)) => {
                 *l += len;
             }
             _ => {
                 if !zero {
-                    cells.clear();
-                    if let Some(g) = cuts.grid {
-                        cells.push((e.source, e.stored_offset / g));
-                    }
+                    cells.restart(e.source, e.stored_offset);
                 }
                 if let Some((o, l, z)) = run.take() {
                     if !emit(o, l, z)? {

@@ -45,6 +45,36 @@ use std::sync::Arc;
 /// docs/BENCHMARKS.md).
 pub const REMOTE_ALIGN: u64 = 8 << 20;
 
+/// Where a run of blocks being grouped into one remote request lies on the [`REMOTE_ALIGN`]
+/// grid: the cell each archive of the chain is at. Read-ahead and extraction both cut their
+/// runs where a block's stored bytes move on to a later cell, so that each request covers
+/// one part of the uploaded object.
+#[derive(Debug, Default)]
+pub struct GridCells(Vec<(u16, u64)>);
+
+impl GridCells {
+    /// Whether a block of archive `source` stored at `offset` lies in a later cell than the
+    /// run's earlier blocks of that archive (the run should be cut before it). The first
+    /// block of an archive in the run records its cell; blocks stored earlier (dedup
+    /// references) join the run.
+    pub fn advances(&mut self, source: u16, offset: u64) -> bool {
+        let cell = offset / REMOTE_ALIGN;
+        match self.0.iter().find(|(s, _)| *s == source) {
+            Some(&(_, c)) => cell > c,
+            None => {
+                self.0.push((source, cell));
+                false
+            }
+        }
+    }
+
+    /// Starts a new run at the block of archive `source` stored at `offset`.
+    pub fn restart(&mut self, source: u16, offset: u64) {
+        self.0.clear();
+        self.0.push((source, offset / REMOTE_ALIGN));
+    }
+}
+
 /// One range of a batched read: fill `buf` with the archive bytes starting at `offset`.
 #[derive(Debug)]
 pub struct ReadRequest<'a> {
@@ -135,5 +165,34 @@ pub trait StorageBackend: Send + Sync {
             "{} cannot open the related archive '{path}' by itself; supply it explicitly",
             self.describe()
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_cells_cut_where_an_archive_moves_to_a_later_cell() {
+        let mut c = GridCells::default();
+        c.restart(0, 100);
+        assert!(!c.advances(0, REMOTE_ALIGN - 1), "same cell");
+        assert!(
+            !c.advances(1, 5 * REMOTE_ALIGN),
+            "a parent's first block sets its cell"
+        );
+        assert!(!c.advances(1, 5 * REMOTE_ALIGN + 10));
+        assert!(!c.advances(0, 0), "a block stored earlier joins");
+        assert!(c.advances(0, REMOTE_ALIGN), "the next cell of archive 0");
+        assert!(
+            c.advances(1, 6 * REMOTE_ALIGN),
+            "the next cell of archive 1"
+        );
+        c.restart(0, REMOTE_ALIGN);
+        assert!(!c.advances(0, REMOTE_ALIGN + 1));
+        assert!(
+            !c.advances(1, 6 * REMOTE_ALIGN),
+            "restart forgets the other archives"
+        );
     }
 }
