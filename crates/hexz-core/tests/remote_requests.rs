@@ -273,3 +273,38 @@ fn extraction_to_a_file_keeps_the_zero_run_a_hole() {
         m.len()
     );
 }
+
+/// Extraction streams each part and decodes its blocks as they arrive: a body cut in the
+/// middle of a part (a reset, then a clean close a third of the way in) is resumed from the
+/// byte where it stopped, inside a block, and every byte comes out right, for blocks stored
+/// compressed (decoded from the part's scratch buffer) and raw (read into place). Nothing
+/// is fetched again beyond the two resumed requests (a block put together wrongly would
+/// fail its check and be fetched once more).
+#[test]
+fn a_body_cut_during_extraction_is_resumed_inside_a_block() {
+    let (_d, a) = archive_with(
+        common::mixed_data(24 << 20, 64 << 10, 3),
+        &PackOptions::default(),
+    );
+    let srv = FaultServer::start(file_bytes(&a));
+    let extract = |faults: Vec<Fault>| {
+        let f = File::open_location(&srv.url(), a.options(test_remote())).unwrap();
+        let before = srv.requests();
+        srv.push(faults);
+        let mut out = Vec::new();
+        extract_to_writer(&f, SnapshotStream::Disk, &mut out, None).unwrap();
+        assert!(out == a.disk, "the bytes extracted differ from the source");
+        ranges_after(&srv, before)
+    };
+    // A resumed request asks for the rest of an earlier one: a later start, the same end
+    // (the parts are fetched in parallel, so not necessarily right after it).
+    let resumed = |r: &[(u64, u64)]| {
+        (0..r.len())
+            .filter(|&i| r[..i].iter().any(|p| p.1 == r[i].1 && p.0 < r[i].0))
+            .count()
+    };
+    let clean = extract(Vec::new());
+    let ranges = extract(vec![Fault::Pass, Fault::DropMidBody, Fault::Truncate]);
+    assert_eq!(ranges.len(), clean.len() + 2, "{ranges:?}");
+    assert_eq!(resumed(&ranges), resumed(&clean) + 2, "{ranges:?}");
+}

@@ -15,6 +15,7 @@ pub(crate) mod open;
 mod pool;
 mod read;
 pub mod reader;
+mod streamed;
 pub mod tree;
 mod unlock;
 

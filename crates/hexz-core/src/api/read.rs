@@ -61,7 +61,7 @@ fn worth_parallel<'e>(entries: impl Iterator<Item = &'e BlockEntry>) -> bool {
 /// enough to stay in a core's L2 cache between the read and the check.
 const CHECK_PIECE: usize = 256 << 10;
 
-type BlockLead<'a> = Lead<'a, BlockKey, Held>;
+pub(super) type BlockLead<'a> = Lead<'a, BlockKey, Held>;
 
 /// The cache and flight key of the block `e` names: the archive and offset of its stored
 /// bytes, and the first 8 bytes of its content hash. Entries sharing a stored copy (dedup)
@@ -87,15 +87,15 @@ struct Piece<'b> {
 }
 
 /// A block this reader leads: fetch it, decode it into `dst` (if any) and the cache.
-struct Fetch<'a, 'b> {
-    entry: BlockEntry,
-    block_no: u64,
+pub(super) struct Fetch<'a, 'b> {
+    pub(super) entry: BlockEntry,
+    pub(super) block_no: u64,
     /// The caller's piece; `None` for read-ahead (cache only).
-    dst: Option<(usize, &'b mut [u8])>,
+    pub(super) dst: Option<(usize, &'b mut [u8])>,
     /// Whether a remote block decoded whole into `dst` is kept in the block cache (as its
     /// stored bytes) for later reads; not for a one-pass read ([`File::read_once_into`]).
-    keep: bool,
-    lead: BlockLead<'a>,
+    pub(super) keep: bool,
+    pub(super) lead: BlockLead<'a>,
 }
 
 impl File {
@@ -384,6 +384,7 @@ impl File {
         let (direct, leads): (Vec<_>, Vec<_>) =
             leads.into_iter().partition(|f| self.reads_direct(f));
         self.fetch_direct(stream, direct)?;
+        let leads = self.fetch_streamed(stream, leads)?;
         if leads.is_empty() {
             return Ok(());
         }
@@ -554,7 +555,7 @@ impl File {
     /// straight into its buffer. A remote block whose stored bytes fail a check that fetching
     /// them again may cure ([`may_refetch`](Self::may_refetch)) is handed back with the
     /// error, for the caller to fetch again off the decode pool.
-    fn decode_fetch<'a, 'b>(
+    pub(super) fn decode_fetch<'a, 'b>(
         &self,
         stream: SnapshotStream,
         mut f: Fetch<'a, 'b>,

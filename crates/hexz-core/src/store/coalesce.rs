@@ -11,6 +11,7 @@
 //! buffered per span, whatever its size.
 
 use crate::error::{Error, Result};
+use crate::store::RangeSink;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -34,17 +35,6 @@ impl Default for CoalesceConfig {
             parallel: 6,
         }
     }
-}
-
-/// Where the body of a range response goes, in order.
-pub(crate) trait RangeSink {
-    /// A buffer to read the bytes at archive offset `pos` into directly (no intermediate
-    /// copy), or `None` to have them read into a scratch buffer and passed to [`Self::put`].
-    fn direct(&mut self, _pos: u64) -> Option<&mut [u8]> {
-        None
-    }
-    /// Takes the bytes at `pos` that [`Self::direct`] had no buffer for.
-    fn put(&mut self, pos: u64, data: &[u8]);
 }
 
 /// The open request's body is kept whole.

@@ -84,6 +84,23 @@ pub struct ReadRequest<'a> {
     pub buf: &'a mut [u8],
 }
 
+/// Where the body of a range read goes, in order, as it arrives: straight into the buffers
+/// the sink offers, else through a scratch buffer. Used by coalesced batches (each span
+/// scatters into its requests' buffers) and by [`StorageBackend::read_streamed`] (a reader
+/// that decodes each block as soon as its bytes are in).
+pub trait RangeSink {
+    /// A buffer to read the bytes at archive offset `pos` into directly (no intermediate
+    /// copy), or `None` to have them read into a scratch buffer and passed to [`Self::put`].
+    fn direct(&mut self, _pos: u64) -> Option<&mut [u8]> {
+        None
+    }
+    /// The `n` bytes at `pos` were read into the start of the buffer [`Self::direct`] gave
+    /// for `pos`.
+    fn wrote(&mut self, _pos: u64, _n: usize) {}
+    /// Takes the bytes at `pos` that [`Self::direct`] had no buffer for.
+    fn put(&mut self, pos: u64, data: &[u8]);
+}
+
 /// Random-access, read-only byte source holding one archive.
 ///
 /// Implementations must be `Send + Sync`: one backend serves many concurrent readers.
@@ -104,7 +121,8 @@ pub struct ReadRequest<'a> {
 /// [`refetch`](Self::refetch), [`identity`](Self::identity), [`is_remote`](Self::is_remote),
 /// [`open_relative`](Self::open_relative), wrapping the result of the latter again), or the
 /// wrapped backend silently loses its batching, its cache bypass, its identity pinning or
-/// its parents.
+/// its parents. The exception is a tier that keeps copies of what it reads: it leaves
+/// [`read_streamed`](Self::read_streamed) to its default, so every read passes through it.
 pub trait StorageBackend: Send + Sync {
     /// Total length of the archive in bytes.
     fn len(&self) -> u64;
@@ -134,6 +152,15 @@ pub trait StorageBackend: Send + Sync {
     /// reads them again.
     fn refetch(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         self.read_exact_at(offset, buf)
+    }
+
+    /// Reads `start..end` with one request, handing the bytes to `sink` in order as they
+    /// arrive, where that is how the backend reads (a remote object): the sink can use each
+    /// block while it is still in the CPU's caches. Returns `Ok(false)`, having done
+    /// nothing, where the backend does not stream (local files, cache tiers, which see
+    /// blocks through [`read_batch`](Self::read_batch)); the caller then reads otherwise.
+    fn read_streamed(&self, _start: u64, _end: u64, _sink: &mut dyn RangeSink) -> Result<bool> {
+        Ok(false)
     }
 
     /// A string that changes whenever the stored object changes (an ETag, or Last-Modified

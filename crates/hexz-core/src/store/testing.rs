@@ -1,7 +1,7 @@
 //! Test helpers: a backend wrapper that counts calls and injects latency, so tests can assert
 //! how many round trips a read costs (and that this does not silently regress).
 
-use super::{ReadRequest, StorageBackend};
+use super::{RangeSink, ReadRequest, StorageBackend};
 use crate::error::Result;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -127,6 +127,18 @@ impl StorageBackend for CountingBackend {
 
     fn refetch(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         self.count(1, buf.len() as u64, || self.inner.refetch(offset, buf))
+    }
+
+    /// Counted as one call of one range, when the wrapped backend streams.
+    fn read_streamed(&self, start: u64, end: u64, sink: &mut dyn RangeSink) -> Result<bool> {
+        let streamed = self.inner.read_streamed(start, end, sink)?;
+        if streamed {
+            let c = &self.counters;
+            c.calls.fetch_add(1, Ordering::SeqCst);
+            c.ranges.fetch_add(1, Ordering::SeqCst);
+            c.bytes.fetch_add(end - start, Ordering::SeqCst);
+        }
+        Ok(streamed)
     }
 
     fn identity(&self) -> Option<String> {

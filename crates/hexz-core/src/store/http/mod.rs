@@ -24,7 +24,7 @@ pub use client::HttpClient;
 pub use object::OPEN_BYTES;
 
 use crate::error::{Error, Result};
-use crate::store::{ReadRequest, RemoteOptions, StorageBackend};
+use crate::store::{RangeSink, ReadRequest, RemoteOptions, StorageBackend};
 use client::{Method, Target};
 use object::{resolve_sibling, RemoteObject};
 use std::sync::Arc;
@@ -160,6 +160,10 @@ impl StorageBackend for HttpBackend {
 
     fn refetch(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         self.obj.refetch(offset, buf)
+    }
+
+    fn read_streamed(&self, start: u64, end: u64, sink: &mut dyn RangeSink) -> Result<bool> {
+        self.obj.read_streamed(start, end, sink)
     }
 
     fn identity(&self) -> Option<String> {

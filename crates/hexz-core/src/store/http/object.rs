@@ -5,7 +5,7 @@
 use super::client::{HttpClient, Pin, Target};
 use crate::error::{Error, Result};
 use crate::store::coalesce::{self, CoalesceConfig, Piece};
-use crate::store::ReadRequest;
+use crate::store::{RangeSink, ReadRequest};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -116,6 +116,21 @@ impl RemoteObject {
             return Ok(());
         }
         self.fetch(rest)
+    }
+
+    /// Streams `start..end` into `sink` with one range request; `Ok(false)` for a range
+    /// that begins inside the head kept from the open request (it is read from memory by
+    /// [`read_batch`](Self::read_batch) instead).
+    pub fn read_streamed(&self, start: u64, end: u64, sink: &mut dyn RangeSink) -> Result<bool> {
+        self.check_range(start, end.saturating_sub(start) as usize)?;
+        if start >= end || start < self.head.len() as u64 {
+            return Ok(false);
+        }
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(end - start, Ordering::Relaxed);
+        self.client
+            .get_range(self.target.as_ref(), start, end, Some(&self.pin), sink)?;
+        Ok(true)
     }
 
     /// Fetches `pieces` (checked to lie inside the object) with coalesced parallel range

@@ -19,7 +19,7 @@ pub use credential::Credentials;
 use crate::error::Result;
 use crate::store::http::client::{Method, Target};
 use crate::store::http::object::{resolve_sibling, RemoteObject};
-use crate::store::{ReadRequest, RemoteOptions, StorageBackend};
+use crate::store::{RangeSink, ReadRequest, RemoteOptions, StorageBackend};
 use std::sync::Arc;
 use url::Url;
 
@@ -113,6 +113,10 @@ impl StorageBackend for S3Backend {
 
     fn refetch(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         self.obj.refetch(offset, buf)
+    }
+
+    fn read_streamed(&self, start: u64, end: u64, sink: &mut dyn RangeSink) -> Result<bool> {
+        self.obj.read_streamed(start, end, sink)
     }
 
     fn identity(&self) -> Option<String> {
