@@ -3,7 +3,8 @@
 //! The work is split by concept: [`open`](super::open) reads the header and master index
 //! and resolves a thin snapshot's chain, [`unlock`](super::unlock) turns a password into
 //! the chain's data key, [`index`](super::index) loads index pages lazily into a cache,
-//! [`read`](super::read) plans and performs reads, and [`decode`](super::decode) checks and
+//! [`read`](super::read) plans and performs reads ([`streamed`](super::streamed): one-pass
+//! remote reads decoded as they arrive), and [`decode`](super::decode) checks and
 //! decodes one stored block. A read locates its blocks through the two-level index, serves
 //! each block from the decompressed-block cache or decodes it (stored bytes CRC-checked
 //! before decoding, decoded bytes BLAKE3-checked after), so corruption is an error naming

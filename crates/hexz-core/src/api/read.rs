@@ -16,6 +16,8 @@
 //! For a remote archive it only fetches: blocks are cached as their stored bytes
 //! ([`Held::Stored`]) and decoded by the reader that needs them, straight into its buffer.
 //! Batches with little content are decoded on the calling thread, larger ones on the pool.
+//! A one-pass read by a caller that decodes on its own thread streams the remote blocks it
+//! covers whole instead of fetching them into buffers first ([`streamed`](super::streamed)).
 
 use super::decode::Verify;
 use super::file::{BlockKey, File, Held};

@@ -380,7 +380,8 @@ enum Out<'a> {
 /// The parallel pipeline: a planning thread cuts `[start, end)` into parts ([`plan`] with
 /// `cuts`: for a remote archive one request each, see [`REMOTE_CUTS`]);
 /// [`PARTS_IN_FLIGHT`] workers each read a part and decode it on their own thread straight
-/// into its buffer, while its stored bytes are still in the CPU's caches; the calling
+/// into its buffer, while its stored bytes are still in the CPU's caches (a remote part is
+/// streamed, each block decoded as its bytes arrive: see `api/streamed.rs`); the calling
 /// thread hands the parts to `out` in order. Nothing is kept in the block cache
 /// ([`File::read_once_into`]): the process holds only the parts in flight, whatever the
 /// archive's size. Returns the bytes handed on (`end - start`).
