@@ -44,14 +44,13 @@ fn sequential_read_requests_follow_the_part_grid() {
     }
     assert!(got == a.disk, "the bytes read differ from the source");
     let ranges: Vec<(u64, u64)> = srv.ranges().iter().map(|h| range_of(h)).collect();
-    // Read-ahead requests are cut at the grid lines: each lies in one part, or runs past the
-    // next line by less than a block (a block is never split over two requests).
-    let block = 64 << 10;
+    // Read-ahead requests are cut at the grid lines, and the packer keeps every block inside
+    // one cell (a block is never split over two requests): each request lies in one part.
     let big: Vec<&(u64, u64)> = ranges.iter().filter(|(s, e)| e - s >= 1 << 20).collect();
     for &&(s, e) in &big {
         let line = (s / REMOTE_ALIGN + 1) * REMOTE_ALIGN;
         assert!(
-            e < line + block,
+            e < line,
             "request {s}-{e} straddles the line at {line}: {ranges:?}"
         );
     }
@@ -168,13 +167,21 @@ fn extraction_fetches_each_part_once_and_keeps_nothing() {
     assert_eq!(stats.bytes, a.disk.len() as u64);
     assert_eq!(stats.zero_bytes, 3 << 20, "the zero run is not fetched");
     let ranges = ranges_after(&srv, before);
-    // One request per part: each lies in one cell of the grid, or runs past its line by less
-    // than a block; the zero run splits one cell into two parts.
-    let block = 64 << 10;
+    // The packer kept every block inside one cell of the grid (zeros before a block that
+    // would cross a line) ...
+    for e in f.entries(SnapshotStream::Disk).map(|e| e.unwrap()) {
+        let (s, end) = (e.stored_offset, e.stored_offset + u64::from(e.stored_len));
+        assert!(
+            e.is_zero() || s / REMOTE_ALIGN == (end - 1) / REMOTE_ALIGN,
+            "block stored at {s}-{end} crosses a line of the grid"
+        );
+    }
+    // ... so there is one request per part, inside one cell (the zero run splits one cell
+    // into two parts).
     for &(s, e) in &ranges {
         let line = (s / REMOTE_ALIGN + 1) * REMOTE_ALIGN;
         assert!(
-            e < line + block,
+            e < line,
             "request {s}-{e} straddles the line at {line}: {ranges:?}"
         );
     }

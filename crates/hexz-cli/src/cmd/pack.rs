@@ -214,7 +214,7 @@ pub fn run(a: Args) -> Result<std::process::ExitCode> {
                 serde_json::json!({
                     "input_bytes": s.input_bytes, "blocks": s.blocks, "zero_blocks": s.zero_blocks,
                     "dedup_blocks": s.dedup_blocks, "parent_blocks": s.parent_blocks,
-                    "stored_bytes": s.stored_bytes,
+                    "stored_bytes": s.stored_bytes, "padding_bytes": s.padding_bytes,
                 })
             })
         };

@@ -204,6 +204,9 @@ pub struct StreamStats {
     pub parent_blocks: u64,
     /// Bytes of block data written for this stream.
     pub stored_bytes: u64,
+    /// Zero bytes written between blocks so that none crosses a line of the 8 MiB part
+    /// grid (see `docs/FORMAT.md`, "Layout").
+    pub padding_bytes: u64,
 }
 
 /// What a pack did.
