@@ -93,8 +93,8 @@ impl File {
         if let Some(err) = failed {
             return Err(err);
         }
-        // Not streamed (the backend does not, or the range starts in bytes it holds), or
-        // blocks a response passed without delivering: the batched path reads them.
+        // Not streamed (the backend does not), or blocks a response passed without
+        // delivering: the batched path reads them.
         rest.extend(blocks.into_iter().flatten());
         if !streamed {
             return Ok(rest);

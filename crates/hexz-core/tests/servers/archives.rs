@@ -51,8 +51,19 @@ impl Archive {
         }
     }
 
-    /// Checks every byte of every stream of `f`, and a few random reads.
+    /// Checks every byte of every stream of `f`, read and extracted (extraction streams
+    /// its parts, decoding each block as it arrives), and a few random reads.
     pub fn check(&self, f: &File) {
+        // Extraction first: it keeps nothing in the block cache, so the reads below fetch
+        // again (and reads before it would leave it nothing to fetch).
+        let mut out = Vec::new();
+        hexz_core::ops::extract::extract_to_writer(f, SnapshotStream::Disk, &mut out, None)
+            .unwrap_or_else(|e| panic!("{}: extracting disk stream: {e}", self.name));
+        assert!(
+            out == self.disk,
+            "{}: extracted disk stream differs",
+            self.name
+        );
         let disk = read_all(f, SnapshotStream::Disk)
             .unwrap_or_else(|e| panic!("{}: reading disk stream: {e}", self.name));
         assert!(disk == self.disk, "{}: disk stream differs", self.name);

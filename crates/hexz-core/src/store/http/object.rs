@@ -118,18 +118,23 @@ impl RemoteObject {
         self.fetch(rest)
     }
 
-    /// Streams `start..end` into `sink` with one range request; `Ok(false)` for a range
-    /// that begins inside the head kept from the open request (it is read from memory by
-    /// [`read_batch`](Self::read_batch) instead).
+    /// Streams `start..end` into `sink`: the bytes inside the head kept from the open
+    /// request from memory, the rest with one range request.
     pub fn read_streamed(&self, start: u64, end: u64, sink: &mut dyn RangeSink) -> Result<bool> {
         self.check_range(start, end.saturating_sub(start) as usize)?;
-        if start >= end || start < self.head.len() as u64 {
-            return Ok(false);
+        let head_len = self.head.len() as u64;
+        let mut pos = start;
+        if pos < end.min(head_len) {
+            let stop = end.min(head_len);
+            sink.put(pos, &self.head[pos as usize..stop as usize]);
+            pos = stop;
         }
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.bytes.fetch_add(end - start, Ordering::Relaxed);
-        self.client
-            .get_range(self.target.as_ref(), start, end, Some(&self.pin), sink)?;
+        if pos < end {
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            self.bytes.fetch_add(end - pos, Ordering::Relaxed);
+            self.client
+                .get_range(self.target.as_ref(), pos, end, Some(&self.pin), sink)?;
+        }
         Ok(true)
     }
 
