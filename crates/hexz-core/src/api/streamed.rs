@@ -271,3 +271,22 @@ impl RangeSink for StreamDecoder<'_, '_, '_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn densest_run_breaks_at_overlaps_and_wide_gaps() {
+        let g = STREAM_MAX_GAP;
+        // Contiguous, then a gap of exactly STREAM_MAX_GAP (read through): one run.
+        assert_eq!(densest_run(&[(0, 10), (10, 20), (20 + g, 30 + g)]), (0, 3));
+        // A wider gap splits; the run with more bytes wins, even if later.
+        let r = [(0, 10), (11 + g, 100 + g), (100 + g, 200 + g)];
+        assert_eq!(densest_run(&r), (1, 3));
+        // An overlap (a hostile index: two entries sharing bytes) starts a new run.
+        assert_eq!(densest_run(&[(0, 50), (40, 60), (60, 70)]), (0, 1));
+        assert_eq!(densest_run(&[(0, 10), (5, 60), (60, 70)]), (1, 3));
+        assert_eq!(densest_run(&[(7, 9)]), (0, 1));
+    }
+}
