@@ -252,6 +252,35 @@ fn pack_json_summary_and_cdc_info() {
     assert!(o.stdout == data);
 }
 
+/// `pack` keeps every stored block inside one 8 MiB cell of the part grid (docs/FORMAT.md,
+/// "Layout") and reports the zeros that cost in `--json`: 20 MiB of random 64 KiB blocks,
+/// stored raw from offset 512, would cross the line at 8 MiB; the block there moves up by
+/// 8 MiB - 512 - 127 * 64 KiB = 65,024 bytes, and the blocks after it then meet the line
+/// at 16 MiB exactly.
+#[test]
+fn pack_keeps_blocks_inside_the_part_grid() {
+    let d = tmp();
+    let mut data = vec![0u8; 20 << 20];
+    fill(9, &mut data);
+    let img = d.file("r.img", &data);
+    let out = d.path("r.hxz");
+    let o = ok(&["pack", "--disk", s(&img), "-o", s(&out), "--json"], None);
+    let v: Value = serde_json::from_slice(&o.stdout).expect("pack --json is JSON");
+    assert_eq!(v["disk"]["padding_bytes"], 65_024);
+    assert_eq!(v["disk"]["stored_bytes"], data.len() as u64);
+    assert_eq!(v["archive_bytes"], std::fs::metadata(&out).unwrap().len());
+    let f = File::open(&out).unwrap();
+    for e in f.entries(SnapshotStream::Disk).map(|e| e.unwrap()) {
+        let (a, b) = (
+            e.stored_offset,
+            e.stored_offset + u64::from(e.stored_len) - 1,
+        );
+        assert_eq!(a >> 23, b >> 23, "block stored at {a}-{b} crosses a line");
+    }
+    assert!(ok(&["cat", s(&out)], None).stdout == data);
+    assert!(ok(&["verify", s(&out)], None).status.success());
+}
+
 #[test]
 fn pack_from_stdin_into_both_streams() {
     let d = tmp();
