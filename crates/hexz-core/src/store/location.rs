@@ -69,6 +69,10 @@ pub struct RemoteOptions {
     pub connect_timeout: Duration,
     /// Time allowed without progress while reading a response.
     pub read_timeout: Duration,
+    /// Slowest upload accepted, in bytes per second: a request body must be sent within
+    /// `read_timeout` plus its size at this rate, so a server that takes it at a trickle
+    /// cannot hold an upload for hours (the attempt fails as a timeout and is retried).
+    pub min_send_rate: u64,
     /// Most attempts for one request (transient failures only).
     pub max_attempts: u32,
     /// Most total time spent retrying one request.
@@ -88,6 +92,7 @@ impl Default for RemoteOptions {
             allow_restricted: false,
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
+            min_send_rate: 16 << 10,
             max_attempts: 6,
             max_retry_time: Duration::from_secs(60),
             cache_dir: None,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use ureq::http::{HeaderMap, Response};
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 use ureq::unversioned::transport::DefaultConnector;
-use ureq::Agent;
+use ureq::{Agent, RequestExt};
 use url::Url;
 
 /// Most redirects followed for one request.
@@ -218,6 +218,13 @@ impl HttpClient {
             .clone()
     }
 
+    /// Time allowed to send a request body of `len` bytes: the read timeout plus `len` at
+    /// [`RemoteOptions::min_send_rate`].
+    fn send_budget(&self, len: usize) -> std::time::Duration {
+        let rate = self.options.min_send_rate.max(1) as f64;
+        self.options.read_timeout + std::time::Duration::from_secs_f64(len as f64 / rate)
+    }
+
     /// Sends one request, following redirects (each hop checked again).
     fn send(
         &self,
@@ -240,7 +247,13 @@ impl HttpClient {
                 Some(b) => req
                     .body(b)
                     .map_err(|e| Failure::Error(invalid(target, e)))
-                    .and_then(|r| agent.run(r).map_err(Failure::Transport)),
+                    .and_then(|r| {
+                        r.with_agent(&agent)
+                            .configure()
+                            .timeout_send_body(Some(self.send_budget(b.len())))
+                            .run()
+                            .map_err(Failure::Transport)
+                    }),
                 None => req
                     .body(())
                     .map_err(|e| Failure::Error(invalid(target, e)))
