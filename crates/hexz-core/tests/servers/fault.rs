@@ -335,7 +335,8 @@ fn respond(
     }
 }
 
-fn socket_linger_zero(s: &TcpStream) -> std::io::Result<()> {
+/// Makes closing `s` send a reset instead of a clean FIN (`SO_LINGER` 0).
+pub fn socket_linger_zero(s: &TcpStream) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     let l = libc::linger {
         l_onoff: 1,

@@ -10,6 +10,7 @@
 
 pub mod archives;
 pub mod fault;
+pub mod proxy;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
