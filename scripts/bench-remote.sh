@@ -47,6 +47,7 @@ http {
 }
 CONF
 nginx -p "$work/ng" -e "$work/ng/error.log" -c "$work/ng/nginx.conf" & pids+=($!)
+ngpid=$!
 
 # SeaweedFS with one identity and the bucket `bench`.
 . scripts/weed-lib.sh
@@ -85,6 +86,12 @@ wcpu() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$wpid/stat"; }
 cpu_of() { /usr/bin/time -o "$work/cpu" -f "%U %S" "$@" >/dev/null 2>&1; awk '{print $1+$2}' "$work/cpu"; }
 w0=$(wcpu); hexz_cpu=$(cpu_of "$hexz" cat "$s3"); w1=$(wcpu); weed_hexz=$(echo "$w1 - $w0" | bc)
 w0=$(wcpu); curl_cpu=$(cpu_of curl -s -o /dev/null --aws-sigv4 "aws:amz:us-east-1:s3" --user benchkey:benchsecret "$AWS_ENDPOINT_URL/bench/a.hxz"); w1=$(wcpu); weed_curl=$(echo "$w1 - $w0" | bc)
+# The same for HTTP (nginx serves with sendfile; the loopback TCP stack is charged to both
+# sides), and hexz's CPU for a local read: together they bound what 2 shared cores allow.
+ncpu() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$ngpid/stat"; }
+n0=$(ncpu); hexz_http_cpu=$(cpu_of "$hexz" cat "$url"); n1=$(ncpu); ng_hexz=$(echo "$n1 - $n0" | bc)
+n0=$(ncpu); curl_http_cpu=$(cpu_of curl -s -o /dev/null "$url"); n1=$(ncpu); ng_curl=$(echo "$n1 - $n0" | bc)
+local_cpu=$(cpu_of "$hexz" cat "$work/www/a.hxz")
 # Second pass with a disk cache.
 cache=$work/cache
 "$hexz" cat "$url" --cache-dir "$cache" >/dev/null
@@ -124,4 +131,5 @@ print(f"""Stream {d/2**20:.0f} MiB (ext4 image), archive {a/2**20:.0f} MiB (LZ4,
 | peak RSS, full HTTP read (`hexz cat`, 96 MiB block cache: 12x its 8 MiB read-ahead) | {int(rss)/1024:.0f} MB | < 150 MB + cache |
 """)
 PY
+echo "CPU of one full HTTP read: hexz ${hexz_http_cpu} s + nginx ${ng_hexz} s; curl ${curl_http_cpu} s + nginx ${ng_curl} s; a local read takes hexz ${local_cpu} s."
 echo "CPU of one full S3 read: hexz ${hexz_cpu} s + SeaweedFS ${weed_hexz} s; signed curl ${curl_cpu} s + SeaweedFS ${weed_curl} s (2 cores shared by client and server)."
