@@ -18,33 +18,11 @@ use hexz_core::{Error, File, SnapshotStream};
 use servers::archives::{self, test_remote};
 use servers::{run_cases, Case, Seaweed, S3_KEY, S3_SECRET};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 const BUCKET: &str = "hexz-test";
 
 fn client(endpoint: &str, secret: &str) -> Arc<S3Client> {
-    let cfg = S3Config::custom(
-        endpoint,
-        "us-east-1",
-        Some(Credentials::new(S3_KEY, secret)),
-    );
-    Arc::new(S3Client::new(BUCKET, &cfg, &test_remote()).unwrap())
-}
-
-/// Creates the bucket, waiting for the server to be ready (SeaweedFS listens before its
-/// filer is up).
-fn create_bucket(c: &S3Client, srv: &Seaweed) {
-    let t = Instant::now();
-    loop {
-        match c.create_bucket() {
-            Ok(()) => return,
-            Err(e) if t.elapsed() < Duration::from_secs(60) => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(250));
-            }
-            Err(e) => panic!("SeaweedFS never accepted CreateBucket: {e}\n{}", srv.log()),
-        }
-    }
+    servers::s3_client(endpoint, BUCKET, secret, &test_remote())
 }
 
 #[test]
@@ -52,7 +30,7 @@ fn s3_reads_uploads_and_checks() {
     let Some(srv) = Seaweed::start() else { return };
     let endpoint = srv.endpoint();
     let c = client(&endpoint, S3_SECRET);
-    create_bucket(&c, &srv);
+    srv.create_bucket(&c);
     let dir = tempfile::tempdir().unwrap();
     let all = archives::build(dir.path());
     for a in &all {

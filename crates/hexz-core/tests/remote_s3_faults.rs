@@ -12,7 +12,7 @@ mod servers;
 
 use hexz_core::ops::transfer::{self, TransferOptions};
 use hexz_core::ops::{PackInput, PackOptions, PackSource};
-use hexz_core::store::s3::{Credentials, S3Backend, S3Client, S3Config};
+use hexz_core::store::s3::{S3Backend, S3Client};
 use hexz_core::store::{ReadRequest, RemoteOptions, StorageBackend};
 use hexz_core::File;
 use servers::archives::{self, test_remote};
@@ -24,12 +24,7 @@ use std::time::{Duration, Instant};
 const BUCKET: &str = "hexz-faults";
 
 fn client(endpoint: &str, remote: &RemoteOptions) -> Arc<S3Client> {
-    let cfg = S3Config::custom(
-        endpoint,
-        "us-east-1",
-        Some(Credentials::new(S3_KEY, S3_SECRET)),
-    );
-    Arc::new(S3Client::new(BUCKET, &cfg, remote).unwrap())
+    servers::s3_client(endpoint, BUCKET, S3_SECRET, remote)
 }
 
 /// Options through the proxy: enough attempts that faults queued one after another never
@@ -63,6 +58,16 @@ fn fetch(c: &Arc<S3Client>, key: &str) -> Vec<u8> {
     got
 }
 
+/// A pack input reading `data` as the disk stream (as `pack` reads standard input).
+fn piped(data: &[u8]) -> PackInput {
+    PackInput {
+        disk: Some(PackSource::Reader(Box::new(std::io::Cursor::new(
+            data.to_vec(),
+        )))),
+        memory: None,
+    }
+}
+
 fn random(n: usize, seed: u64) -> Vec<u8> {
     let mut v = vec![0u8; n];
     common::Rng::new(seed).fill(&mut v);
@@ -73,15 +78,7 @@ fn random(n: usize, seed: u64) -> Vec<u8> {
 fn s3_through_faults() {
     let Some(srv) = Seaweed::start() else { return };
     let direct = client(&srv.endpoint(), &test_remote());
-    let t = Instant::now();
-    while let Err(e) = direct.create_bucket() {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "SeaweedFS never accepted CreateBucket: {e}\n{}",
-            srv.log()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    srv.create_bucket(&direct);
     let proxy = FaultProxy::start(srv.s3_port);
     let via = client(&proxy.endpoint(), &proxied());
     let dir = tempfile::tempdir().unwrap();
@@ -212,12 +209,7 @@ fn s3_through_faults() {
             p.reset();
             p.push(Some("PUT"), [ProxyFault::Status(500), ProxyFault::Truncate]);
             let url = format!("s3://{BUCKET}/pushed/packed.hxz");
-            let input = PackInput {
-                disk: Some(PackSource::Reader(Box::new(std::io::Cursor::new(
-                    big_data.clone(),
-                )))),
-                memory: None,
-            };
+            let input = piped(big_data);
             transfer::pack_to_url(input, &url, &PackOptions::default(), &topts, None).unwrap();
             assert_eq!(p.pending(), 0);
             let b = S3Backend::open_with_client(d.clone(), "pushed/packed.hxz").unwrap();
@@ -252,12 +244,7 @@ fn s3_through_faults() {
 
             // The same for a packer streaming its output up.
             let url = format!("s3://{BUCKET}/failed/packed.hxz");
-            let input = PackInput {
-                disk: Some(PackSource::Reader(Box::new(std::io::Cursor::new(
-                    big_data.clone(),
-                )))),
-                memory: None,
-            };
+            let input = piped(big_data);
             let e = transfer::pack_to_url(input, &url, &PackOptions::default(), &topts, None)
                 .unwrap_err();
             assert!(e.to_string().contains("403"), "{e}");

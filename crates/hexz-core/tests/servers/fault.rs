@@ -337,19 +337,29 @@ fn respond(
 
 /// Makes closing `s` send a reset instead of a clean FIN (`SO_LINGER` 0).
 pub fn socket_linger_zero(s: &TcpStream) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
     let l = libc::linger {
         l_onoff: 1,
         l_linger: 0,
     };
-    // SAFETY: a valid socket fd and a correctly sized option value.
+    set_option(s, libc::SOL_SOCKET, libc::SO_LINGER, &l)
+}
+
+/// Sets socket option `name` at `level` of `s` to `value` (`setsockopt`).
+pub fn set_option<T>(
+    s: &TcpStream,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid socket fd, and a value of the size passed.
     let r = unsafe {
         libc::setsockopt(
             s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &l as *const libc::linger as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            level,
+            name,
+            value as *const T as *const libc::c_void,
+            std::mem::size_of::<T>() as libc::socklen_t,
         )
     };
     if r == 0 {

@@ -490,4 +490,35 @@ impl Seaweed {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("weed.err")).unwrap_or_default()
     }
+
+    /// Creates the bucket `c` is for, waiting for the server to be ready (SeaweedFS listens
+    /// before its filer is up).
+    pub fn create_bucket(&self, c: &hexz_core::store::s3::S3Client) {
+        let t = Instant::now();
+        while let Err(e) = c.create_bucket() {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "SeaweedFS never accepted CreateBucket: {e}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+/// A client for `bucket` at `endpoint` with the test identity's key and `secret` (a wrong
+/// one to test refusals).
+pub fn s3_client(
+    endpoint: &str,
+    bucket: &str,
+    secret: &str,
+    remote: &hexz_core::store::RemoteOptions,
+) -> std::sync::Arc<hexz_core::store::s3::S3Client> {
+    use hexz_core::store::s3::{Credentials, S3Client, S3Config};
+    let cfg = S3Config::custom(
+        endpoint,
+        "us-east-1",
+        Some(Credentials::new(S3_KEY, secret)),
+    );
+    std::sync::Arc::new(S3Client::new(bucket, &cfg, remote).unwrap())
 }

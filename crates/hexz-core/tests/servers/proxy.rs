@@ -198,7 +198,7 @@ fn serve(conn: TcpStream, state: Arc<Mutex<State>>) {
             return;
         }
         ProxyFault::SlowRead(d) => {
-            let _ = set_rcvbuf(&out, 4096);
+            let _ = super::fault::set_option(&out, libc::SOL_SOCKET, libc::SO_RCVBUF, &4096i32);
             let mut got = 0;
             while got < len {
                 std::thread::sleep(*d);
@@ -298,23 +298,4 @@ fn reply(out: &mut TcpStream, status: u16, reason: &str, ctype: &str, body: &str
         body.len()
     )
     .is_ok()
-}
-
-fn set_rcvbuf(s: &TcpStream, bytes: libc::c_int) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a valid socket fd and a correctly sized option value.
-    let r = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            &bytes as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
 }
