@@ -199,7 +199,13 @@ fn serve(conn: TcpStream, state: Arc<Mutex<State>>) {
     }
 }
 
-fn simple(out: &mut TcpStream, status: u16, reason: &str, extra: &str, body: &str) -> bool {
+/// The body of an S3 `SlowDown` error (answered with 503).
+pub const SLOW_DOWN_BODY: &str = "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code>\
+    <Message>Please reduce your request rate.</Message></Error>";
+
+/// Writes a whole response: `status`, the `extra` header lines (each ending in CRLF) and
+/// `body`. False when the client has gone.
+pub fn simple(out: &mut TcpStream, status: u16, reason: &str, extra: &str, body: &str) -> bool {
     write!(
         out,
         "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\n{extra}\r\n{body}",
@@ -230,7 +236,7 @@ fn respond(
                 503,
                 "Slow Down",
                 "Content-Type: application/xml\r\n",
-                "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>",
+                SLOW_DOWN_BODY,
             );
         }
         Some(Fault::Stall(d)) => {

@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::fault::{simple, SLOW_DOWN_BODY};
+
 /// One misbehaviour of the proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProxyFault {
@@ -170,7 +172,7 @@ fn serve(conn: TcpStream, state: Arc<Mutex<State>>) {
         }
     }
     head.push_str("Connection: close\r\n\r\n");
-    let fault = {
+    let (fault, upstream) = {
         let mut s = state.lock().unwrap();
         let i = s
             .faults
@@ -185,9 +187,8 @@ fn serve(conn: TcpStream, state: Arc<Mutex<State>>) {
         };
         let path = target.split('?').next().unwrap_or("").to_string();
         s.log.push((format!("{method} {path}"), f.clone()));
-        f
+        (f, s.upstream)
     };
-    let upstream = state.lock().unwrap().upstream;
 
     // The request body, read as the fault says.
     let mut body = vec![0u8; len];
@@ -215,26 +216,16 @@ fn serve(conn: TcpStream, state: Arc<Mutex<State>>) {
             }
         }
     }
+    // Answers made here close the connection, as every relayed one does.
+    const CLOSE: &str = "Connection: close\r\n";
     match &fault {
         ProxyFault::Status(code) => {
-            let _ = reply(
-                &mut out,
-                *code,
-                "Injected",
-                "text/plain",
-                "injected failure",
-            );
+            simple(&mut out, *code, "Injected", CLOSE, "injected failure");
             return;
         }
         ProxyFault::SlowDown => {
-            let _ = reply(
-                &mut out,
-                503,
-                "Slow Down",
-                "application/xml",
-                "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code>\
-                 <Message>Please reduce your request rate.</Message></Error>",
-            );
+            let xml = format!("Content-Type: application/xml\r\n{CLOSE}");
+            simple(&mut out, 503, "Slow Down", &xml, SLOW_DOWN_BODY);
             return;
         }
         ProxyFault::Stall(d) => {
@@ -245,7 +236,7 @@ fn serve(conn: TcpStream, state: Arc<Mutex<State>>) {
     }
 
     let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
-        let _ = reply(&mut out, 502, "Bad Gateway", "text/plain", "upstream down");
+        simple(&mut out, 502, "Bad Gateway", CLOSE, "upstream down");
         return;
     };
     let _ = up.set_read_timeout(Some(Duration::from_secs(60)));
@@ -288,14 +279,4 @@ fn serve(conn: TcpStream, state: Arc<Mutex<State>>) {
             let _ = std::io::copy(&mut up, &mut out);
         }
     }
-}
-
-fn reply(out: &mut TcpStream, status: u16, reason: &str, ctype: &str, body: &str) -> bool {
-    write!(
-        out,
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .is_ok()
 }
